@@ -1,0 +1,78 @@
+"""The one small contract every scheduler implements (after Syne Tune / Ray Tune).
+
+The study loop calls ``on_trial_start`` when it launches a trial, ``on_result`` for every
+report that carries the objective, and ``on_trial_end`` when the trial leaves ``running``.
+Schedulers hold no I/O and no clock, so they are tested on hand-built curves; on resume the
+loop replays the recorded results in order to rebuild their state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+
+from engine.space import SchedulerSpec
+
+
+class Action(str, Enum):
+    CONTINUE = "continue"
+    STOP = "stop"  # the loop stops the trial and marks it `pruned`
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""  # recorded as the event text when the trial is stopped or promoted
+
+    @classmethod
+    def go_on(cls) -> "Decision":
+        return cls(Action.CONTINUE)
+
+
+class Scheduler(ABC):
+    def __init__(self, spec: SchedulerSpec, metric: str, mode: str) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.spec, self.metric, self.mode = spec, metric, mode
+
+    def worse(self, a: float, b: float) -> bool:
+        """True when objective ``a`` is strictly worse than ``b`` (ties are not worse)."""
+        return a < b if self.mode == "max" else a > b
+
+    def best(self, values: list[float]) -> float:
+        return max(values) if self.mode == "max" else min(values)
+
+    @property
+    def worse_word(self) -> str:
+        """How "worse" reads in a decision: below a cut-off when maximising, above when minimising."""
+        return "below" if self.mode == "max" else "above"
+
+    def on_trial_start(self, trial_id: int) -> None:
+        """A new trial was launched (hyperband deals it to a bracket here)."""
+
+    @abstractmethod
+    def on_result(self, trial_id: int, resource: float, value: float) -> Decision:
+        """``value`` is the objective at ``resource`` (epoch); never NaN (health handles NaN)."""
+
+    def on_trial_end(self, trial_id: int) -> None:
+        """The trial left `running` (completed, failed, stopped, pruned)."""
+
+
+def make_scheduler(spec: SchedulerSpec, metric: str, mode: str) -> Scheduler:
+    """The scheduler named by ``spec.type`` (fifo, asha, hyperband, median)."""
+    # Imported here: the implementations import this module for the base class.
+    from engine.schedulers.asha import AshaScheduler
+    from engine.schedulers.fifo import FifoScheduler
+    from engine.schedulers.hyperband import HyperbandScheduler
+    from engine.schedulers.median import MedianStoppingScheduler
+
+    kinds: dict[str, type[Scheduler]] = {
+        "fifo": FifoScheduler,
+        "asha": AshaScheduler,
+        "hyperband": HyperbandScheduler,
+        "median": MedianStoppingScheduler,
+    }
+    if spec.type not in kinds:
+        raise ValueError(f"unknown scheduler type {spec.type!r}; use one of {', '.join(kinds)}")
+    return kinds[spec.type](spec, metric, mode)
