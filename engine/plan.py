@@ -8,8 +8,11 @@ The contract (``hpotui plan SPACE --format json``)::
      "max_total_resource": number}
 
 Each rung says how many trials are expected to reach that resource; ``max_total_resource`` is
-``sum(n · resource)`` over all rungs, the paper's budget accounting (a bound: it counts every
-trial at a rung as if it trained that far from scratch). Counts at later rungs follow the
+``sum(n · resource)`` over all rungs, the paper's budget accounting for a synchronous run (it
+counts every trial at a rung as if it trained that far from scratch). It is a guide, not a
+guarantee: asynchronous halving lets the first arrivals at a rung through before the field is
+known, so a real run can spend more (81 trials, 4 workers, rungs 1..27: 201 to 573 epochs
+over 5 simulated seeds against a planned 324; fifo would spend 2187). Counts at later rungs follow the
 paper, ``floor(n · η^-i)``, but never drop below 1 because the first trial to reach a rung
 always goes on (see ``engine/schedulers/asha.py``).
 
