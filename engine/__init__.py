@@ -1,0 +1,9 @@
+"""hpotui's engine: decides and runs trials, owns the SQLite study file.
+
+Never imports textual or rich (tests/test_import_hygiene.py keeps it so): the engine must
+start fast and run detached from any terminal.
+"""
+
+from engine.report import report
+
+__all__ = ["report"]

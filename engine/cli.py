@@ -1,0 +1,344 @@
+"""The ``hpotui`` command: argument parsing only; the work happens in the engine modules.
+
+Imports are lazy so that ``hpotui status`` or ``hpotui stop`` start in milliseconds and never
+load textual or torch. Bad input ends in one line on stderr and exit code 2; tracebacks only
+with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine.errors import UserError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention too)
+        self.exit(EXIT_BAD_INPUT, f"hpotui: {message}; see `hpotui --help`\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    db_help = "study database (default: $HPOTUI_DB or ./hpotui.db)"
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks on errors")
+    parser = _Parser(prog="hpotui", parents=[common],
+                     description="Hyperparameter search on your GPU box, watched from the terminal. "
+                                 "Without a command: open the interface on the study database.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    p = sub.add_parser("launch", parents=[common], help="start a study from a space file")
+    p.add_argument("space", help="space file (YAML)")
+    p.add_argument("--headless", action="store_true", help="run in this terminal and print progress")
+    p.add_argument("--name", help="study name (default: the space file's name)")
+    p.add_argument("--keep-trials", action="store_true",
+                   help="on Ctrl-C / SIGTERM leave trials running for `hpotui resume` to adopt")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (default 10)")
+    p.add_argument("--executor", choices=("local", "ray"), help="override the space file's executor")
+
+    p = sub.add_parser("resume", parents=[common], help="continue a study whose engine stopped")
+    p.add_argument("study")
+    p.add_argument("--headless", action="store_true")
+    p.add_argument("--keep-trials", action="store_true")
+    p.add_argument("--grace", type=float, default=10.0)
+
+    p = sub.add_parser("status", parents=[common], help="list studies, or show one")
+    p.add_argument("study", nargs="?")
+
+    p = sub.add_parser("stop", parents=[common], help="stop a study or one of its trials")
+    p.add_argument("study")
+    p.add_argument("--trial", type=int, help="trial id (as shown by status)")
+
+    p = sub.add_parser("export", parents=[common], help="write a study as json, csv or a Markdown table")
+    p.add_argument("study")
+    p.add_argument("--format", choices=("json", "csv", "md"), default="json")
+    p.add_argument("-o", "--output", help="file to write (default: stdout)")
+
+    p = sub.add_parser("plan", parents=[common], help="show what a space file's search will run and cost")
+    p.add_argument("space")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("refine", parents=[common], help="write the next stage's space file from the top trials")
+    p.add_argument("study")
+    p.add_argument("--top", type=int, default=5, help="trials whose span sets the new ranges (default 5)")
+    p.add_argument("--resource-scale", type=float, default=1.0, help="multiply epochs / max_resource by this")
+    p.add_argument("-o", "--output", help="where to write the space file")
+
+    p = sub.add_parser("_engine", parents=[common], help=argparse.SUPPRESS)  # the detached engine
+    p.add_argument("study")
+    p.add_argument("--grace", type=float, default=10.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or bool(os.environ.get("HPOTUI_DEBUG"))
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        if debug:
+            raise
+        print(f"hpotui: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _db_path(args: argparse.Namespace) -> str:
+    from engine.store import default_db_path
+
+    return getattr(args, "db", None) or default_db_path()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command is None:
+        return _open_tui(_db_path(args), study=None)
+    handler = {"launch": cmd_launch, "resume": cmd_resume, "status": cmd_status, "stop": cmd_stop,
+               "export": cmd_export, "plan": cmd_plan, "refine": cmd_refine, "_engine": cmd_engine}[command]
+    return handler(args)
+
+
+def _open_store(args: argparse.Namespace, *, must_exist: bool) -> Any:
+    from engine.store import Store
+
+    path = _db_path(args)
+    if must_exist and not Path(path).exists():
+        raise UserError(f"{path}: no study database here; pass --db PATH or set HPOTUI_DB")
+    try:
+        return Store(path)
+    except Exception as exc:  # sqlite3.DatabaseError: not a database, unreadable, ...
+        if exc.__class__.__name__ in ("DatabaseError", "OperationalError"):
+            raise UserError(f"{path}: cannot open the study database ({exc}); check --db") from None
+        raise
+
+
+def _find_study(store: Any, name: str) -> Any:
+    from engine.errors import StudyNotFound
+
+    study = store.study(name)
+    if study is None:
+        raise StudyNotFound(name, str(store.path))
+    return study
+
+
+# -- launch / resume -------------------------------------------------------------------------------
+def cmd_launch(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.space import load_space
+
+    space = load_space(args.space)
+    if args.executor:
+        from dataclasses import replace
+
+        space = replace(space, executor=replace(space.executor, type=args.executor))
+    _check_resources(space)
+    store = _open_store(args, must_exist=False)
+    parent_id = None
+    if space.parent:
+        parent = store.study(space.parent)
+        if parent is None:
+            raise UserError(f"{args.space}: parent: no study named {space.parent!r} in {store.path}; "
+                            "remove parent: or launch with the database that holds it (--db)")
+        parent_id = parent.id
+    wanted = args.name or space.name
+    name = store.unused_study_name(wanted)
+    if name != wanted:
+        print(f"hpotui: a study named {wanted!r} already exists in {store.path}; this launch is recorded as "
+              f"{name!r} (to continue the old one: `hpotui resume {wanted}`)", file=sys.stderr)
+    source = Path(args.space).resolve()
+    study = store.create_study(
+        name=name, objective_metric=space.objective.metric, objective_mode=space.objective.mode,
+        space_file=str(source), space_yaml=source.read_text(encoding="utf-8"),
+        space_json=json.dumps({"base_dir": str(source.parent)}), parent_id=parent_id,
+        max_parallel=space.budget.max_parallel, headless=args.headless)
+    if args.headless:
+        return _run_loop(store, space, study, headless=True, grace=args.grace, keep=args.keep_trials)
+    return _detach_and_open(store, study, grace=args.grace)
+
+
+def _check_resources(space: Any) -> None:
+    if space.resources.gpus_per_trial <= 0:
+        return
+    from engine.resources import ResourceMonitor, check_request
+
+    problem = check_request(space.resources, ResourceMonitor())
+    if problem:
+        raise UserError(f"{space.source_file}: {problem}")
+
+
+def _space_of(store: Any, study: Any) -> Any:
+    import yaml
+
+    from engine.space import parse_space
+
+    base_dir = Path(store.space_json(study.id).get("base_dir") or Path(study.space_file).parent)
+    from dataclasses import replace
+
+    space = parse_space(yaml.safe_load(study.space_yaml), study.space_file, base_dir)
+    return replace(space, name=study.name)
+
+
+def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: float, keep: bool,
+              out: Any = None) -> int:
+    from engine.store import EngineLocked
+    from engine.study import Options, StudyLoop
+
+    executor = None
+    if space.executor.type == "ray":
+        from engine.executors.ray import RayExecutor
+
+        executor = RayExecutor(space.executor.address, grace_period_s=grace, resources=space.resources)
+    loop = StudyLoop(store, space, study, Options(headless=headless, grace_period_s=grace, keep_trials_on_exit=keep,
+                                                  out=out), executor=executor)
+    try:
+        return loop.run()
+    except EngineLocked as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if executor is not None:
+            executor.shutdown()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.liveness import engine_alive
+
+    store = _open_store(args, must_exist=True)
+    study = _find_study(store, args.study)
+    if engine_alive(study):
+        raise UserError(f"study {study.name!r} is already run by engine pid {study.engine_pid} on "
+                        f"{study.engine_host}; watch it with `hpotui` or stop it with `hpotui stop {study.name}`")
+    if study.status in ("completed", "stopped") and not _has_work_left(store, study):
+        print(f"study {study.name} is already {study.status}; nothing to resume")
+        return 0
+    store.set_launching_paused(study.id, False)
+    study = store.study_by_id(study.id)
+    space = _space_of(store, study)
+    if args.headless:
+        return _run_loop(store, space, study, headless=True, grace=args.grace, keep=args.keep_trials)
+    return _detach_and_open(store, study, grace=args.grace)
+
+
+def _has_work_left(store: Any, study: Any) -> bool:
+    return bool(store.trials(study.id, statuses=("running", "queued", "interrupted")))
+
+
+def cmd_engine(args: argparse.Namespace) -> int:
+    """The detached engine behind an interactive launch: writes its progress to engine.log."""
+    store = _open_store(args, must_exist=True)
+    study = _find_study(store, args.study)
+    space = _space_of(store, study)
+    return _run_loop(store, space, study, headless=False, grace=args.grace, keep=False, out=sys.stdout)
+
+
+def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
+    import subprocess
+
+    log_dir = store.path.resolve().parent / "hpotui_runs" / study.name
+    log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_path = log_dir / "engine.log"
+    with open(log_path, "ab") as log:
+        os.chmod(log_path, 0o600)
+        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "_engine", study.name, "--db",
+                                 str(store.path.resolve()), "--grace", str(grace)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True)
+    # Wait until the engine holds the study (or died trying), so the interface opens on a live study.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and proc.poll() is None:
+        row = store.study_by_id(study.id)
+        if row.engine_pid == proc.pid:
+            break
+        time.sleep(0.05)
+    if proc.poll() not in (None, 0):
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        raise UserError(f"the engine for {study.name!r} exited at once: {tail[0]} (log: {log_path})")
+    print(f"engine for study {study.name!r} runs in the background (pid {proc.pid}, log {log_path}); "
+          "closing this terminal never stops it")
+    return _open_tui(str(store.path), study=study.name)
+
+
+def _open_tui(db_path: str, study: str | None) -> int:
+    try:
+        from tui.app import run_tui
+    except ImportError as exc:
+        if "tui" not in str(exc) and "textual" not in str(exc):
+            raise
+        print(f"the interactive interface is not available ({exc}); studies keep running: "
+              "use `hpotui status` and `hpotui stop`", file=sys.stderr)
+        return 0
+    return run_tui(db_path, study)
+
+
+# -- status / stop / export -------------------------------------------------------------------------
+def cmd_status(args: argparse.Namespace) -> int:
+    from engine.export import status_text
+
+    store = _open_store(args, must_exist=True)
+    study = _find_study(store, args.study) if args.study else None
+    print(status_text(store, study))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from engine.control import stop
+
+    store = _open_store(args, must_exist=True)
+    study = _find_study(store, args.study)
+    print(stop(store, study, args.trial))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine.export import export_csv, export_json, export_markdown
+
+    store = _open_store(args, must_exist=True)
+    study = _find_study(store, args.study)
+    text = {"json": export_json, "csv": export_csv, "md": export_markdown}[args.format](store, study)
+    if args.output:
+        Path(args.output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.plan import format_plan, plan
+    from engine.space import load_space
+
+    space = load_space(args.space)
+    result = plan(space.scheduler, space.budget.max_trials)
+    print(json.dumps(result, indent=2) if args.format == "json" else format_plan(result))
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from engine.refine import refine_study
+
+    store = _open_store(args, must_exist=True)
+    study = _find_study(store, args.study)
+    if args.top < 1:
+        raise UserError("--top: must be at least 1; pass e.g. --top 5")
+    if args.resource_scale <= 0:
+        raise UserError("--resource-scale: must be positive; pass e.g. --resource-scale 3")
+    result = refine_study(store, study, top=args.top, resource_scale=args.resource_scale, output=args.output)
+    print(result.summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Acting on a study from outside its engine (`hpotui stop`, the TUI): through the commands table.
+
+When the engine is alive it does the work and acknowledges; when it is dead (killed -9, box
+rebooted) there is nobody to ask, so trials it left running are stopped here directly, by
+process group, and recorded: a stop always ends with nothing orphaned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from engine.liveness import engine_alive, process_alive
+from engine.store import Store, StudyRow
+
+ACK_WAIT_S = 10.0
+
+
+def send_and_wait(store: Store, study: StudyRow, action: str, *, trial_number: int | None = None,
+                  args: dict | None = None, wait_s: float = ACK_WAIT_S) -> str:
+    command_id = store.send_command(study.id, action, trial_number=trial_number, args=args)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        acknowledged, result = store.command_result(command_id)
+        if acknowledged is not None:
+            return result or "done"
+        time.sleep(0.05)
+    return f"{action} sent; the engine has not acknowledged it yet (it acts on it as soon as it can)"
+
+
+def stop(store: Store, study: StudyRow, trial_number: int | None) -> str:
+    if engine_alive(study):
+        if trial_number is not None:
+            return send_and_wait(store, study, "stop_trial", trial_number=trial_number)
+        return send_and_wait(store, study, "stop_study")
+    trials = store.trials(study.id, statuses=("running", "queued"))
+    if trial_number is not None:
+        trials = [t for t in trials if t.number == trial_number]
+        if not trials:
+            return f"trial {trial_number} of {study.name} is not running"
+    stopped = 0
+    for t in trials:
+        if t.pgid and process_alive(t.pid, t.proc_create_time):
+            _kill_group(t.pgid)
+        store.finish_trial(t.id, "stopped", exit_code=None, reason="stopped by the user (no engine was running)")
+        store.add_event(study.id, t.id, "stopped", f"trial {t.number} stopped by the user")
+        stopped += 1
+    if trial_number is None:
+        store.set_study_status(study.id, "stopped")
+        return f"study {study.name} stopped ({stopped} trials stopped; no engine was running)"
+    return f"trial {trial_number} stopped (no engine was running)"
+
+
+def _kill_group(pgid: int, grace_s: float = 5.0) -> None:
+    try:
+        os.killpg(pgid, signal.SIGCONT)
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,186 @@
+"""What a study looks like from outside: export (json, csv, md), status text and the top trials.
+
+The JSON shape is a contract (issue 2, section 5); csv and md flatten the same records so that
+all three formats always agree.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from typing import Any
+
+from engine.liveness import engine_alive
+from engine.store import Store, StudyRow, TrialRow
+
+
+def _json_number(value: float | None) -> float | str | None:
+    """Finite numbers as numbers; NaN / infinities as the strings ``NaN`` / ``Infinity`` / ``-Infinity``."""
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+def trial_flags(store: Store, study_id: int) -> dict[int, list[str]]:
+    flags: dict[int, list[str]] = {}
+    for event in store.events(study_id, kinds=("flag",)):
+        kind = event.data.get("flag")
+        if event.trial_id is not None and kind and kind not in flags.setdefault(event.trial_id, []):
+            flags[event.trial_id].append(kind)
+    return flags
+
+
+def top_trials(store: Store, study_id: int, k: int) -> list[TrialRow]:
+    study = store.study_by_id(study_id)
+    assert study is not None
+    scored = [t for t in store.trials(study_id) if t.best_value is not None and math.isfinite(t.best_value)]
+    scored.sort(key=lambda t: t.best_value, reverse=study.objective_mode == "max")  # type: ignore[arg-type,return-value]
+    return scored[:k]
+
+
+def lineage(store: Store, study: StudyRow) -> dict[str, Any]:
+    parent = store.study_by_id(study.parent_id) if study.parent_id else None
+    return {"stage": study.stage, "parent": parent.name if parent else None,
+            "children": [c.name for c in store.children(study.id)]}
+
+
+def study_record(store: Store, study: StudyRow) -> dict[str, Any]:
+    flags = trial_flags(store, study.id)
+    trials = []
+    for t in store.trials(study.id):
+        last = store.last_values(t.id)
+        trials.append({
+            "id": t.number,
+            "status": t.status,
+            "params": t.params,
+            "last": {name: _json_number(value) for name, value in last.items()},
+            "best": _json_number(t.best_value) if t.best_value is not None else None,
+            "resource": t.last_step,
+            "flags": flags.get(t.id, []),
+            "exit_code": t.exit_code,
+            "argv": t.argv,
+            "started_at": t.started_at,
+            "finished_at": t.finished_at,
+            "gpus": t.gpus,
+            "host": t.host,
+            "rerun_of": _number_of(store, t.rerun_of),
+        })
+    return {
+        "study": {"name": study.name, "status": study.status,
+                  "objective": {"metric": study.objective_metric, "mode": study.objective_mode},
+                  "warnings": list(study.warnings), **lineage(store, study),
+                  "engine_alive": engine_alive(study)},
+        "trials": trials,
+    }
+
+
+def _number_of(store: Store, trial_id: int | None) -> int | None:
+    if trial_id is None:
+        return None
+    t = store.trial(trial_id)
+    return t.number if t else None
+
+
+def export_json(store: Store, study: StudyRow) -> str:
+    return json.dumps(study_record(store, study), indent=2, allow_nan=False)
+
+
+def _flat_rows(record: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    params = sorted({p for t in record["trials"] for p in t["params"]})
+    metrics = sorted({m for t in record["trials"] for m in t["last"]})
+    header = ["id", "status", *params, "best", *[f"last_{m}" for m in metrics], "resource", "flags", "exit_code"]
+    rows = []
+    for t in record["trials"]:
+        row: dict[str, Any] = {"id": t["id"], "status": t["status"], "best": t["best"], "resource": t["resource"],
+                               "flags": " ".join(t["flags"]), "exit_code": t["exit_code"]}
+        row.update({p: t["params"].get(p) for p in params})
+        row.update({f"last_{m}": t["last"].get(m) for m in metrics})
+        rows.append(row)
+    return header, rows
+
+
+def export_csv(store: Store, study: StudyRow) -> str:
+    header, rows = _flat_rows(study_record(store, study))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|")
+
+
+def export_markdown(store: Store, study: StudyRow) -> str:
+    record = study_record(store, study)
+    header, rows = _flat_rows(record)
+    s = record["study"]
+    lines = [f"## {s['name']} ({s['status']})", "",
+             f"Objective: {s['objective']['metric']} ({s['objective']['mode']}); stage {s['stage']}"
+             + (f", parent {s['parent']}" if s["parent"] else ""), ""]
+    for warning in s["warnings"]:
+        lines.append(f"> warning: {warning}")
+    if s["warnings"]:
+        lines.append("")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[h]) for h in header) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def status_text(store: Store, study: StudyRow | None = None) -> str:
+    """`hpotui status`: every study in one line each, or one study in detail."""
+    if study is None:
+        studies = store.studies()
+        if not studies:
+            return f"no studies in {store.path}; start one with `hpotui launch SPACE --headless`"
+        lines = [f"{'study':<28} {'stage':>5} {'status':<12} {'trials':<34} {'best':>10}  engine"]
+        for s in studies:
+            counts = store.status_counts(s.id)
+            summary = " ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+            best = top_trials(store, s.id, 1)
+            best_text = f"{best[0].best_value:.4g}" if best else "-"
+            alive = "alive" if engine_alive(s) else "-"
+            lines.append(f"{s.name:<28} {s.stage:>5} {s.status:<12} {summary:<34} {best_text:>10}  {alive}")
+        return "\n".join(lines)
+    record = study_record(store, study)
+    s = record["study"]
+    counts = store.status_counts(study.id)
+    lines = [f"study {s['name']}: {s['status']} (engine {'alive' if s['engine_alive'] else 'not running'})",
+             f"objective: {s['objective']['metric']} ({s['objective']['mode']}), stage {s['stage']}"
+             + (f", parent {s['parent']}" if s["parent"] else "")
+             + (f", next stages: {', '.join(s['children'])}" if s["children"] else ""),
+             "trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
+    if study.launching_paused:
+        lines.append(f"launching paused: {study.pause_reason}")
+    for warning in s["warnings"]:
+        lines.append(f"warning: {warning}")
+    best = top_trials(store, study.id, 5)
+    if best:
+        lines.append(f"top {len(best)}:")
+        for t in best:
+            lines.append(f"  trial {t.number:<4} {s['objective']['metric']}={t.best_value:.4g} {t.status:<10} "
+                         + " ".join(f"{k}={_cell(v)}" for k, v in t.params.items()))
+    running = [t for t in record["trials"] if t["status"] == "running"]
+    for t in running:
+        lines.append(f"  running: trial {t['id']} step {t['resource']} " +
+                     " ".join(f"{k}={_cell(v)}" for k, v in t["last"].items()))
+    flagged = [t for t in record["trials"] if t["flags"]]
+    for t in flagged:
+        lines.append(f"  flags: trial {t['id']}: {', '.join(t['flags'])}")
+    elapsed = (study.finished_at or time.time()) - (study.started_at or study.created_at)
+    lines.append(f"elapsed: {elapsed:.0f}s")
+    return "\n".join(lines)

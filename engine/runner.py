@@ -1,0 +1,129 @@
+"""Local subprocess executor: start, signal, reap and read trials.
+
+Each trial runs in its own session (so its own process group) with stdout and stderr going to
+files, not pipes: the trial keeps running and keeps its output if the engine dies, and a new
+engine re-adopts it by pid + start time and reads on from the recorded offsets. Stopping sends
+SIGTERM to the whole group (dataloader workers included) and SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.liveness import process_alive, process_create_time
+
+EXIT_UNKNOWN = -1000  # an adopted trial ended while no engine was its parent: its exit code is lost
+
+
+@dataclass
+class TrialProcess:
+    """A running trial as the executor sees it; ``popen`` is None for a re-adopted trial."""
+
+    trial_id: int
+    pid: int
+    pgid: int
+    create_time: float
+    stdout_path: Path
+    stderr_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+    stop_deadline: float | None = None  # when set, SIGKILL the group once passed
+    final_status: str | None = None  # status to record when it exits (stopped / pruned / diverged ...)
+    final_reason: str | None = None
+    paused: bool = False
+    node: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, grace_period_s: float = 10.0) -> None:
+        self.grace_period_s = grace_period_s
+
+    def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
+              stderr_path: Path) -> TrialProcess:
+        """Raises OSError (e.g. command not found) for the loop to record as a failed trial."""
+        stdout_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(stdout_path, "ab", buffering=0) as out, open(stderr_path, "ab", buffering=0) as err:
+            for f in (out, err):
+                os.chmod(f.fileno(), 0o600)
+            popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                     start_new_session=True, close_fds=True)
+        create_time = process_create_time(popen.pid) or time.time()
+        return TrialProcess(trial_id=trial_id, pid=popen.pid, pgid=popen.pid, create_time=create_time,
+                            stdout_path=stdout_path, stderr_path=stderr_path, popen=popen)
+
+    def adopt(self, trial_id: int, pid: int, pgid: int, create_time: float, stdout_path: Path,
+              stderr_path: Path) -> TrialProcess | None:
+        """Take back a trial that outlived a previous engine; None when it is gone."""
+        if not process_alive(pid, create_time):
+            return None
+        return TrialProcess(trial_id=trial_id, pid=pid, pgid=pgid, create_time=create_time,
+                            stdout_path=stdout_path, stderr_path=stderr_path)
+
+    def poll(self, proc: TrialProcess) -> int | None:
+        """Exit code (128+N for signal N, EXIT_UNKNOWN for adopted trials), or None while running."""
+        if proc.popen is not None:
+            code = proc.popen.poll()
+            if code is None:
+                return None
+            return 128 - code if code < 0 else code
+        return None if process_alive(proc.pid, proc.create_time) else EXIT_UNKNOWN
+
+    def signal_group(self, proc: TrialProcess, sig: int) -> bool:
+        try:
+            os.killpg(proc.pgid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def request_stop(self, proc: TrialProcess, status: str, reason: str) -> None:
+        """SIGTERM now, SIGKILL at ``stop_deadline`` (see ``enforce_deadlines``)."""
+        if proc.final_status is None:
+            proc.final_status, proc.final_reason = status, reason
+        if proc.paused:
+            self.signal_group(proc, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        self.signal_group(proc, signal.SIGTERM)
+        if proc.stop_deadline is None:
+            proc.stop_deadline = time.monotonic() + self.grace_period_s
+
+    def enforce_deadline(self, proc: TrialProcess) -> None:
+        if proc.stop_deadline is not None and time.monotonic() >= proc.stop_deadline:
+            self.signal_group(proc, signal.SIGKILL)
+
+    def reap_group(self, proc: TrialProcess) -> None:
+        """The leader is gone: kill what it left in its group (workers, grandchildren) so nothing is orphaned."""
+        if self.signal_group(proc, signal.SIGTERM):
+            deadline = time.monotonic() + min(self.grace_period_s, 2.0)
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(proc.pgid, 0)
+                except (ProcessLookupError, PermissionError):
+                    return
+                time.sleep(0.02)
+            self.signal_group(proc, signal.SIGKILL)
+
+    def pause(self, proc: TrialProcess) -> None:
+        if self.signal_group(proc, signal.SIGSTOP):
+            proc.paused = True
+
+    def resume(self, proc: TrialProcess) -> None:
+        if self.signal_group(proc, signal.SIGCONT):
+            proc.paused = False
+
+    def shutdown(self) -> None:
+        """Nothing to release for local trials."""
+
+
+def signal_name(exit_code: int) -> str | None:
+    if exit_code > 128:
+        try:
+            return signal.Signals(exit_code - 128).name
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,594 @@
+"""The study file: schema, migrations, batched writes and read snapshots.
+
+The only engine module that speaks SQL. One SQLite file in WAL mode so that readers (the TUI,
+``hpotui status``, a ``sqlite3`` shell) never block the engine; the engine is the single writer
+of metrics and batches them with the log offsets they came from, in one transaction, which is
+what makes resume exactly-once: a line is either recorded together with the offset past it,
+or re-read after a crash.
+
+SQLite stores NaN as NULL, so a NULL metric value means NaN (every recorded value is numeric).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+TERMINAL_STATUSES = ("completed", "pruned", "stopped", "failed", "diverged")
+ACTIVE_STATUSES = ("queued", "running")
+COMMAND_ACTIONS = ("stop_trial", "stop_study", "pause_launching", "resume_launching", "pause_trial",
+                   "resume_trial", "set_max_parallel", "clone_trial")
+HOSTNAME = socket.gethostname()
+
+
+def default_db_path() -> str:
+    return os.environ.get("HPOTUI_DB") or "hpotui.db"
+
+
+# Each migration takes the database from version N-1 to N; never edit one that has shipped.
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["studies"].create({
+        "id": int, "name": str, "status": str, "objective_metric": str, "objective_mode": str,
+        "space_file": str, "space_yaml": str, "space_json": str, "parent_id": int, "stage": int,
+        "created_at": float, "started_at": float, "finished_at": float,
+        "engine_pid": int, "engine_host": str, "engine_create_time": float, "engine_heartbeat": float,
+        "launching_paused": int, "pause_reason": str, "max_parallel": int, "warnings": str,
+        "headless": int,
+    }, pk="id", not_null={"name", "status"}, defaults={"stage": 1, "launching_paused": 0, "warnings": "[]",
+                                                       "headless": 0})
+    db["studies"].create_index(["name"], unique=True)
+    db["trials"].create({
+        "id": int, "study_id": int, "number": int, "status": str, "params": str, "argv": str,
+        "sample_index": int, "rerun_of": int, "seed": int, "trial_dir": str, "stdout_path": str,
+        "stderr_path": str, "stdout_offset": int, "stderr_offset": int, "reports": int,
+        "pid": int, "pgid": int, "proc_create_time": float, "host": str, "gpus": str, "gpu_fraction": float,
+        "git_commit": str, "exit_code": int, "status_reason": str, "paused": int, "bracket": int,
+        "created_at": float, "started_at": float, "finished_at": float, "last_step": float,
+        "best_value": float, "best_step": float, "peak_gpu_memory": int, "mean_gpu_util": float,
+    }, pk="id", foreign_keys=[("study_id", "studies", "id")], not_null={"study_id", "number", "status"},
+        defaults={"stdout_offset": 0, "stderr_offset": 0, "reports": 0, "paused": 0})
+    db["trials"].create_index(["study_id", "number"], unique=True)
+    db["trials"].create_index(["status"])
+    db["metrics"].create({"id": int, "trial_id": int, "step": float, "name": str, "value": float, "time": float},
+                         pk="id")
+    db["metrics"].create_index(["trial_id", "name", "step"])
+    db["events"].create({"id": int, "study_id": int, "trial_id": int, "time": float, "kind": str, "level": str,
+                         "message": str, "data": str}, pk="id")
+    db["events"].create_index(["study_id", "id"])
+    db["events"].create_index(["trial_id"])
+    db.execute(f"""CREATE TABLE commands (
+        id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL, trial_number INTEGER,
+        action TEXT NOT NULL CHECK (action IN ({', '.join(repr(a) for a in COMMAND_ACTIONS)})),
+        args TEXT NOT NULL DEFAULT '{{}}', created_at REAL NOT NULL, acknowledged_at REAL, result TEXT)""")
+    db["commands"].create_index(["study_id", "acknowledged_at"])
+    db["gpu_samples"].create({"id": int, "time": float, "host": str, "gpu": int, "name": str, "util": float,
+                              "memory_used": int, "memory_total": int, "temperature": float, "power": float},
+                             pk="id")
+    db["gpu_samples"].create_index(["host", "time"])
+    db["host_samples"].create({"id": int, "time": float, "host": str, "cpu_percent": float, "ram_used": int,
+                               "ram_total": int, "load1": float}, pk="id")
+    db["host_samples"].create_index(["host", "time"])
+
+
+MIGRATIONS = {1: _migration_1}
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    id: int
+    name: str
+    status: str
+    objective_metric: str
+    objective_mode: str
+    space_file: str
+    space_yaml: str
+    parent_id: int | None
+    stage: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    engine_pid: int | None
+    engine_host: str | None
+    engine_create_time: float | None
+    engine_heartbeat: float | None
+    launching_paused: bool
+    pause_reason: str | None
+    max_parallel: int | None
+    warnings: tuple[str, ...]
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "StudyRow":
+        return cls(id=row["id"], name=row["name"], status=row["status"], objective_metric=row["objective_metric"],
+                   objective_mode=row["objective_mode"], space_file=row["space_file"] or "",
+                   space_yaml=row["space_yaml"] or "", parent_id=row["parent_id"], stage=row["stage"] or 1,
+                   created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+                   engine_pid=row["engine_pid"], engine_host=row["engine_host"],
+                   engine_create_time=row["engine_create_time"], engine_heartbeat=row["engine_heartbeat"],
+                   launching_paused=bool(row["launching_paused"]), pause_reason=row["pause_reason"],
+                   max_parallel=row["max_parallel"], warnings=tuple(json.loads(row["warnings"] or "[]")))
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    id: int
+    study_id: int
+    number: int
+    status: str
+    params: dict[str, Any]
+    argv: list[str]
+    sample_index: int | None
+    rerun_of: int | None
+    trial_dir: str
+    stdout_path: str
+    stderr_path: str
+    stdout_offset: int
+    stderr_offset: int
+    reports: int
+    pid: int | None
+    pgid: int | None
+    proc_create_time: float | None
+    host: str | None
+    gpus: str | None
+    gpu_fraction: float | None
+    exit_code: int | None
+    status_reason: str | None
+    paused: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    last_step: float | None
+    best_value: float | None
+    best_step: float | None
+    git_commit: str | None = None
+    seed: int | None = None
+    bracket: int | None = None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "TrialRow":
+        return cls(id=row["id"], study_id=row["study_id"], number=row["number"], status=row["status"],
+                   params=json.loads(row["params"] or "{}"), argv=json.loads(row["argv"] or "[]"),
+                   sample_index=row["sample_index"], rerun_of=row["rerun_of"], trial_dir=row["trial_dir"] or "",
+                   stdout_path=row["stdout_path"] or "", stderr_path=row["stderr_path"] or "",
+                   stdout_offset=row["stdout_offset"] or 0, stderr_offset=row["stderr_offset"] or 0,
+                   reports=row["reports"] or 0, pid=row["pid"], pgid=row["pgid"],
+                   proc_create_time=row["proc_create_time"], host=row["host"], gpus=row["gpus"],
+                   gpu_fraction=row["gpu_fraction"], exit_code=row["exit_code"], status_reason=row["status_reason"],
+                   paused=bool(row["paused"]), created_at=row["created_at"], started_at=row["started_at"],
+                   finished_at=row["finished_at"], last_step=row["last_step"], best_value=row["best_value"],
+                   best_step=row["best_step"], git_commit=row["git_commit"], seed=row["seed"], bracket=row["bracket"])
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    step: float
+    name: str
+    value: float
+    time: float
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    study_id: int
+    trial_id: int | None
+    time: float
+    kind: str
+    level: str
+    message: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CommandRow:
+    id: int
+    study_id: int
+    trial_number: int | None
+    action: str
+    args: dict[str, Any]
+    created_at: float
+
+
+def _to_db(value: float) -> float | None:
+    """NaN becomes NULL (SQLite's own behaviour, made explicit); infinities are stored as is."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _from_db(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def connect(path: str | os.PathLike[str], *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection with the settings every hpotui process uses (WAL, long busy timeout)."""
+    if readonly:
+        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                               isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class EngineLocked(Exception):
+    """Another live engine holds the study."""
+
+
+class Store:
+    """One process's handle on the study file; the engine's instance buffers metric writes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        created = not self.path.exists()
+        if created:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only from the first byte: the box is shared and params/commands are private.
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        self.conn = connect(self.path)
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+        if created:
+            for suffix in ("-wal", "-shm"):
+                side = Path(str(self.path) + suffix)
+                if side.exists():
+                    os.chmod(side, 0o600)
+        self._metric_buffer: list[tuple[int, float, str, float | None, float]] = []
+        self._offset_buffer: dict[int, tuple[Any, ...]] = {}
+        self._event_buffer: list[tuple[int, int | None, float, str, str, str, str]] = []
+
+    # -- schema -----------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: written by a newer hpotui (schema {version}); upgrade hpotui")
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[target](self.db)
+                self.conn.execute(f"PRAGMA user_version = {target}")
+
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions ----------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self.conn = conn
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.conn.execute("BEGIN IMMEDIATE")
+            return self.conn
+
+        def __exit__(self, exc_type: Any, *_: Any) -> None:
+            if exc_type is None:
+                self.conn.execute("COMMIT")
+            else:
+                self.conn.execute("ROLLBACK")
+
+    def transaction(self) -> "Store._Tx":
+        """A write transaction taken up front (BEGIN IMMEDIATE) so it never fails half-way on a lock."""
+        return Store._Tx(self.conn)
+
+    # -- studies -----------------------------------------------------------------------------
+    def create_study(self, *, name: str, objective_metric: str, objective_mode: str, space_file: str,
+                     space_yaml: str, space_json: str, parent_id: int | None, max_parallel: int,
+                     headless: bool) -> StudyRow:
+        now = time.time()
+        stage = 1
+        if parent_id is not None:
+            parent = self.study_by_id(parent_id)
+            stage = (parent.stage if parent else 0) + 1
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO studies (name, status, objective_metric, objective_mode, space_file, space_yaml, "
+                "space_json, parent_id, stage, created_at, max_parallel, headless) "
+                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, objective_metric, objective_mode, space_file, space_yaml, space_json, parent_id, stage, now,
+                 max_parallel, int(headless)))
+            study_id = cur.lastrowid
+        return self.study_by_id(study_id)  # type: ignore[return-value]
+
+    def unused_study_name(self, name: str) -> str:
+        """``name`` if free, else ``name-2``, ``name-3`` ...: two launches never share trials."""
+        taken = {r[0] for r in self.conn.execute("SELECT name FROM studies WHERE name = ? OR name LIKE ?",
+                                                 (name, name + "-%"))}
+        if name not in taken:
+            return name
+        n = 2
+        while f"{name}-{n}" in taken:
+            n += 1
+        return f"{name}-{n}"
+
+    def study(self, name: str) -> StudyRow | None:
+        row = self.conn.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
+        return StudyRow.from_row(row) if row else None
+
+    def study_by_id(self, study_id: int) -> StudyRow | None:
+        row = self.conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+        return StudyRow.from_row(row) if row else None
+
+    def studies(self) -> list[StudyRow]:
+        return [StudyRow.from_row(r) for r in self.conn.execute("SELECT * FROM studies ORDER BY id")]
+
+    def space_json(self, study_id: int) -> dict[str, Any]:
+        row = self.conn.execute("SELECT space_json FROM studies WHERE id = ?", (study_id,)).fetchone()
+        return json.loads(row[0] or "{}") if row else {}
+
+    def set_study_status(self, study_id: int, status: str) -> None:
+        now = time.time()
+        finished = now if status in ("completed", "stopped", "failed", "interrupted") else None
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET status = ?, finished_at = ?, "
+                         "started_at = COALESCE(started_at, ?) WHERE id = ?", (status, finished, now, study_id))
+
+    def set_launching_paused(self, study_id: int, paused: bool, reason: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET launching_paused = ?, pause_reason = ? WHERE id = ?",
+                         (int(paused), reason if paused else None, study_id))
+
+    def set_max_parallel(self, study_id: int, value: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET max_parallel = ? WHERE id = ?", (value, study_id))
+
+    def set_warnings(self, study_id: int, warnings: Sequence[str]) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET warnings = ? WHERE id = ?", (json.dumps(list(warnings)), study_id))
+
+    def children(self, study_id: int) -> list[StudyRow]:
+        return [StudyRow.from_row(r) for r in
+                self.conn.execute("SELECT * FROM studies WHERE parent_id = ? ORDER BY id", (study_id,))]
+
+    # -- the engine lock -----------------------------------------------------------------------
+    def acquire_engine_lock(self, study_id: int, pid: int, create_time: float) -> None:
+        """Claim the study for this engine; a dead engine's claim is taken over silently."""
+        from engine.liveness import engine_alive
+
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
+            holder = StudyRow.from_row(row)
+            if holder.engine_pid and not (holder.engine_pid == pid and holder.engine_host == HOSTNAME) \
+                    and engine_alive(holder):
+                raise EngineLocked(f"study {holder.name!r} is already run by engine pid {holder.engine_pid} on "
+                                   f"{holder.engine_host}; watch it with `hpotui` or stop it with "
+                                   f"`hpotui stop {holder.name}`")
+            conn.execute("UPDATE studies SET engine_pid = ?, engine_host = ?, engine_create_time = ?, "
+                         "engine_heartbeat = ? WHERE id = ?", (pid, HOSTNAME, create_time, time.time(), study_id))
+
+    def heartbeat(self, study_id: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET engine_heartbeat = ? WHERE id = ?", (time.time(), study_id))
+
+    def release_engine_lock(self, study_id: int, pid: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET engine_pid = NULL, engine_heartbeat = NULL "
+                         "WHERE id = ? AND engine_pid = ?", (study_id, pid))
+
+    # -- trials ----------------------------------------------------------------------------------
+    def add_trial(self, *, study_id: int, params: dict[str, Any], argv: list[str], trial_dir: str,
+                  stdout_path: str, stderr_path: str, sample_index: int | None, rerun_of: int | None,
+                  seed: int | None, number: int | None = None, bracket: int | None = None) -> TrialRow:
+        now = time.time()
+        with self.transaction() as conn:
+            if number is None:
+                number = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE study_id = ?",
+                                      (study_id,)).fetchone()[0]
+            cur = conn.execute(
+                "INSERT INTO trials (study_id, number, status, params, argv, sample_index, rerun_of, seed, "
+                "trial_dir, stdout_path, stderr_path, created_at, bracket) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (study_id, number, json.dumps(params), json.dumps(argv), sample_index, rerun_of, seed, trial_dir,
+                 stdout_path, stderr_path, now, bracket))
+            trial_id = cur.lastrowid
+        return self.trial(trial_id)  # type: ignore[return-value]
+
+    def next_trial_number(self, study_id: int) -> int:
+        return self.conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE study_id = ?",
+                                 (study_id,)).fetchone()[0]
+
+    def update_trial_argv(self, trial_id: int, argv: list[str]) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET argv = ? WHERE id = ?", (json.dumps(argv), trial_id))
+
+    def mark_running(self, trial_id: int, *, pid: int, pgid: int, proc_create_time: float, gpus: str | None,
+                     gpu_fraction: float | None, git_commit: str | None, host: str = HOSTNAME) -> None:
+        self.flush()
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET status = 'running', pid = ?, pgid = ?, proc_create_time = ?, host = ?, "
+                         "gpus = ?, gpu_fraction = ?, git_commit = ?, started_at = ? WHERE id = ?",
+                         (pid, pgid, proc_create_time, host, gpus, gpu_fraction, git_commit, time.time(), trial_id))
+
+    def finish_trial(self, trial_id: int, status: str, *, exit_code: int | None, reason: str | None) -> None:
+        """Flushes buffered metrics first, so a finished trial never has reports still in memory."""
+        self.flush()
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET status = ?, exit_code = ?, status_reason = ?, finished_at = ?, "
+                         "paused = 0 WHERE id = ?", (status, exit_code, reason, time.time(), trial_id))
+
+    def set_trial_paused(self, trial_id: int, paused: bool) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET paused = ? WHERE id = ?", (int(paused), trial_id))
+
+    def set_trial_usage(self, trial_id: int, peak_gpu_memory: int | None, mean_gpu_util: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET peak_gpu_memory = ?, mean_gpu_util = ? WHERE id = ?",
+                         (peak_gpu_memory, mean_gpu_util, trial_id))
+
+    def trial(self, trial_id: int) -> TrialRow | None:
+        row = self.conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        return TrialRow.from_row(row) if row else None
+
+    def trial_by_number(self, study_id: int, number: int) -> TrialRow | None:
+        row = self.conn.execute("SELECT * FROM trials WHERE study_id = ? AND number = ?",
+                                (study_id, number)).fetchone()
+        return TrialRow.from_row(row) if row else None
+
+    def trials(self, study_id: int, statuses: Iterable[str] | None = None) -> list[TrialRow]:
+        if statuses is None:
+            rows = self.conn.execute("SELECT * FROM trials WHERE study_id = ? ORDER BY number", (study_id,))
+        else:
+            statuses = tuple(statuses)
+            marks = ",".join("?" * len(statuses))
+            rows = self.conn.execute(f"SELECT * FROM trials WHERE study_id = ? AND status IN ({marks}) "
+                                     "ORDER BY number", (study_id, *statuses))
+        return [TrialRow.from_row(r) for r in rows]
+
+    def status_counts(self, study_id: int) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT status, COUNT(*) FROM trials WHERE study_id = ? GROUP BY status",
+                                      (study_id,)).fetchall())
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a free check before looking for commands."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def running_gpu_claims(self, host: str = HOSTNAME) -> list[tuple[str, float]]:
+        """(gpus, fraction) of every running trial on this host, whatever study or engine owns it."""
+        rows = self.conn.execute("SELECT gpus, gpu_fraction FROM trials WHERE status = 'running' AND host = ? "
+                                 "AND gpus IS NOT NULL AND gpus != ''", (host,))
+        return [(r[0], r[1] or 1.0) for r in rows]
+
+    # -- metrics (buffered) -----------------------------------------------------------------------
+    def buffer_metrics(self, trial_id: int, step: float, values: dict[str, float], at: float) -> None:
+        for name, value in values.items():
+            self._metric_buffer.append((trial_id, step, name, _to_db(value), at))
+
+    def buffer_progress(self, trial_id: int, *, stdout_offset: int, stderr_offset: int, reports: int,
+                        last_step: float | None, best_value: float | None, best_step: float | None) -> None:
+        """Log offsets are written in the same transaction as the metrics read before them."""
+        self._offset_buffer[trial_id] = (stdout_offset, stderr_offset, reports, last_step,
+                                         None if best_value is None else _to_db(best_value), best_step)
+
+    def buffer_event(self, study_id: int, trial_id: int | None, kind: str, message: str, *, level: str = "info",
+                     data: dict[str, Any] | None = None) -> None:
+        self._event_buffer.append((study_id, trial_id, time.time(), kind, level, message,
+                                   json.dumps(data or {}, allow_nan=True)))
+
+    def pending_writes(self) -> int:
+        return len(self._metric_buffer) + len(self._event_buffer) + len(self._offset_buffer)
+
+    def flush(self) -> int:
+        """Write everything buffered in one transaction; the buffers survive a failed commit."""
+        if not (self._metric_buffer or self._offset_buffer or self._event_buffer):
+            return 0
+        metrics, offsets, events = self._metric_buffer, self._offset_buffer, self._event_buffer
+        with self.transaction() as conn:
+            if metrics:
+                conn.executemany("INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
+                                 metrics)
+            if offsets:
+                conn.executemany("UPDATE trials SET stdout_offset = ?, stderr_offset = ?, reports = ?, "
+                                 "last_step = COALESCE(?, last_step), best_value = COALESCE(?, best_value), "
+                                 "best_step = COALESCE(?, best_step) WHERE id = ?",
+                                 [(*v, k) for k, v in offsets.items()])
+            if events:
+                conn.executemany("INSERT INTO events (study_id, trial_id, time, kind, level, message, data) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", events)
+        self._metric_buffer, self._offset_buffer, self._event_buffer = [], {}, []
+        return len(metrics)
+
+    def metrics(self, trial_id: int, name: str | None = None) -> list[MetricRow]:
+        if name is None:
+            rows = self.conn.execute("SELECT step, name, value, time FROM metrics WHERE trial_id = ? ORDER BY id",
+                                     (trial_id,))
+        else:
+            rows = self.conn.execute("SELECT step, name, value, time FROM metrics WHERE trial_id = ? AND name = ? "
+                                     "ORDER BY id", (trial_id, name))
+        return [MetricRow(r[0], r[1], _from_db(r[2]), r[3]) for r in rows]
+
+    def metric_history(self, study_id: int, name: str) -> Iterator[tuple[int, float, float]]:
+        """(trial_id, step, value) of one metric over a whole study in recording order (scheduler replay)."""
+        rows = self.conn.execute("SELECT m.trial_id, m.step, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id "
+                                 "WHERE t.study_id = ? AND m.name = ? ORDER BY m.id", (study_id, name))
+        for trial_id, step, value in rows:
+            yield trial_id, step, _from_db(value)
+
+    def last_values(self, trial_id: int) -> dict[str, float]:
+        rows = self.conn.execute(
+            "SELECT name, value FROM metrics WHERE id IN (SELECT MAX(id) FROM metrics WHERE trial_id = ? GROUP BY name)",
+            (trial_id,))
+        return {r[0]: _from_db(r[1]) for r in rows}
+
+    def metric_count(self, study_id: int | None = None) -> int:
+        if study_id is None:
+            return self.conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM metrics m JOIN trials t ON t.id = m.trial_id "
+                                 "WHERE t.study_id = ?", (study_id,)).fetchone()[0]
+
+    # -- events ------------------------------------------------------------------------------------
+    def add_event(self, study_id: int, trial_id: int | None, kind: str, message: str, *, level: str = "info",
+                  data: dict[str, Any] | None = None) -> None:
+        self.buffer_event(study_id, trial_id, kind, message, level=level, data=data)
+        self.flush()
+
+    def events(self, study_id: int, *, trial_id: int | None = None, kinds: Sequence[str] | None = None,
+               after_id: int = 0) -> list[EventRow]:
+        sql = "SELECT * FROM events WHERE study_id = ? AND id > ?"
+        args: list[Any] = [study_id, after_id]
+        if trial_id is not None:
+            sql += " AND trial_id = ?"
+            args.append(trial_id)
+        if kinds:
+            sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+            args.extend(kinds)
+        rows = self.conn.execute(sql + " ORDER BY id", args)
+        return [EventRow(r["id"], r["study_id"], r["trial_id"], r["time"], r["kind"], r["level"], r["message"],
+                         json.loads(r["data"] or "{}")) for r in rows]
+
+    # -- commands -----------------------------------------------------------------------------------
+    def send_command(self, study_id: int, action: str, *, trial_number: int | None = None,
+                     args: dict[str, Any] | None = None) -> int:
+        """Ask the study's engine to act; only the fixed COMMAND_ACTIONS exist (the table enforces it)."""
+        if action not in COMMAND_ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO commands (study_id, trial_number, action, args, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", (study_id, trial_number, action, json.dumps(args or {}),
+                                                         time.time()))
+            return cur.lastrowid  # type: ignore[return-value]
+
+    def pending_commands(self, study_id: int) -> list[CommandRow]:
+        rows = self.conn.execute("SELECT * FROM commands WHERE study_id = ? AND acknowledged_at IS NULL ORDER BY id",
+                                 (study_id,))
+        return [CommandRow(r["id"], r["study_id"], r["trial_number"], r["action"], json.loads(r["args"] or "{}"),
+                           r["created_at"]) for r in rows]
+
+    def acknowledge_command(self, command_id: int, result: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE commands SET acknowledged_at = ?, result = ? WHERE id = ?",
+                         (time.time(), result, command_id))
+
+    def command_result(self, command_id: int) -> tuple[float | None, str | None]:
+        row = self.conn.execute("SELECT acknowledged_at, result FROM commands WHERE id = ?", (command_id,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
+    # -- resource samples ------------------------------------------------------------------------
+    def add_resource_samples(self, gpu_rows: Sequence[dict[str, Any]], host_row: dict[str, Any] | None,
+                             keep_seconds: float = 3600.0) -> None:
+        """Readings with bounded retention: older than ``keep_seconds`` are dropped in the same write."""
+        now = time.time()
+        with self.transaction() as conn:
+            if gpu_rows:
+                conn.executemany("INSERT INTO gpu_samples (time, host, gpu, name, util, memory_used, memory_total, "
+                                 "temperature, power) VALUES (:time, :host, :gpu, :name, :util, :memory_used, "
+                                 ":memory_total, :temperature, :power)", gpu_rows)
+            if host_row:
+                conn.execute("INSERT INTO host_samples (time, host, cpu_percent, ram_used, ram_total, load1) "
+                             "VALUES (:time, :host, :cpu_percent, :ram_used, :ram_total, :load1)", host_row)
+            conn.execute("DELETE FROM gpu_samples WHERE time < ?", (now - keep_seconds,))
+            conn.execute("DELETE FROM host_samples WHERE time < ?", (now - keep_seconds,))

@@ -1,0 +1,732 @@
+"""The engine loop: launch trials, read their reports, apply decisions and commands.
+
+One thread, event-driven: the loop sleeps on a self-pipe woken by SIGCHLD (a trial ended) or a
+short tick (new log lines), so a finished trial's slot is refilled within milliseconds instead of
+a poll interval. Everything durable goes through the store; the loop's in-memory state can always
+be rebuilt from the database (that is what ``resume`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from engine.health import HealthMonitor
+from engine.liveness import process_create_time
+from engine.logtail import LogTail
+from engine.metricline import RegexMetrics, Rejected, Report, parse_metric_line
+from engine.runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, signal_name
+from engine.sampling import Sampler, make_sampler
+from engine.schedulers import Action, make_scheduler
+from engine.space import Space, format_value, render_argv
+from engine.store import HOSTNAME, Store, StudyRow, TrialRow
+
+FLUSH_ROWS = 500
+FLUSH_INTERVAL_S = 0.2
+HEARTBEAT_S = 5.0
+SUMMARY_S = 30.0
+TICK_MIN_S = 0.02
+TICK_MAX_S = 0.1
+FINISHED = ("completed", "pruned", "stopped", "failed", "diverged")
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
+
+
+@dataclass
+class LiveTrial:
+    """What the loop tracks about one running trial beyond its database row."""
+
+    row: TrialRow
+    proc: TrialProcess
+    stdout: LogTail
+    stderr: LogTail
+    reports: int
+    best: float | None = None
+    best_step: float | None = None
+    last_step: float | None = None
+    regex: RegexMetrics | None = None
+    rejected_notes: int = 0
+    dirty: bool = False
+
+
+@dataclass
+class Options:
+    headless: bool = True  # no one can resume launching interactively: a failure storm ends the study
+    grace_period_s: float = 10.0
+    keep_trials_on_exit: bool = False  # Ctrl-C / SIGTERM leave trials running for `resume` to adopt
+    out: TextIO | None = None
+    runs_root: Path | None = None
+
+
+@dataclass
+class _Counters:
+    no_improvement: int = 0
+    failure_signature: str | None = None
+    failure_streak: int = 0
+    global_best: float | None = None
+    global_best_trial: int | None = None
+
+
+class StudyLoop:
+    def __init__(self, store: Store, space: Space, study: StudyRow, options: Options,
+                 executor: Any | None = None) -> None:
+        self.store, self.space, self.study, self.options = store, space, study, options
+        self.out = options.out or sys.stdout
+        self.executor = executor or LocalExecutor(grace_period_s=options.grace_period_s)
+        self.sampler: Sampler = make_sampler(space)
+        self.scheduler = make_scheduler(space.scheduler, space.objective.metric, space.objective.mode)
+        self.health = HealthMonitor(space.health, space.objective.metric, space.objective.mode)
+        self.runs_root = options.runs_root or (store.path.resolve().parent / "hpotui_runs")
+        self.study_dir = self.runs_root / study.name
+        self.live: dict[int, LiveTrial] = {}
+        self.rerun_queue: list[TrialRow] = []  # interrupted trials whose configuration runs again
+        self.clone_queue: list[dict[str, Any]] = []
+        self.counters = _Counters()
+        self.stop_reason: str | None = None  # set once no new trial may start
+        self.final_status = "completed"
+        self.exit_code = EXIT_OK
+        self.signal_received: int | None = None
+        self.deadline = None if space.budget.max_time_s is None else time.monotonic() + space.budget.max_time_s
+        self.max_parallel = study.max_parallel or space.budget.max_parallel
+        self.git_commit = _git_commit(space.workdir)
+        self.next_sample_index = 0
+        self._last_flush = self._last_heartbeat = self._last_summary = time.monotonic()
+        self._tick = TICK_MIN_S
+        self._wake_r, self._wake_w = os.pipe()
+        self._placement = None
+        self.finished = 0
+        self.launching_paused = study.launching_paused
+        self._data_version = -1
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Run the study to its end; returns the CLI exit code."""
+        me = os.getpid()
+        self.store.acquire_engine_lock(self.study.id, me, process_create_time(me) or time.time())
+        self.study_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        old_handlers = self._install_signals()
+        try:
+            self.store.set_study_status(self.study.id, "running")
+            self._recover()
+            self._replay_decisions()
+            self.store.flush()
+            while True:
+                self._handle_commands()
+                self._pump_logs()
+                self._reap()
+                self._check_budget()
+                if self.signal_received is not None:
+                    self._shutdown_on_signal()
+                    break
+                self._launch()
+                self._maybe_flush()
+                self._periodic()
+                if not self.live and (self.stop_reason or not self._can_launch_more()):
+                    break
+                self._wait()
+            self._finish()
+        finally:
+            self.store.flush()
+            self.store.release_engine_lock(self.study.id, me)
+            self._restore_signals(old_handlers)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return self.exit_code
+
+    # -- signals --------------------------------------------------------------------------------
+    def _install_signals(self) -> dict[int, Any]:
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        self._old_wakeup = signal.set_wakeup_fd(self._wake_w)
+        handlers = {}
+        for sig, handler in ((signal.SIGCHLD, lambda *_: None), (signal.SIGINT, self._on_stop_signal),
+                             (signal.SIGTERM, self._on_stop_signal), (signal.SIGHUP, self._on_hangup)):
+            handlers[sig] = signal.signal(sig, handler)
+        return handlers
+
+    def _restore_signals(self, handlers: dict[int, Any]) -> None:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(self._old_wakeup)
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        if self.signal_received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
+        self.signal_received = signum
+
+    def _on_hangup(self, _signum: int, _frame: Any) -> None:
+        """SSH dropped: the study goes on; output moves to the study's engine.log."""
+        log = open(self.study_dir / "engine.log", "a", encoding="utf-8")  # noqa: SIM115 (lives with the loop)
+        self.out = log
+
+    # -- recovery ---------------------------------------------------------------------------------
+    def _recover(self) -> None:
+        """Re-adopt trials that outlived a dead engine; mark the rest interrupted and queue their reruns."""
+        trials = self.store.trials(self.study.id)
+        indices = [t.sample_index for t in trials if t.sample_index is not None]
+        self.next_sample_index = max(indices) + 1 if indices else 0
+        rerun_done = {t.rerun_of for t in trials if t.rerun_of is not None}
+        for t in trials:
+            self._seed_counters(t)
+        self.finished = sum(1 for t in trials if t.status in FINISHED)
+        for t in trials:
+            if t.status == "running" and t.pid:
+                proc = self.executor.adopt(t.id, t.pid, t.pgid or t.pid, t.proc_create_time or 0.0,
+                                           Path(t.stdout_path), Path(t.stderr_path))
+                if proc is not None:
+                    self._track(t, proc)
+                    self.store.buffer_event(self.study.id, t.id, "adopted",
+                                            f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
+                    self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
+                    continue
+                live = LiveTrial(row=t, proc=None, stdout=LogTail(Path(t.stdout_path), t.stdout_offset),  # type: ignore[arg-type]
+                                 stderr=LogTail(Path(t.stderr_path), t.stderr_offset), reports=t.reports)
+                self._drain(live, final=True)  # lines printed while no engine was reading
+                self.store.flush()
+            if t.status in ("running", "queued"):
+                self.store.finish_trial(t.id, "interrupted", exit_code=None,
+                                        reason="engine stopped while the trial was pending or running")
+                self.store.add_event(self.study.id, t.id, "interrupted",
+                                     f"trial {t.number} interrupted: its engine died; its configuration runs again",
+                                     level="warning")
+                t = self.store.trial(t.id)  # type: ignore[assignment]
+            if t.status == "interrupted" and t.id not in rerun_done:
+                self.rerun_queue.append(t)
+
+    def _seed_counters(self, t: TrialRow) -> None:
+        if t.status in FINISHED and t.best_value is not None and not math.isnan(t.best_value):
+            if self.counters.global_best is None or self.space.objective.better(t.best_value, self.counters.global_best):
+                self.counters.global_best, self.counters.global_best_trial = t.best_value, t.number
+
+    def _replay_decisions(self) -> None:
+        """Rebuild scheduler state from the recorded objective values, in recording order."""
+        trials = {t.id: t for t in self.store.trials(self.study.id)}
+        started: set[int] = set()
+        for trial_id, step, value in self.store.metric_history(self.study.id, self.space.objective.metric):
+            if trial_id not in started:
+                self.scheduler.on_trial_start(trial_id)
+                started.add(trial_id)
+            if math.isfinite(value):
+                self.scheduler.on_result(trial_id, step, value)
+        for trial_id, t in trials.items():
+            if trial_id not in started and t.id in self.live:
+                self.scheduler.on_trial_start(trial_id)
+            if t.status != "running" and trial_id in started:
+                self.scheduler.on_trial_end(trial_id)
+
+    # -- launching -----------------------------------------------------------------------------------
+    def _finished_count(self) -> int:
+        return self.finished
+
+    def _can_launch_more(self) -> bool:
+        if self.stop_reason:
+            return False
+        if self._finished_count() + len(self.live) >= self.space.budget.max_trials:
+            return False
+        if self.rerun_queue or self.clone_queue:
+            return True
+        size = self.sampler.size()
+        return size is None or self.next_sample_index < size
+
+    def _launch(self) -> None:
+        if self.study_launching_paused():
+            return
+        while len(self.live) < self.max_parallel and self._can_launch_more():
+            if not self._launch_one():
+                return
+
+    def study_launching_paused(self) -> bool:
+        return self.launching_paused
+
+    def _set_launching_paused(self, paused: bool, reason: str | None) -> None:
+        self.launching_paused = paused
+        self.store.set_launching_paused(self.study.id, paused, reason)
+
+    def _next_configuration(self) -> tuple[dict[str, Any], int | None, int | None] | None:
+        """(params, sample_index, rerun_of) of the next trial; reruns and clones go first."""
+        if self.rerun_queue:
+            t = self.rerun_queue.pop(0)
+            return t.params, t.sample_index, t.id
+        if self.clone_queue:
+            return self.clone_queue.pop(0), None, None
+        params = self.sampler.suggest(self.next_sample_index)
+        if params is None:
+            return None
+        index = self.next_sample_index
+        self.next_sample_index += 1
+        return params, index, None
+
+    def _launch_one(self) -> bool:
+        gpus, fraction = self._place()
+        if gpus is False:
+            return False  # no GPU free right now: try again on the next tick
+        picked = self._next_configuration()
+        if picked is None:
+            return False
+        params, sample_index, rerun_of = picked
+        number = self.store.next_trial_number(self.study.id)
+        trial_dir = self.study_dir / str(number)
+        seed = _trial_seed(self.space.search.seed, sample_index)
+        values: dict[str, Any] = dict(params, trial_id=number, trial_dir=str(trial_dir))
+        if self.space.scheduler.max_resource is not None:
+            mr = self.space.scheduler.max_resource
+            values["max_resource"] = int(mr) if mr == int(mr) else mr
+        argv = render_argv(self.space.command, values)
+        row = self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
+                                   stdout_path=str(trial_dir / "stdout.log"),
+                                   stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
+                                   rerun_of=rerun_of, seed=seed, number=number)
+        env = dict(os.environ)
+        env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
+                   HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1",
+                   CUDA_VISIBLE_DEVICES=gpus if isinstance(gpus, str) else "")
+        if seed is not None:
+            env["HPOTUI_SEED"] = str(seed)
+        try:
+            proc = self.executor.start(row.id, argv, cwd=self.space.workdir, env=env,
+                                       stdout_path=Path(row.stdout_path), stderr_path=Path(row.stderr_path))
+        except OSError as exc:
+            reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
+            self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
+            self.finished += 1
+            self.store.add_event(self.study.id, row.id, "failed", f"trial {number} failed: {reason}", level="error")
+            self._say(f"trial {number} failed to start: {reason}")
+            self._note_failure(reason)
+            return True
+        self.store.mark_running(row.id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
+                                gpus=gpus if isinstance(gpus, str) else None, gpu_fraction=fraction,
+                                git_commit=self.git_commit, host=proc.node or HOSTNAME)
+        row = self.store.trial(row.id)  # type: ignore[assignment]
+        self._track(row, proc)
+        self.scheduler.on_trial_start(row.id)
+        self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started: {_show_params(params)}",
+                                data={"pid": proc.pid, "gpus": gpus if isinstance(gpus, str) else None})
+        self._say(f"trial {number} started: {_show_params(params)}" + (f" on GPU {gpus}" if gpus else ""))
+        return True
+
+    def _place(self) -> tuple[str | None | bool, float | None]:
+        """GPU indices for the next trial ('' / None for CPU), or False when it must wait."""
+        if self.space.resources.gpus_per_trial <= 0:
+            return None, None
+        from engine.placement_glue import place_trial
+
+        return place_trial(self)
+
+    def _track(self, row: TrialRow, proc: TrialProcess) -> None:
+        live = LiveTrial(row=row, proc=proc,
+                         stdout=LogTail(proc.stdout_path, row.stdout_offset, self.space.logs.max_line_bytes),
+                         stderr=LogTail(proc.stderr_path, row.stderr_offset, self.space.logs.max_line_bytes),
+                         reports=row.reports, best=row.best_value, best_step=row.best_step, last_step=row.last_step)
+        if self.space.metric_regex:
+            live.regex = RegexMetrics(self.space.metric_regex)
+        self.live[row.id] = live
+
+    # -- reading reports ---------------------------------------------------------------------------------
+    def _pump_logs(self) -> None:
+        got = False
+        for live in list(self.live.values()):
+            got |= self._drain(live)
+        self._tick = TICK_MIN_S if got else min(TICK_MAX_S, self._tick * 1.5)
+
+    def _drain(self, live: LiveTrial, final: bool = False) -> bool:
+        got = False
+        for stream in (live.stdout, live.stderr):
+            for line, _offset in stream.read_lines(final=final):
+                got = True
+                self._handle_line(live, line)
+        if got:
+            live.dirty = True
+            self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
+                                       stderr_offset=live.stderr.offset, reports=live.reports,
+                                       last_step=live.last_step, best_value=live.best, best_step=live.best_step)
+        return got
+
+    def _handle_line(self, live: LiveTrial, line: str) -> None:
+        if live.regex is not None:
+            for report in live.regex.parse(line):
+                self._handle_report(live, report)
+        parsed = parse_metric_line(line, live.reports, self.space.scheduler.resource, self.space.logs.max_line_bytes)
+        if parsed is None:
+            return
+        if isinstance(parsed, Rejected):
+            if live.rejected_notes < 20:  # a flood of bad lines must not flood the events table
+                live.rejected_notes += 1
+                self.store.buffer_event(self.study.id, live.row.id, "bad_metric_line",
+                                        f"trial {live.row.number}: {parsed.reason}", level="warning")
+            return
+        if parsed.ignored and live.rejected_notes < 20:
+            live.rejected_notes += 1
+            self.store.buffer_event(self.study.id, live.row.id, "bad_metric_line",
+                                    f"trial {live.row.number}: non-numeric values ignored for "
+                                    f"{', '.join(parsed.ignored)}", level="warning")
+        self._handle_report(live, parsed)
+
+    def _handle_report(self, live: LiveTrial, report: Report) -> None:
+        live.reports += 1
+        live.last_step = report.step
+        self.store.buffer_metrics(live.row.id, report.step, report.values, time.time())
+        if live.proc is None or live.proc.final_status is not None:
+            return  # drained after the fact, or already being stopped: record, do not decide again
+        objective = report.values.get(self.space.objective.metric)
+        if objective is not None and not math.isnan(objective):
+            if live.best is None or self.space.objective.better(objective, live.best):
+                live.best, live.best_step = objective, report.step
+        for flag in self.health.observe(live.row.id, report.step, report.values):
+            self.store.buffer_event(self.study.id, live.row.id, "flag", flag.message,
+                                    level="warning" if not flag.stop else "error",
+                                    data={"flag": flag.kind, "step": flag.step, "value": flag.value, "hint": flag.hint})
+            if flag.stop:
+                self._stop_trial(live, "diverged", flag.message)
+                self._say(f"trial {live.row.number} {flag.message}")
+                return
+        if objective is not None and math.isfinite(objective):
+            resource = report.resource if report.resource is not None else report.step
+            decision = self.scheduler.on_result(live.row.id, resource, objective)
+            if decision.action == Action.STOP:
+                self._stop_trial(live, "pruned", decision.reason)
+                self.store.buffer_event(self.study.id, live.row.id, "pruned",
+                                        f"trial {live.row.number} {decision.reason}", data={"step": report.step})
+            elif decision.reason:
+                self.store.buffer_event(self.study.id, live.row.id, "decision",
+                                        f"trial {live.row.number} {decision.reason}", data={"step": report.step})
+
+    def _stop_trial(self, live: LiveTrial, status: str, reason: str) -> None:
+        self.executor.request_stop(live.proc, status, reason)
+        self._wake_soon()
+
+    # -- exits -------------------------------------------------------------------------------------------
+    def _reap(self) -> None:
+        for trial_id, live in list(self.live.items()):
+            self.executor.enforce_deadline(live.proc)
+            code = self.executor.poll(live.proc)
+            if code is None:
+                continue
+            self._drain(live, final=True)
+            self.executor.reap_group(live.proc)
+            self._finish_trial(live, code)
+            del self.live[trial_id]
+
+    def _finish_trial(self, live: LiveTrial, code: int) -> None:
+        number = live.row.number
+        stderr_tail = live.stderr.tail_text()
+        exit_code: int | None = None if code == EXIT_UNKNOWN else code
+        if live.proc.final_status:
+            status, reason = live.proc.final_status, live.proc.final_reason or ""
+        elif code == 0:
+            status, reason = "completed", ""
+        elif code == EXIT_UNKNOWN:
+            crashed = "Traceback (most recent call last)" in stderr_tail or "Error" in _last_line(stderr_tail)
+            status = "failed" if crashed or live.reports == 0 else "completed"
+            reason = "exit code unknown: the trial ended while no engine was watching it"
+        else:
+            sig = signal_name(code)
+            status = "failed"
+            reason = f"exit code {code}" + (f" ({sig})" if sig else "")
+            last = _last_line(stderr_tail)
+            if last:
+                reason += f": {last}"
+        for stream in (live.stdout, live.stderr):
+            stream.close()
+        self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
+        self.finished += 1
+        self.scheduler.on_trial_end(live.row.id)
+        self.health.forget(live.row.id)
+        objective_text = self._objective_text(live)
+        message = f"trial {number} {status}" + (f" after {time.time() - (live.row.started_at or time.time()):.1f}s"
+                                                 if live.row.started_at else "")
+        message += f": {objective_text}" if objective_text else ""
+        data: dict[str, Any] = {"exit_code": exit_code, "best": live.best, "reports": live.reports}
+        if status == "failed":
+            data["stderr_tail"] = stderr_tail[-2000:]
+            oom = _looks_like_cuda_oom(stderr_tail)
+            if oom:
+                self.store.buffer_event(self.study.id, live.row.id, "flag",
+                                        f"oom: trial {number} ran out of GPU memory — lower the batch size",
+                                        level="error", data={"flag": "oom", "hint": "lower the batch size"})
+        self.store.add_event(self.study.id, live.row.id, status,
+                             message + (f" — {reason}" if reason and status != "completed" else ""),
+                             level="error" if status == "failed" else "info", data=data)
+        self._say(message + (f" — {reason}" if reason and status in ("failed", "diverged") else ""))
+        if status == "failed":
+            self._note_failure(reason)
+        else:
+            self.counters.failure_streak, self.counters.failure_signature = 0, None
+        self.sampler.observe(live.row.sample_index or -1, live.row.params, live.best)
+        self._note_result(live)
+
+    def _objective_text(self, live: LiveTrial) -> str:
+        if live.best is None:
+            return ""
+        step = f" at step {live.best_step:g}" if live.best_step is not None else ""
+        return f"{self.space.objective.metric}={live.best:.4g} (best{step})"
+
+    def _note_result(self, live: LiveTrial) -> None:
+        """Patience: count finished trials that did not beat the best so far."""
+        if live.best is not None and (self.counters.global_best is None
+                                      or self.space.objective.better(live.best, self.counters.global_best)):
+            self.counters.global_best, self.counters.global_best_trial = live.best, live.row.number
+            self.counters.no_improvement = 0
+        else:
+            self.counters.no_improvement += 1
+        patience = self.space.budget.patience
+        if patience and self.counters.no_improvement >= patience and not self.stop_reason:
+            self.stop_reason = f"patience: {patience} finished trials brought no improvement; no new trials"
+            self.store.add_event(self.study.id, None, "patience", self.stop_reason)
+            self._say(self.stop_reason)
+
+    def _note_failure(self, reason: str) -> None:
+        signature = re.sub(r"0x[0-9a-f]+|\d+", "N", reason.lower())
+        if signature == self.counters.failure_signature:
+            self.counters.failure_streak += 1
+        else:
+            self.counters.failure_signature, self.counters.failure_streak = signature, 1
+        limit = self.space.budget.failure_streak
+        if self.counters.failure_streak >= limit and not self.study_launching_paused():
+            message = (f"launching paused: {limit} trials in a row failed with the same error ({reason}); "
+                       f"fix the command, then `hpotui resume {self.study.name}`")
+            self._set_launching_paused(True, message)
+            self.store.add_event(self.study.id, None, "failure_storm", message, level="error")
+            self._say(message)
+            if self.options.headless:
+                self.stop_reason = message
+                self.final_status, self.exit_code = "failed", EXIT_FAILED
+
+    # -- budget, commands -----------------------------------------------------------------------------------
+    def _check_budget(self) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline and not self.stop_reason:
+            self.stop_reason = f"max_time {self.space.budget.max_time_s:g}s reached: running trials stopped"
+            self.store.add_event(self.study.id, None, "max_time", self.stop_reason)
+            self._say(self.stop_reason)
+            for live in self.live.values():
+                self._stop_trial(live, "stopped", "max_time reached")
+
+    def _handle_commands(self) -> None:
+        version = self.store.data_version()
+        if version == self._data_version:
+            return  # nobody else wrote since the last look: no new command (microseconds, no query)
+        self._data_version = version
+        for command in self.store.pending_commands(self.study.id):
+            result = self._apply_command(command.action, command.trial_number, command.args)
+            self.store.acknowledge_command(command.id, result)
+            self.store.buffer_event(self.study.id, None, "command", f"{command.action}: {result}")
+
+    def _live_by_number(self, number: int | None) -> LiveTrial | None:
+        return next((lt for lt in self.live.values() if lt.row.number == number), None)
+
+    def _apply_command(self, action: str, number: int | None, args: dict[str, Any]) -> str:
+        if action == "stop_study":
+            self.stop_reason = "stopped by the user"
+            self.final_status = "stopped"
+            for live in self.live.values():
+                self._stop_trial(live, "stopped", "study stopped by the user")
+            self._say("study stop requested: stopping running trials")
+            return f"stopping {len(self.live)} running trials; no new trials"
+        if action in ("pause_launching", "resume_launching"):
+            paused = action == "pause_launching"
+            self._set_launching_paused(paused, "paused by the user" if paused else None)
+            return "launching paused" if paused else "launching resumed"
+        if action == "set_max_parallel":
+            value = args.get("value")
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
+                return f"refused: max_parallel must be a whole number from 1 to 1024, got {value!r}"
+            self.max_parallel = value
+            self.store.set_max_parallel(self.study.id, value)
+            return f"max_parallel is now {value}"
+        if action == "clone_trial":
+            return self._clone(number, args.get("params") or {})
+        live = self._live_by_number(number)
+        if live is None:
+            return f"refused: trial {number} is not running"
+        if action == "stop_trial":
+            self._stop_trial(live, "stopped", "stopped by the user")
+            self._say(f"trial {number}: stop requested by the user")
+            return f"stopping trial {number}"
+        if action == "pause_trial":
+            self.executor.pause(live.proc)
+            self.store.set_trial_paused(live.row.id, True)
+            return f"trial {number} paused"
+        if action == "resume_trial":
+            self.executor.resume(live.proc)
+            self.store.set_trial_paused(live.row.id, False)
+            return f"trial {number} resumed"
+        return f"refused: unknown action {action!r}"
+
+    def _clone(self, number: int | None, overrides: dict[str, Any]) -> str:
+        source = self.store.trial_by_number(self.study.id, number) if number is not None else None
+        if source is None:
+            return f"refused: no trial {number}"
+        params = dict(source.params)
+        for name, value in overrides.items():
+            if name not in params:
+                return f"refused: {name!r} is not a parameter of this study"
+            param = self.space.param(name)
+            if param.type == "choice":
+                if value not in param.values:
+                    return f"refused: {name} must be one of {list(param.values)}"
+            else:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                    return f"refused: {name} must be a number"
+                value = int(value) if param.type == "int" else float(value)
+            params[name] = value
+        self.clone_queue.append(params)
+        return f"clone of trial {number} queued: {_show_params(params)}"
+
+    # -- housekeeping ----------------------------------------------------------------------------------------
+    def _maybe_flush(self) -> None:
+        now = time.monotonic()
+        if self.store.pending_writes() >= FLUSH_ROWS or (self.store.pending_writes()
+                                                          and now - self._last_flush >= FLUSH_INTERVAL_S):
+            self.store.flush()
+            self._last_flush = now
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        if now - self._last_heartbeat >= HEARTBEAT_S:
+            self.store.heartbeat(self.study.id)
+            self._last_heartbeat = now
+            row = self.store.study_by_id(self.study.id)
+            if row and row.max_parallel:
+                self.max_parallel = row.max_parallel
+        if now - self._last_summary >= SUMMARY_S:
+            self._last_summary = now
+            self._say(self._summary())
+
+    def _summary(self) -> str:
+        counts = self.store.status_counts(self.study.id)
+        parts = [f"{counts.get(s, 0)} {s}" for s in ("running", *FINISHED, "interrupted") if counts.get(s)]
+        best = ""
+        if self.counters.global_best is not None:
+            best = f"; best {self.space.objective.metric}={self.counters.global_best:.4g} " \
+                   f"(trial {self.counters.global_best_trial})"
+        return f"{self._finished_count()}/{self.space.budget.max_trials} finished: " + ", ".join(parts) + best
+
+    def _wait(self) -> None:
+        selector = getattr(self, "_selector", None)
+        if selector is None:
+            selector = self._selector = selectors.DefaultSelector()
+            selector.register(self._wake_r, selectors.EVENT_READ)
+        timeout = self._tick if self.live else 0.5
+        if selector.select(timeout):
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _wake_soon(self) -> None:
+        self._tick = TICK_MIN_S
+
+    def _say(self, text: str) -> None:
+        try:
+            self.out.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
+            self.out.flush()
+        except (OSError, ValueError):
+            pass  # the terminal went away; the database has everything
+
+    # -- the end ------------------------------------------------------------------------------------------------
+    def _shutdown_on_signal(self) -> None:
+        sig = self.signal_received
+        name = signal.Signals(sig).name if sig else "signal"
+        self.exit_code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
+        self.final_status = "interrupted"
+        if self.options.keep_trials_on_exit:
+            self._say(f"{name}: engine exits, {len(self.live)} trials keep running; "
+                      f"`hpotui resume {self.study.name}` adopts them")
+            for live in self.live.values():
+                self._drain(live)
+            self.store.add_event(self.study.id, None, "engine_exit", f"engine exited on {name}; trials kept running")
+            return
+        self._say(f"{name}: stopping {len(self.live)} running trials (they will run again on resume)")
+        for live in self.live.values():
+            self.executor.request_stop(live.proc, "interrupted", f"engine received {name}")
+        deadline = time.monotonic() + self.options.grace_period_s + 5
+        while self.live and time.monotonic() < deadline:
+            self._pump_logs()
+            self._reap()
+            if self.live:
+                time.sleep(0.02)
+        self.store.add_event(self.study.id, None, "engine_exit", f"engine exited on {name}; trials interrupted")
+
+    def _finish(self) -> None:
+        self.store.flush()
+        status = self.final_status
+        if self.signal_received is not None and self.options.keep_trials_on_exit:
+            status = "running"  # trials live on; `resume` picks the study up
+        self.store.set_study_status(self.study.id, status)
+        if self.stop_reason and status == "completed":
+            self.store.add_event(self.study.id, None, "study_end", f"study ended: {self.stop_reason}")
+        else:
+            self.store.add_event(self.study.id, None, "study_end", f"study {status}")
+        self._print_final()
+
+    def _print_final(self) -> None:
+        from engine.export import top_trials
+
+        rows = top_trials(self.store, self.study.id, 5)
+        finished = self._finished_count()
+        self._say(f"study {self.study.name} {self.final_status}: {finished} trials finished")
+        if not rows:
+            self._say("no trial reported the objective " + self.space.objective.metric)
+            return
+        metric = self.space.objective.metric
+        self._say(f"top {len(rows)} by {metric} ({self.space.objective.mode}):")
+        for rank, t in enumerate(rows, 1):
+            self._say(f"  {rank}. trial {t.number:<4} {metric}={t.best_value:<10.4g} {t.status:<10} "
+                      f"{_show_params(t.params)}")
+        best = rows[0]
+        self._say(f"best trial {best.number}: {shlex.join(best.argv)}")
+
+
+def _trial_seed(seed: int | None, index: int | None) -> int | None:
+    if seed is None or index is None:
+        return None
+    import random
+
+    return random.Random(f"trial-seed:{seed}:{index}").randrange(2**31)
+
+
+def _show_params(params: dict[str, Any]) -> str:
+    parts = []
+    for name, value in params.items():
+        text = f"{value:.4g}" if isinstance(value, float) else format_value(value)
+        parts.append(f"{name}={text}")
+    return " ".join(parts)
+
+
+def _last_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.strip():
+            return line.strip()[:300]
+    return ""
+
+
+def _looks_like_cuda_oom(stderr_tail: str) -> bool:
+    try:
+        from engine.resources import is_cuda_oom
+    except ImportError:
+        return "CUDA out of memory" in stderr_tail
+    return is_cuda_oom(stderr_tail)
+
+
+def _git_commit(workdir: Path) -> str | None:
+    try:
+        head = subprocess.run(["git", "-C", str(workdir), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(workdir), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
