@@ -1,0 +1,189 @@
+"""Which GPUs the next trial gets: pure functions over readings, settings and claims.
+
+Why pure: placement is where a shared box goes wrong (two trials on one GPU, a colleague's
+job squeezed out), so it must be testable exhaustively without hardware or processes.
+The engine supplies three things it read elsewhere:
+
+- ``readings``: :meth:`engine.resources.ResourceMonitor.gpus` (index order, NA allowed);
+- ``resources``: the space file's :class:`engine.space.Resources`;
+- ``claims``: ``(gpu_index, fraction)`` for every GPU held by a running trial on this host,
+  of *any* study or engine, read from the database. Claims, not readings, are what stop
+  oversubscription: a trial that was just placed has not touched its GPU yet.
+
+A whole-GPU trial (``gpus_per_trial`` 1, 2, ...) claims fraction 1.0 on each of its GPUs and
+needs GPUs nobody claims. A fractional trial (0.5, 0.25, ...) goes where the claimed
+fractions plus its own stay <= 1. A GPU that nobody in hpotui claims but that is loaded
+anyway is a colleague's ("foreign-busy") and is skipped while ``avoid_busy`` is on.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Iterable, Sequence
+
+from engine.resources import GpuReading
+from engine.space import Resources
+
+EPS = 1e-9  # 3 x (1/3) must fit on one GPU
+
+
+def claimed_fractions(claims: Iterable[tuple[int, float]]) -> dict[int, float]:
+    """GPU index -> the sum of fractions claimed on it."""
+    total: dict[int, float] = defaultdict(float)
+    for index, fraction in claims:
+        total[int(index)] += float(fraction)
+    return dict(total)
+
+
+def claims_from_rows(rows: Iterable[tuple[str | None, float | None]]) -> list[tuple[int, float]]:
+    """Claims from the database's running trials: ``("0,2", 1.0)`` is a claim of 1.0 on GPUs 0 and 2.
+
+    The trials table stores a trial's GPUs as the ``CUDA_VISIBLE_DEVICES`` text and one
+    fraction per GPU (:meth:`engine.store.Store.running_gpu_claims` returns these pairs);
+    a missing fraction is a whole GPU.
+    """
+    claims = []
+    for gpus, fraction in rows:
+        for part in (gpus or "").split(","):
+            if part.strip().isdigit():
+                claims.append((int(part), 1.0 if fraction is None else float(fraction)))
+    return claims
+
+
+def claims_for(indices: Sequence[int], resources: Resources) -> list[tuple[int, float]]:
+    """The claims to record for a trial placed on ``indices`` (what the next placement reads back)."""
+    fraction = min(1.0, float(resources.gpus_per_trial))
+    return [(int(i), fraction) for i in indices]
+
+
+def foreign_busy(reading: GpuReading, resources: Resources, claimed: float) -> bool:
+    """True when a GPU no hpotui trial claims is loaded beyond the busy thresholds.
+
+    A GPU with claims is never foreign-busy: its load is assumed to be ours (otherwise a
+    0.5 trial working hard would keep its partner off the GPU it was meant to share).
+    Unknown readings (NA) are not busy: a broken NVML must not stop a study that the
+    claims alone keep safe.
+    """
+    if not resources.avoid_busy or claimed > EPS:
+        return False
+    util, memory = reading.util_percent, reading.memory_percent
+    return ((util is not None and util >= resources.busy_util_percent)
+            or (memory is not None and memory >= resources.busy_memory_percent))
+
+
+def _allowed(readings: Sequence[GpuReading], resources: Resources) -> list[GpuReading]:
+    allowed = None if resources.gpus is None else set(resources.gpus)
+    return [r for r in readings if allowed is None or r.index in allowed]
+
+
+def _load(reading: GpuReading) -> tuple[float, float, int]:
+    """Sort key, least loaded first; NA counts as idle and the index breaks ties."""
+    return (reading.util_percent or 0.0, reading.memory_percent or 0.0, reading.index)
+
+
+def place_trial(readings: Sequence[GpuReading], resources: Resources,
+                claims: Iterable[tuple[int, float]]) -> tuple[int, ...] | None:
+    """GPU indices for one new trial, ``()`` for a CPU trial, or ``None`` when it must wait.
+
+    ``()`` is falsy like ``None``: test with ``is None``. Whole-GPU trials take the least
+    loaded unclaimed GPUs. Fractional trials pack: they go to the GPU already most
+    claimed that still has room (ties: least loaded), so that sharing happens as the user
+    asked and whole GPUs stay free for whole-GPU trials of other studies.
+    """
+    per_trial = float(resources.gpus_per_trial)
+    if per_trial <= 0:
+        return ()
+    claimed = claimed_fractions(claims)
+    usable = [r for r in _allowed(readings, resources)
+              if not foreign_busy(r, resources, claimed.get(r.index, 0.0))]
+    if per_trial >= 1:
+        needed = int(round(per_trial))
+        free = sorted((r for r in usable if claimed.get(r.index, 0.0) <= EPS), key=_load)
+        if len(free) < needed:
+            return None
+        return tuple(sorted(r.index for r in free[:needed]))
+    fits = [r for r in usable if claimed.get(r.index, 0.0) + per_trial <= 1.0 + EPS]
+    if not fits:
+        return None
+    best = min(fits, key=lambda r: (-claimed.get(r.index, 0.0), *_load(r)))
+    return (best.index,)
+
+
+def why_waiting(readings: Sequence[GpuReading], resources: Resources,
+                claims: Iterable[tuple[int, float]]) -> str:
+    """One line for the TUI and ``status`` saying why :func:`place_trial` returned ``None``."""
+    claimed = claimed_fractions(claims)
+    per_trial = float(resources.gpus_per_trial)
+    parts = []
+    for r in _allowed(readings, resources):
+        held = claimed.get(r.index, 0.0)
+        if foreign_busy(r, resources, held):
+            what = []
+            if r.util_percent is not None and r.util_percent >= resources.busy_util_percent:
+                what.append(f"{r.util_percent:.0f}% util")
+            if r.memory_percent is not None and r.memory_percent >= resources.busy_memory_percent:
+                what.append(f"{r.memory_percent:.0f}% memory")
+            parts.append(f"GPU {r.index} busy with other jobs ({', '.join(what)})")
+        elif held > EPS:
+            parts.append(f"GPU {r.index} {held:g} claimed by running trials")
+    need = f"{per_trial:g} GPU" + ("s" if per_trial > 1 else "")
+    detail = "; ".join(parts) if parts else "no allowed GPU has room"
+    hint = " (resources.avoid_busy: false would use busy GPUs)" if any("busy" in p for p in parts) else ""
+    return f"waiting for {need}: {detail}{hint}"
+
+
+def check_request(resources: Resources, readings: Sequence[GpuReading],
+                  nvml_error: str | None = None) -> str | None:
+    """An error line when the GPU request can never be met on this machine, else ``None``.
+
+    The engine checks this before the first trial and stops with the message, instead of
+    waiting forever for GPUs that do not exist. Busy or claimed GPUs are *not* an error:
+    they free up. ``nvml_error`` is :attr:`ResourceMonitor.unavailable_reason`.
+    """
+    per_trial = float(resources.gpus_per_trial)
+    if per_trial <= 0:
+        return None
+    asked = _asked(per_trial)
+    if not readings:
+        why = f"NVML: {nvml_error}" if nvml_error else "NVML lists no devices"
+        return (f"resources.gpus_per_trial: {asked} per trial asked but no NVIDIA GPU is visible ({why}); "
+                f"set gpus_per_trial: 0 to run on CPU")
+    present = sorted(r.index for r in readings)
+    if resources.gpus is not None:
+        absent = sorted(set(resources.gpus) - set(present))
+        if absent:
+            names = ", ".join(str(i) for i in absent)
+            plural = "s" if len(absent) > 1 else ""
+            return (f"resources.gpus: GPU{plural} {names} not on this machine (it has {_indices(present)}); "
+                    f"list only those or remove resources.gpus")
+    allowed = sorted(r.index for r in _allowed(readings, resources))
+    if per_trial > len(allowed):
+        where = f"resources.gpus allows {len(allowed)}" if resources.gpus is not None else f"this machine has {len(allowed)}"
+        return (f"resources.gpus_per_trial: {asked} per trial asked but {where} ({_indices(allowed)}); "
+                f"lower gpus_per_trial" + (" or allow more GPUs in resources.gpus" if resources.gpus is not None else ""))
+    return None
+
+
+def _asked(per_trial: float) -> str:
+    if per_trial < 1:
+        return f"{per_trial:g} of a GPU"
+    return f"{per_trial:g} GPU" + ("s" if per_trial > 1 else "")
+
+
+def _indices(indices: Sequence[int]) -> str:
+    return ("GPU " if len(indices) == 1 else "GPUs ") + ", ".join(str(i) for i in indices)
+
+
+def cuda_visible_devices(indices: Sequence[int]) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` value for placed GPUs; ``""`` hides every GPU (a CPU trial)."""
+    return ",".join(str(int(i)) for i in indices)
+
+
+def trial_gpu_env(indices: Sequence[int]) -> dict[str, str]:
+    """Environment entries to add to a trial's environment.
+
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` matters: CUDA's default order is "fastest first",
+    NVML's is PCI bus order, and on a box with mixed GPUs index 0 would mean two
+    different cards.
+    """
+    return {"CUDA_VISIBLE_DEVICES": cuda_visible_devices(indices), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
