@@ -19,10 +19,11 @@ anyway is a colleague's ("foreign-busy") and is skipped while ``avoid_busy`` is 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
-from engine.resources import GpuReading
-from engine.space import Resources
+if TYPE_CHECKING:  # annotations only: engine.resources re-exports these functions, so no import cycle at runtime
+    from engine.resources import GpuReading, ResourceMonitor
+    from engine.space import Resources
 
 EPS = 1e-9  # 3 x (1/3) must fit on one GPU
 
@@ -132,14 +133,17 @@ def why_waiting(readings: Sequence[GpuReading], resources: Resources,
     return f"waiting for {need}: {detail}{hint}"
 
 
-def check_request(resources: Resources, readings: Sequence[GpuReading],
+def check_request(resources: Resources, readings: Union[Sequence[GpuReading], ResourceMonitor],
                   nvml_error: str | None = None) -> str | None:
     """An error line when the GPU request can never be met on this machine, else ``None``.
 
     The engine checks this before the first trial and stops with the message, instead of
     waiting forever for GPUs that do not exist. Busy or claimed GPUs are *not* an error:
-    they free up. ``nvml_error`` is :attr:`ResourceMonitor.unavailable_reason`.
+    they free up. ``nvml_error`` is :attr:`ResourceMonitor.unavailable_reason`; pass the
+    monitor itself as ``readings`` and both are taken from it.
     """
+    if not isinstance(readings, Sequence):
+        readings, nvml_error = readings.gpus(), readings.unavailable_reason
     per_trial = float(resources.gpus_per_trial)
     if per_trial <= 0:
         return None

@@ -10,7 +10,8 @@ Readings are cached for ``cache_s`` seconds (NVML calls take about a millisecond
 GPU, and the TUI, the placement and the sampler all ask), names and UUIDs for good.
 
 The hints at the bottom are pure functions: history or stderr text in, hint out.
-Placement lives beside this file in :mod:`engine.placement`.
+Placement lives beside this file in :mod:`engine.placement` (pure functions, no I/O); its
+public functions are re-exported here so the engine has one module to import.
 """
 
 from __future__ import annotations
@@ -441,3 +442,18 @@ def low_utilisation_hint(samples: Sequence[tuple[float, float | None]], minutes:
     if max(known) == 0:
         return f"GPU at 0 % for {span}: {IDLE_GPU_HINT}"
     return f"GPU under {threshold:g} % for {span}: {LOW_UTIL_HINT}"
+
+
+# re-exported at the end: engine.placement needs the types above only for annotations
+from engine.placement import (  # noqa: E402
+    check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices, place_trial,
+    trial_gpu_env, why_waiting,
+)
+
+__all__ = [
+    "GpuReading", "HostReading", "TrialUsage", "ResourceMonitor", "process_trees",
+    "is_cuda_oom", "low_utilisation_hint", "LOW_UTIL_PERCENT", "LOW_UTIL_MINUTES", "LOW_UTIL_HINT",
+    "IDLE_GPU_HINT", "OOM_FLAG", "OOM_HINT",
+    "check_request", "claimed_fractions", "claims_for", "claims_from_rows", "cuda_visible_devices", "place_trial",
+    "trial_gpu_env", "why_waiting",
+]

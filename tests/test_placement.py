@@ -190,6 +190,7 @@ def test_no_gpu_request_on_a_machine_without_gpus_is_a_clear_error() -> None:
     message = check_request(Resources(gpus_per_trial=1), monitor.gpus(), monitor.unavailable_reason)
     assert message == ("resources.gpus_per_trial: 1 GPU per trial asked but no NVIDIA GPU is visible "
                        "(NVML: NVML Shared Library Not Found); set gpus_per_trial: 0 to run on CPU")
+    assert check_request(Resources(gpus_per_trial=1), monitor) == message  # the monitor itself will do
     assert check_request(Resources(gpus_per_trial=0), monitor.gpus(), monitor.unavailable_reason) is None
     half = check_request(Resources(gpus_per_trial=0.5), [], None)
     assert half is not None and "0.5 of a GPU per trial" in half and "NVML lists no devices" in half
