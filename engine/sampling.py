@@ -33,7 +33,7 @@ def quantise(param: Param, value: float) -> float:
     if param.step is None:
         return value
     low = param.low or 0.0
-    snapped = low + round((value - low) / param.step) * param.step
+    snapped = low + math.floor((value - low) / param.step + 0.5) * param.step  # half up, not banker's
     snapped = min(max(snapped, param.low), param.high)  # type: ignore[type-var]
     return float(round(snapped, 12))
 

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
@@ -30,6 +30,7 @@ ACTIVE_STATUSES = ("queued", "running")
 COMMAND_ACTIONS = ("stop_trial", "stop_study", "pause_launching", "resume_launching", "pause_trial",
                    "resume_trial", "set_max_parallel", "clone_trial")
 HOSTNAME = socket.gethostname()
+QUEUED_CLAIM_TTL_S = 120.0
 
 
 def default_db_path() -> str:
@@ -383,20 +384,34 @@ class Store:
     # -- trials ----------------------------------------------------------------------------------
     def add_trial(self, *, study_id: int, params: dict[str, Any], argv: list[str], trial_dir: str,
                   stdout_path: str, stderr_path: str, sample_index: int | None, rerun_of: int | None,
-                  seed: int | None, number: int | None = None, bracket: int | None = None) -> TrialRow:
+                  seed: int | None, number: int | None = None, bracket: int | None = None,
+                  gpu_picker: Callable[[list[tuple[str, float]]], tuple[str, float] | None] | None = None,
+                  ) -> TrialRow | None:
+        """Insert a queued trial; with ``gpu_picker``, only if it finds GPUs.
+
+        The picker sees every GPU claim on this host (any study, any engine) and the chosen GPUs
+        are written in the same IMMEDIATE transaction, so two engines placing at once can never
+        both take the last free GPU. Returns None when the picker found no room.
+        """
         now = time.time()
+        gpus, fraction = None, None
         with self.transaction() as conn:
+            if gpu_picker is not None:
+                picked = gpu_picker(self._gpu_claims(conn, HOSTNAME))
+                if picked is None:
+                    return None
+                gpus, fraction = picked
             if number is None:
                 number = conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE study_id = ?",
                                       (study_id,)).fetchone()[0]
             cur = conn.execute(
                 "INSERT INTO trials (study_id, number, status, params, argv, sample_index, rerun_of, seed, "
-                "trial_dir, stdout_path, stderr_path, created_at, bracket) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "trial_dir, stdout_path, stderr_path, created_at, bracket, host, gpus, gpu_fraction) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (study_id, number, json.dumps(params), json.dumps(argv), sample_index, rerun_of, seed, trial_dir,
-                 stdout_path, stderr_path, now, bracket))
+                 stdout_path, stderr_path, now, bracket, HOSTNAME, gpus, fraction))
             trial_id = cur.lastrowid
-        return self.trial(trial_id)  # type: ignore[return-value]
+        return self.trial(trial_id)
 
     def next_trial_number(self, study_id: int) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE study_id = ?",
@@ -406,13 +421,13 @@ class Store:
         with self.transaction() as conn:
             conn.execute("UPDATE trials SET argv = ? WHERE id = ?", (json.dumps(argv), trial_id))
 
-    def mark_running(self, trial_id: int, *, pid: int, pgid: int, proc_create_time: float, gpus: str | None,
-                     gpu_fraction: float | None, git_commit: str | None, host: str = HOSTNAME) -> None:
+    def mark_running(self, trial_id: int, *, pid: int, pgid: int, proc_create_time: float,
+                     git_commit: str | None, host: str = HOSTNAME) -> None:
         self.flush()
         with self.transaction() as conn:
             conn.execute("UPDATE trials SET status = 'running', pid = ?, pgid = ?, proc_create_time = ?, host = ?, "
-                         "gpus = ?, gpu_fraction = ?, git_commit = ?, started_at = ? WHERE id = ?",
-                         (pid, pgid, proc_create_time, host, gpus, gpu_fraction, git_commit, time.time(), trial_id))
+                         "git_commit = ?, started_at = ? WHERE id = ?",
+                         (pid, pgid, proc_create_time, host, git_commit, time.time(), trial_id))
 
     def finish_trial(self, trial_id: int, status: str, *, exit_code: int | None, reason: str | None) -> None:
         """Flushes buffered metrics first, so a finished trial never has reports still in memory."""
@@ -458,10 +473,26 @@ class Store:
         return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
     def running_gpu_claims(self, host: str = HOSTNAME) -> list[tuple[str, float]]:
-        """(gpus, fraction) of every running trial on this host, whatever study or engine owns it."""
-        rows = self.conn.execute("SELECT gpus, gpu_fraction FROM trials WHERE status = 'running' AND host = ? "
-                                 "AND gpus IS NOT NULL AND gpus != ''", (host,))
-        return [(r[0], r[1] or 1.0) for r in rows]
+        """(gpus, fraction) of every queued or running trial on this host, whatever study or engine owns it."""
+        return self._gpu_claims(self.conn, host)
+
+    @staticmethod
+    def _gpu_claims(conn: sqlite3.Connection, host: str) -> list[tuple[str, float]]:
+        """Claims of live trials only: a crashed engine's trials that died with it hold no GPU."""
+        from engine.liveness import process_alive
+
+        rows = conn.execute("SELECT status, gpus, gpu_fraction, pid, proc_create_time, created_at FROM trials "
+                            "WHERE status IN ('queued', 'running') AND host = ? AND gpus IS NOT NULL AND gpus != ''",
+                            (host,))
+        now = time.time()
+        claims = []
+        for status, gpus, fraction, pid, create_time, created_at in rows:
+            if status == "running" and not process_alive(pid, create_time):
+                continue
+            if status == "queued" and now - (created_at or now) > QUEUED_CLAIM_TTL_S:
+                continue  # its engine died between the insert and the start
+            claims.append((gpus, fraction if fraction is not None else 1.0))
+        return claims
 
     # -- metrics (buffered) -----------------------------------------------------------------------
     def buffer_metrics(self, trial_id: int, step: float, values: dict[str, float], at: float) -> None:

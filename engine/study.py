@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +36,7 @@ FLUSH_ROWS = 500
 FLUSH_INTERVAL_S = 0.2
 HEARTBEAT_S = 5.0
 SUMMARY_S = 30.0
+RESOURCE_SAMPLE_S = 5.0
 TICK_MIN_S = 0.02
 TICK_MAX_S = 0.1
 FINISHED = ("completed", "pruned", "stopped", "failed", "diverged")
@@ -104,7 +105,13 @@ class StudyLoop:
         self._last_flush = self._last_heartbeat = self._last_summary = time.monotonic()
         self._tick = TICK_MIN_S
         self._wake_r, self._wake_w = os.pipe()
-        self._placement = None
+        self._waiting_note: str | None = None
+        self._last_claims: list[tuple[str, float]] = []
+        self._resources: Any = None
+        self._last_sample = 0.0
+        self._usage: dict[int, list[tuple[float, float | None, int | None]]] = {}
+        self._util_hinted: set[int] = set()
+        self._gpu_available: bool | None = None
         self.finished = 0
         self.launching_paused = study.launching_paused
         self._data_version = -1
@@ -139,6 +146,8 @@ class StudyLoop:
         finally:
             self.store.flush()
             self.store.release_engine_lock(self.study.id, me)
+            if self._resources is not None:
+                self._resources.close()
             self._restore_signals(old_handlers)
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -254,23 +263,24 @@ class StudyLoop:
         self.store.set_launching_paused(self.study.id, paused, reason)
 
     def _next_configuration(self) -> tuple[dict[str, Any], int | None, int | None] | None:
-        """(params, sample_index, rerun_of) of the next trial; reruns and clones go first."""
+        """(params, sample_index, rerun_of) of the next trial, without consuming it; reruns and clones first."""
         if self.rerun_queue:
-            t = self.rerun_queue.pop(0)
+            t = self.rerun_queue[0]
             return t.params, t.sample_index, t.id
         if self.clone_queue:
-            return self.clone_queue.pop(0), None, None
+            return self.clone_queue[0], None, None
         params = self.sampler.suggest(self.next_sample_index)
-        if params is None:
-            return None
-        index = self.next_sample_index
-        self.next_sample_index += 1
-        return params, index, None
+        return None if params is None else (params, self.next_sample_index, None)
+
+    def _consume_configuration(self) -> None:
+        if self.rerun_queue:
+            self.rerun_queue.pop(0)
+        elif self.clone_queue:
+            self.clone_queue.pop(0)
+        else:
+            self.next_sample_index += 1
 
     def _launch_one(self) -> bool:
-        gpus, fraction = self._place()
-        if gpus is False:
-            return False  # no GPU free right now: try again on the next tick
         picked = self._next_configuration()
         if picked is None:
             return False
@@ -286,11 +296,17 @@ class StudyLoop:
         row = self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
                                    stdout_path=str(trial_dir / "stdout.log"),
                                    stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
-                                   rerun_of=rerun_of, seed=seed, number=number)
+                                   rerun_of=rerun_of, seed=seed, number=number, gpu_picker=self._gpu_picker())
+        if row is None:
+            self._note_waiting_for_gpus()
+            return False  # no GPU free right now: the next tick tries again
+        self._consume_configuration()
+        self._waiting_note = None
         env = dict(os.environ)
         env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
-                   HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1",
-                   CUDA_VISIBLE_DEVICES=gpus if isinstance(gpus, str) else "")
+                   HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
+        if row.gpus:
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, which placement used
         if seed is not None:
             env["HPOTUI_SEED"] = str(seed)
         try:
@@ -305,23 +321,40 @@ class StudyLoop:
             self._note_failure(reason)
             return True
         self.store.mark_running(row.id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
-                                gpus=gpus if isinstance(gpus, str) else None, gpu_fraction=fraction,
                                 git_commit=self.git_commit, host=proc.node or HOSTNAME)
         row = self.store.trial(row.id)  # type: ignore[assignment]
         self._track(row, proc)
         self.scheduler.on_trial_start(row.id)
-        self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started: {_show_params(params)}",
-                                data={"pid": proc.pid, "gpus": gpus if isinstance(gpus, str) else None})
-        self._say(f"trial {number} started: {_show_params(params)}" + (f" on GPU {gpus}" if gpus else ""))
+        where = f" on GPU {row.gpus}" if row.gpus else ""
+        self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started{where}: "
+                                f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus})
+        self._say(f"trial {number} started{where}: {_show_params(params)}")
         return True
 
-    def _place(self) -> tuple[str | None | bool, float | None]:
-        """GPU indices for the next trial ('' / None for CPU), or False when it must wait."""
+    def _gpu_picker(self) -> Any:
+        """The placement run inside the trial insert's transaction, or None for CPU trials."""
         if self.space.resources.gpus_per_trial <= 0:
-            return None, None
-        from engine.placement_glue import place_trial
+            return None
+        from engine.placement import claims_from_rows, cuda_visible_devices, place_trial
 
-        return place_trial(self)
+        readings = self.resources.gpus()
+        fraction = min(1.0, float(self.space.resources.gpus_per_trial))
+
+        def pick(claim_rows: list[tuple[str, float]]) -> tuple[str, float] | None:
+            indices = place_trial(readings, self.space.resources, claims_from_rows(claim_rows))
+            self._last_claims = claim_rows
+            return None if indices is None else (cuda_visible_devices(indices), fraction)
+
+        return pick
+
+    def _note_waiting_for_gpus(self) -> None:
+        from engine.placement import claims_from_rows, why_waiting
+
+        note = why_waiting(self.resources.gpus(), self.space.resources, claims_from_rows(self._last_claims))
+        if note != self._waiting_note:
+            self._waiting_note = note
+            self.store.add_event(self.study.id, None, "waiting", note)
+            self._say(note)
 
     def _track(self, row: TrialRow, proc: TrialProcess) -> None:
         live = LiveTrial(row=row, proc=proc,
@@ -439,6 +472,7 @@ class StudyLoop:
         for stream in (live.stdout, live.stderr):
             stream.close()
         self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
+        self._record_usage(live.row.id)
         self.finished += 1
         self.scheduler.on_trial_end(live.row.id)
         self.health.forget(live.row.id)
@@ -449,11 +483,12 @@ class StudyLoop:
         data: dict[str, Any] = {"exit_code": exit_code, "best": live.best, "reports": live.reports}
         if status == "failed":
             data["stderr_tail"] = stderr_tail[-2000:]
-            oom = _looks_like_cuda_oom(stderr_tail)
-            if oom:
+            from engine.resources import OOM_FLAG, OOM_HINT, is_cuda_oom
+
+            if is_cuda_oom(stderr_tail):
                 self.store.buffer_event(self.study.id, live.row.id, "flag",
-                                        f"oom: trial {number} ran out of GPU memory — lower the batch size",
-                                        level="error", data={"flag": "oom", "hint": "lower the batch size"})
+                                        f"{OOM_FLAG}: trial {number} ran out of GPU memory — {OOM_HINT}",
+                                        level="error", data={"flag": OOM_FLAG, "hint": OOM_HINT})
         self.store.add_event(self.study.id, live.row.id, status,
                              message + (f" — {reason}" if reason and status != "completed" else ""),
                              level="error" if status == "failed" else "info", data=data)
@@ -590,8 +625,68 @@ class StudyLoop:
             self.store.flush()
             self._last_flush = now
 
+    @property
+    def resources(self) -> Any:
+        """One NVML/psutil monitor per engine, made on first use (CPU-only studies sample the host only)."""
+        if self._resources is None:
+            from engine.resources import ResourceMonitor
+
+            self._resources = ResourceMonitor()
+        return self._resources
+
+    def _sample_resources(self) -> None:
+        """GPU and host readings into the database (bounded retention), per-trial peaks and hints."""
+        from engine.resources import LOW_UTIL_HINT, low_utilisation_hint
+
+        monitor = self.resources
+        now = time.time()
+        gpus = monitor.gpus()
+        host = monitor.host()
+        gpu_rows = [{"time": now, "host": HOSTNAME, "gpu": g.index, "name": g.name, "util": g.util_percent,
+                     "memory_used": g.memory_used_bytes, "memory_total": g.memory_total_bytes,
+                     "temperature": g.temperature_c, "power": g.power_w} for g in gpus]
+        host_row = {"time": now, "host": HOSTNAME, "cpu_percent": host.cpu_percent, "ram_used": host.ram_used_bytes,
+                    "ram_total": host.ram_total_bytes, "load1": host.load_1m}
+        self.store.add_resource_samples(gpu_rows, host_row)
+        available = monitor.available()
+        if gpus and available != self._gpu_available:
+            text = "GPU readings available" if available else \
+                f"GPU readings unavailable: {monitor.unavailable_reason or 'NVML stopped answering'}"
+            self.store.buffer_event(self.study.id, None, "gpu_readings", text, level="info" if available else "warning")
+            self._gpu_available = available
+        if not gpus or not self.live:
+            return
+        placed = {tid: tuple(int(x) for x in (lt.row.gpus or "").split(",") if x.strip().isdigit())
+                  for tid, lt in self.live.items() if lt.proc is not None}
+        usage = monitor.trial_usage({tid: lt.proc.pid for tid, lt in self.live.items() if lt.proc is not None},
+                                    gpus=placed)
+        for trial_id, u in usage.items():
+            history = self._usage.setdefault(trial_id, [])
+            history.append((now, u.gpu_util_percent, u.gpu_memory_bytes))
+            del history[:-600]
+            if trial_id not in self._util_hinted:
+                hint = low_utilisation_hint([(t, util) for t, util, _ in history])
+                if hint:
+                    self._util_hinted.add(trial_id)
+                    live = self.live[trial_id]
+                    self.store.buffer_event(self.study.id, trial_id, "flag",
+                                            f"low_gpu_util: trial {live.row.number}: {hint}", level="warning",
+                                            data={"flag": "low_gpu_util", "hint": hint or LOW_UTIL_HINT})
+
+    def _record_usage(self, trial_id: int) -> None:
+        history = self._usage.pop(trial_id, None)
+        if not history:
+            return
+        memory = [m for _, _, m in history if m is not None]
+        utils = [u for _, u, _ in history if u is not None]
+        self.store.set_trial_usage(trial_id, max(memory) if memory else None,
+                                   sum(utils) / len(utils) if utils else None)
+
     def _periodic(self) -> None:
         now = time.monotonic()
+        if now - self._last_sample >= RESOURCE_SAMPLE_S:
+            self._last_sample = now
+            self._sample_resources()
         if now - self._last_heartbeat >= HEARTBEAT_S:
             self.store.heartbeat(self.study.id)
             self._last_heartbeat = now
@@ -709,14 +804,6 @@ def _last_line(text: str) -> str:
         if line.strip():
             return line.strip()[:300]
     return ""
-
-
-def _looks_like_cuda_oom(stderr_tail: str) -> bool:
-    try:
-        from engine.resources import is_cuda_oom
-    except ImportError:
-        return "CUDA out of memory" in stderr_tail
-    return is_cuda_oom(stderr_tail)
 
 
 def _git_commit(workdir: Path) -> str | None:
