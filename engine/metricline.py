@@ -93,8 +93,11 @@ class RegexMetrics:
     """
 
     def __init__(self, patterns: tuple[tuple[str, str], ...]) -> None:
-        self.patterns = [(name, re.compile(pattern)) for name, pattern in patterns]
-        self.step_name = next((n for n, _ in self.patterns if n in ("epoch", "step")), None)
+        self.step_name = next((n for n, _ in patterns if n in ("epoch", "step")), None)
+        # The step pattern goes first so that a line holding both sets the step of its own metrics,
+        # whatever order the space file lists them in.
+        self.patterns = sorted(((name, re.compile(pattern)) for name, pattern in patterns),
+                               key=lambda item: item[0] != self.step_name)
         self.current_step: float | None = None
         self.counts: dict[str, int] = {}
 

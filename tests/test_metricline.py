@@ -55,3 +55,10 @@ def test_regex_metrics_for_unchangeable_scripts() -> None:
     assert regex.parse("epoch 3 starting") == []
     [report] = regex.parse("val acc: 0.875")
     assert report.step == 3 and report.values == {"val_acc": 0.875}
+
+
+def test_regex_step_pattern_applies_to_its_own_line_whatever_the_order() -> None:
+    regex = RegexMetrics((("val_acc", r"val acc: ([0-9.]+)"), ("epoch", r"epoch ([0-9]+)")))
+    [first] = regex.parse("epoch 1 val acc: 0.5")
+    [second] = regex.parse("epoch 2 val acc: 0.7")
+    assert (first.step, second.step) == (1, 2)
