@@ -15,6 +15,7 @@ import re
 import selectors
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -129,23 +130,35 @@ class StudyLoop:
             self._replay_decisions()
             self.store.flush()
             while True:
-                self._handle_commands()
-                self._pump_logs()
-                self._reap()
-                self._check_budget()
-                if self.signal_received is not None:
-                    self._shutdown_on_signal()
+                try:
+                    self._handle_commands()
+                    self._pump_logs()
+                    self._reap()
+                    self._check_budget()
+                    if self.signal_received is not None:
+                        self._shutdown_on_signal()
+                        break
+                    self._launch()
+                    self._maybe_flush()
+                    self._periodic()
+                    if not self.live and (self.stop_reason or not self._can_launch_more()):
+                        break
+                    self._wait()
+                except sqlite3.OperationalError as exc:  # disk full, I/O error, a writer that never lets go
+                    self._wait_for_storage(exc)
+            while True:
+                try:
+                    self._finish()
                     break
-                self._launch()
-                self._maybe_flush()
-                self._periodic()
-                if not self.live and (self.stop_reason or not self._can_launch_more()):
-                    break
-                self._wait()
-            self._finish()
+                except sqlite3.OperationalError as exc:
+                    self._wait_for_storage(exc)
         finally:
-            self.store.flush()
-            self.store.release_engine_lock(self.study.id, me)
+            try:
+                self.store.flush()
+                self.store.release_engine_lock(self.study.id, me)
+            except sqlite3.OperationalError as exc:  # left unrecorded: `resume` re-reads it from the logs
+                self._say(f"could not record the last reports ({exc}); `hpotui resume {self.study.name}` "
+                          "reads them again from the trial logs")
             if self._resources is not None:
                 self._resources.close()
             self._restore_signals(old_handlers)
@@ -320,8 +333,13 @@ class StudyLoop:
             self._say(f"trial {number} failed to start: {reason}")
             self._note_failure(reason)
             return True
-        self.store.mark_running(row.id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
-                                git_commit=self.git_commit, host=proc.node or HOSTNAME)
+        try:
+            self.store.mark_running(row.id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
+                                    git_commit=self.git_commit, host=proc.node or HOSTNAME)
+        except sqlite3.OperationalError:
+            self._track(row, proc)  # it runs: read and reap it even though its start could not be recorded
+            self.scheduler.on_trial_start(row.id)
+            raise
         row = self.store.trial(row.id)  # type: ignore[assignment]
         self._track(row, proc)
         self.scheduler.on_trial_start(row.id)
@@ -358,8 +376,10 @@ class StudyLoop:
 
     def _track(self, row: TrialRow, proc: TrialProcess) -> None:
         live = LiveTrial(row=row, proc=proc,
-                         stdout=LogTail(proc.stdout_path, row.stdout_offset, self.space.logs.max_line_bytes),
-                         stderr=LogTail(proc.stderr_path, row.stderr_offset, self.space.logs.max_line_bytes),
+                         stdout=LogTail(proc.stdout_path, row.stdout_offset, self.space.logs.max_line_bytes,
+                                        keep_bytes=self.space.logs.max_bytes),
+                         stderr=LogTail(proc.stderr_path, row.stderr_offset, self.space.logs.max_line_bytes,
+                                        keep_bytes=self.space.logs.max_bytes),
                          reports=row.reports, best=row.best_value, best_step=row.best_step, last_step=row.last_step)
         if self.space.metric_regex:
             live.regex = RegexMetrics(self.space.metric_regex)
@@ -375,9 +395,12 @@ class StudyLoop:
     def _drain(self, live: LiveTrial, final: bool = False) -> bool:
         got = False
         for stream in (live.stdout, live.stderr):
-            for line, _offset in stream.read_lines(final=final):
-                got = True
-                self._handle_line(live, line)
+            while True:  # a final drain reads to the end in bounded batches (a trial may exit mid-flood)
+                for line, _offset in stream.read_lines(final=final):
+                    got = True
+                    self._handle_line(live, line)
+                if not final or stream.at_eof:
+                    break
         if got:
             live.dirty = True
             self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
@@ -428,11 +451,13 @@ class StudyLoop:
             decision = self.scheduler.on_result(live.row.id, resource, objective)
             if decision.action == Action.STOP:
                 self._stop_trial(live, "pruned", decision.reason)
-                self.store.buffer_event(self.study.id, live.row.id, "pruned",
-                                        f"trial {live.row.number} {decision.reason}", data={"step": report.step})
+                self.store.buffer_event(self.study.id, live.row.id, "scheduler",
+                                        f"trial {live.row.number} {decision.reason}",
+                                        data={"action": "stop", "step": report.step, "value": objective})
             elif decision.reason:
-                self.store.buffer_event(self.study.id, live.row.id, "decision",
-                                        f"trial {live.row.number} {decision.reason}", data={"step": report.step})
+                self.store.buffer_event(self.study.id, live.row.id, "scheduler",
+                                        f"trial {live.row.number} {decision.reason}",
+                                        data={"action": "continue", "step": report.step, "value": objective})
 
     def _stop_trial(self, live: LiveTrial, status: str, reason: str) -> None:
         self.executor.request_stop(live.proc, status, reason)
@@ -447,8 +472,10 @@ class StudyLoop:
                 continue
             self._drain(live, final=True)
             self.executor.reap_group(live.proc)
-            self._finish_trial(live, code)
-            del self.live[trial_id]
+            self._finish_trial(live, code)  # drops it from self.live as soon as its status is recorded
+            self.live.pop(trial_id, None)
+            for stream in (live.stdout, live.stderr):
+                stream.trim()  # all recorded now: only the newest logs.max_mb stays on disk
 
     def _finish_trial(self, live: LiveTrial, code: int) -> None:
         number = live.row.number
@@ -472,6 +499,7 @@ class StudyLoop:
         for stream in (live.stdout, live.stderr):
             stream.close()
         self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
+        self.live.pop(live.row.id, None)  # recorded: a later failed write (disk full) must not finish it twice
         self._record_usage(live.row.id)
         self.finished += 1
         self.scheduler.on_trial_end(live.row.id)
@@ -624,6 +652,9 @@ class StudyLoop:
                                                           and now - self._last_flush >= FLUSH_INTERVAL_S):
             self.store.flush()
             self._last_flush = now
+            for live in self.live.values():  # now recorded: older log output may leave the disk (logs.max_mb)
+                live.stdout.trim()
+                live.stderr.trim()
 
     @property
     def resources(self) -> Any:
@@ -719,6 +750,62 @@ class StudyLoop:
             except BlockingIOError:
                 pass
 
+    def _wait_for_storage(self, exc: sqlite3.OperationalError) -> None:
+        """The database cannot be written (disk full, I/O error, a lock held too long): wait, lose nothing.
+
+        No trial starts while waiting. Nothing is lost: unwritten metrics and events stay in the
+        store's buffers, and lines not yet read stay in the trial logs past the committed offsets.
+        Once a test write succeeds the loop carries on where it stopped. A stop signal while
+        waiting stops the trials (unless kept) and exits; `resume` reads their logs again.
+        """
+        if not _storage_trouble(exc):
+            raise exc
+        since = time.monotonic()
+        why = "the disk is full" if "full" in str(exc) else f"{exc}"
+        message = (f"cannot write the study database {self.store.path} ({why}): no new trials until it can be "
+                   "written again; nothing recorded is lost, retrying every second")
+        self._say(message)
+        while self.signal_received is None:
+            self._wait_s(1.0)
+            try:
+                self.store.heartbeat(self.study.id)  # a real write: succeeds once there is room again
+                self.store.flush()
+            except sqlite3.OperationalError as again:
+                if not _storage_trouble(again):
+                    raise
+                continue
+            waited = time.monotonic() - since
+            self.store.add_event(self.study.id, None, "storage", f"{message}; writable again after {waited:.0f}s",
+                                 level="warning", data={"waited_s": waited})
+            self._say(f"the study database is writable again after {waited:.0f}s: continuing")
+            return
+        sig = self.signal_received
+        self.exit_code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
+        if not self.options.keep_trials_on_exit:
+            for live in self.live.values():
+                self.executor.request_stop(live.proc, "interrupted", "engine stopped while the disk was full")
+            deadline = time.monotonic() + self.options.grace_period_s + 2
+            while time.monotonic() < deadline and any(self.executor.poll(lt.proc) is None for lt in self.live.values()):
+                for live in self.live.values():
+                    self.executor.enforce_deadline(live.proc)
+                time.sleep(0.05)
+        self._say(f"{signal.Signals(sig).name}: exiting without recording more (database not writable); "
+                  f"`hpotui resume {self.study.name}` reads the trial logs again")
+        raise SystemExit(self.exit_code)
+
+    def _wait_s(self, seconds: float) -> None:
+        """Sleep, but wake at once on a signal (the wake-up pipe)."""
+        selector = getattr(self, "_selector", None)
+        if selector is None:
+            self._wait()
+            return
+        if selector.select(seconds):
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
     def _wake_soon(self) -> None:
         self._tick = TICK_MIN_S
 
@@ -781,6 +868,14 @@ class StudyLoop:
                       f"{_show_params(t.params)}")
         best = rows[0]
         self._say(f"best trial {best.number}: {shlex.join(best.argv)}")
+
+
+def _storage_trouble(exc: sqlite3.OperationalError) -> bool:
+    """A write failed for a reason that passes (space, I/O, a lock), not a bug in our SQL."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    return (name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED"))
+            or any(words in text for words in ("disk is full", "disk i/o error", "database is locked")))
 
 
 def _trial_seed(seed: int | None, index: int | None) -> int | None:
