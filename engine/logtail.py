@@ -1,27 +1,78 @@
-"""Read a trial's log file incrementally, one complete line at a time.
+"""Read a trial's log file incrementally, one complete line at a time, and keep it small on disk.
 
 The offset only ever advances past complete lines, and it is committed with the metrics those
 lines produced, so a restarted engine re-reads exactly what was not yet recorded. A line longer
 than the limit is cut (its rest skipped up to the next newline) so that a trial printing 100 MB
 without a newline cannot make the engine hold it all in memory.
+
+Disk use is capped without breaking those offsets: the trial writes its log directly (so the log
+survives an engine crash), and once a part of the file is recorded in the database the engine
+punches a hole in it (``fallocate(FALLOC_FL_PUNCH_HOLE)``). The file keeps its length, so every
+offset stays valid and ``tail -f`` works, but only the newest ``keep_bytes`` of recorded output
+(plus whatever is not read yet) occupy disk blocks; the punched part reads back as NUL bytes.
+Rotating or truncating would move offsets under a trial that holds the file open in append mode.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import sys
 from pathlib import Path
 
 READ_CHUNK = 1 << 20
+MIN_KEEP_BYTES = 64 * 1024  # the failed-trial event quotes the last 2000 bytes: never punch those
+PUNCH_GRANULE = 1 << 20  # punch in steps of at least 1 MiB (or the cap, if smaller): few system calls
+
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
+
+
+def _load_fallocate():  # type: ignore[no-untyped-def]
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    fallocate.restype = ctypes.c_int
+    return fallocate
+
+
+_fallocate = _load_fallocate()
+
+
+def punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Free the disk blocks of ``[offset, offset + length)`` keeping the file size; False where unsupported."""
+    if _fallocate is None or length <= 0:
+        return False
+    if _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EBADF, errno.EACCES, errno.EROFS):
+        return False
+    raise OSError(err, os.strerror(err))
 
 
 class LogTail:
-    def __init__(self, path: Path, offset: int = 0, max_line_bytes: int = 64 * 1024) -> None:
+    def __init__(self, path: Path, offset: int = 0, max_line_bytes: int = 64 * 1024,
+                 keep_bytes: int | None = None) -> None:
         self.path = path
-        self.offset = offset  # just past the last complete line handed out
+        self.offset = offset  # just past the last complete line handed out (or skipped)
         self.max_line_bytes = max_line_bytes
+        self.keep_bytes = None if keep_bytes is None else max(keep_bytes, MIN_KEEP_BYTES)
+        self.at_eof = False  # the last read reached the end of what the trial has written so far
         self._fd: int | None = None
         self._pending = b""  # bytes read past ``offset`` that do not yet end a line
         self._skipping = False  # inside the rest of an over-long line
+        self._handed_out = offset  # just past the last line handed out: recorded once the caller commits
+        self._punched = 0  # everything before this has been punched already
+        self._punch_fd: int | None = None
+        self._punch_ok = keep_bytes is not None
+        self._final_size: int | None = None
 
     def _open(self) -> int | None:
         if self._fd is None:
@@ -32,15 +83,30 @@ class LogTail:
         return self._fd
 
     def read_lines(self, *, final: bool = False, budget: int = 4 * READ_CHUNK) -> list[tuple[str, int]]:
-        """New complete lines with the offset just past each; ``final`` also returns an unterminated tail."""
+        """New complete lines with the offset just past each, at most ``budget`` bytes' worth per call.
+
+        ``final`` (the trial has exited) also returns an unterminated last line, once the end of the
+        file is reached; a caller draining a finished trial calls again until ``at_eof``.
+        """
         fd = self._open()
+        self.at_eof = False
         if fd is None:
+            self.at_eof = True
             return []
         lines: list[tuple[str, int]] = []
         read_pos = self.offset + len(self._pending)
-        while budget > 0:
+        if final and self._final_size is None:
+            # The trial has exited: read what it wrote, not what a leftover grandchild keeps adding.
+            self._final_size = os.fstat(fd).st_size
+        while True:
+            if self._final_size is not None:
+                budget = min(budget, self._final_size - read_pos)
+            if budget <= 0:
+                self.at_eof = self._final_size is not None and read_pos >= self._final_size
+                break
             chunk = os.pread(fd, min(READ_CHUNK, budget), read_pos)
             if not chunk:
+                self.at_eof = True
                 break
             read_pos += len(chunk)
             budget -= len(chunk)
@@ -65,12 +131,43 @@ class LogTail:
                 self._skipping = True
                 self.offset += len(self._pending)
                 self._pending = b""
-        if final and self._pending:
+        if final and self.at_eof and self._pending:
             self.offset += len(self._pending)
             if not self._skipping:
                 lines.append((_decode(self._pending), self.offset))
             self._pending = b""
+        if lines:
+            self._handed_out = self.offset
         return lines
+
+    def trim(self) -> int:
+        """Punch out recorded output older than the newest ``keep_bytes``; returns the bytes freed.
+
+        Call only right after the caller committed what it read: everything handed out so far is
+        then in the database, and a restarted engine never reads before the committed offset.
+        """
+        if not self._punch_ok or self.keep_bytes is None:
+            return 0
+        limit = self._handed_out - self.keep_bytes
+        limit -= limit % 4096  # whole file-system blocks: a partial block is zeroed but not freed
+        if limit - self._punched < min(PUNCH_GRANULE, self.keep_bytes):
+            return 0
+        try:
+            if self._punch_fd is None:
+                self._punch_fd = os.open(self.path, os.O_WRONLY)
+            if not punch_hole(self._punch_fd, self._punched, limit - self._punched):
+                self._punch_ok = False  # this file system cannot: the log simply keeps growing
+                return 0
+        except OSError:
+            self._punch_ok = False
+            return 0
+        finally:
+            if self._fd is None and self._punch_fd is not None:  # trimmed after close: leave no fd behind
+                os.close(self._punch_fd)
+                self._punch_fd = None
+        freed = limit - self._punched
+        self._punched = limit
+        return freed
 
     def tail_text(self, max_bytes: int = 2000) -> str:
         """The last bytes of the file, for a failed trial's event."""
@@ -78,14 +175,15 @@ class LogTail:
             size = self.path.stat().st_size
             with open(self.path, "rb") as f:
                 f.seek(max(0, size - max_bytes))
-                return _decode(f.read())
+                return _decode(f.read()).lstrip("\x00")
         except OSError:
             return ""
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        for fd in (self._fd, self._punch_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._punch_fd = None
 
 
 def _decode(raw: bytes) -> str:
