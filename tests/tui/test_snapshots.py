@@ -1,0 +1,71 @@
+"""The main screens pinned as pictures, at 80x24 (the smallest terminal we promise) and 160x50.
+
+The study file is generated with fixed times and the app gets a fixed clock, so run times, ETAs
+and message stamps never move. Update after an intended change with ``--snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.conftest import fixed_clock, wait_until
+from tui.app import HpotuiApp
+from tui.screens.study import StudyScreen
+
+SIZES = [(80, 24), (160, 50)]
+
+
+def make_app(db, study: str | None = "demo") -> HpotuiApp:
+    return HpotuiApp(str(db), study, clock=fixed_clock, refresh_s=0.1)
+
+
+async def settle(pilot) -> None:
+    """Wait until the study screen's refresh worker is idle with nothing queued."""
+    screen = pilot.app.screen
+    if isinstance(screen, StudyScreen):
+        await wait_until(pilot, lambda: screen.view is not None and not screen._busy and not screen._want_detail,
+                         what="the study screen to load")
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.2)
+    await pilot.app.workers.wait_for_complete()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_study_list(snap_compare, demo_db, size):
+    async def run_before(pilot):
+        await wait_until(pilot, lambda: pilot.app.screen.query("#studies").first().row_count == 1)
+
+    assert snap_compare(make_app(demo_db, None), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_study_curves(snap_compare, demo_db, size):
+    assert snap_compare(make_app(demo_db), terminal_size=size, run_before=settle)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("key", ["g", "h", "v"])
+def test_study_panels(snap_compare, demo_db, size, key):
+    """g: GPU panel, h: health panel, v: compare view."""
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot)
+
+    assert snap_compare(make_app(demo_db), terminal_size=size, run_before=run_before)
+
+
+def test_help_screen(snap_compare, demo_db):
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(demo_db), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_finished_study_without_color(snap_compare, finished_db, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    assert snap_compare(HpotuiApp(str(finished_db), "done", clock=fixed_clock, refresh_s=0.1),
+                        terminal_size=(80, 24), run_before=settle)

@@ -1,0 +1,112 @@
+"""Requests from the interface to the engine, through the database's commands table.
+
+The read connection in :mod:`tui.data` is read-only; this module opens the one writable
+handle (lazily: browsing a finished study never writes) and uses the engine's own
+:mod:`engine.control`, so a stop from the TUI behaves exactly like ``hpotui stop``: acknowledged
+by a live engine, or done directly when no engine is left. Every function blocks until the
+engine acknowledges (or a timeout), so callers run them in worker threads.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from engine.control import send_and_wait, stop
+from engine.liveness import engine_alive
+from engine.store import Store, StudyRow
+
+ENGINE_ACTIONS = ("pause_launching", "resume_launching", "pause_trial", "resume_trial", "set_max_parallel",
+                  "clone_trial")
+
+
+class Commander:
+    """The TUI's only writer; one per app, opened on first use, serialised by a lock."""
+
+    def __init__(self, db_path: str, *, wait_s: float = 10.0) -> None:
+        self.db_path = db_path
+        self.wait_s = wait_s
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.db_path)
+        return self._store
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def send(self, study_id: int, action: str, *, trial_number: int | None = None,
+             args: dict[str, Any] | None = None) -> str:
+        """Do one action and return the line to show: the engine's acknowledgement or why not."""
+        with self._lock:
+            try:
+                store = self._open()
+            except Exception as exc:  # read-only file, disk full: say it, never crash the interface
+                return f"cannot write to {self.db_path}: {exc}"
+            study = store.study_by_id(study_id)
+            if study is None:
+                return f"study {study_id} is gone from {self.db_path}"
+            if action in ("stop_trial", "stop_study"):
+                if study.status not in ("running", "queued") and not engine_alive(study):
+                    return f"study {study.name} is {study.status}: nothing to stop"
+                return stop(store, study, trial_number if action == "stop_trial" else None)
+            if not engine_alive(study):
+                return (f"study {study.name} has no running engine ({study.status}); "
+                        f"`hpotui resume {study.name}` to act on it")
+            return send_and_wait(store, study, action, trial_number=trial_number, args=args, wait_s=self.wait_s)
+
+    def refine(self, study: StudyRow, *, top: int, resource_scale: float, output: str | None,
+               edits: dict[str, dict[str, Any]], budget: dict[str, Any], launch: bool) -> str:
+        """Write the next stage's space file with the engine's refine code, apply the user's edits, launch it."""
+        try:
+            from engine.refine import refine_study
+        except ImportError:
+            return "refine is not available in this install (engine/refine.py is missing)"
+        with self._lock:
+            try:
+                store = self._open()
+            except Exception as exc:
+                return f"cannot write to {self.db_path}: {exc}"
+            result = refine_study(store, study, top=top, resource_scale=resource_scale, output=output)
+        written = Path(getattr(result, "path", None) or getattr(result, "output", None) or output or "")
+        lines = str(getattr(result, "summary", "") or f"wrote {written}").splitlines()
+        summary = lines[0] if len(lines) < 2 else f"{lines[0]} · {lines[-1]}"
+        if edits or budget:
+            apply_edits(written, edits, budget)
+            summary += f" · your edits applied to {written.name}"
+        if not launch:
+            return summary
+        pid = launch_stage(self.db_path, written)
+        return f"{summary}; next stage launched in the background (engine pid {pid})"
+
+
+def apply_edits(path: Path, edits: dict[str, dict[str, Any]], budget: dict[str, Any]) -> None:
+    """Overwrite bounds and budget fields the user changed in the dialog (comments are not kept)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    space = data.setdefault("space", {})
+    for name, fields in edits.items():
+        if isinstance(space.get(name), dict):
+            space[name].update(fields)
+    if budget:
+        data.setdefault("budget", {}).update(budget)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def launch_stage(db_path: str, space_file: Path) -> int:
+    """``hpotui launch SPACE --headless`` detached, its output in a log beside the space file."""
+    log_path = space_file.with_suffix(".launch.log")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "launch", str(space_file), "--headless",
+                                 "--db", str(Path(db_path).resolve())], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log, start_new_session=True, close_fds=True, cwd=space_file.parent)
+    return proc.pid

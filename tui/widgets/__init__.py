@@ -1,0 +1,1 @@
+"""hpotui's Textual interface (reads the study file; never imports into the engine)."""
