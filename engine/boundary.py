@@ -13,6 +13,10 @@ equal decades), with ``u`` the position of a value in the range (0 = low, 1 = hi
   ``K`` lie, on average, in the outer quarter (mean ``u >= 0.75``); *lower edge*: the mirror
   image (``u <= 0.1``, mean ``u <= 0.25``).
 
+No warning is given on a side that is the parameter's own limit and cannot be widened: 0 below a
+linear range that starts at 0 (dropout, weight decay: "none is best" is an answer, not a wrong
+range), 1 above a range inside [0, 1] that ends at 1 (momentum).
+
 The second condition tells "the objective keeps improving toward the wall" from "one lucky trial
 landed near it". Measured on a uniform [0, 1] parameter (4000 simulated studies each): under a
 flat objective a parameter is flagged (either side) in 5 % of studies at 10 trials, 3 % at 20 and
@@ -23,8 +27,9 @@ flat objective a parameter is flagged (either side) in 5 % of studies at 10 tria
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from engine.space import Param, Space
 
@@ -57,6 +62,13 @@ def position(param: Param, value: Any) -> float | None:
     if high <= low:
         return None
     return (x - low) / (high - low)
+
+
+def at_limit(param: Param, side: str) -> bool:
+    """True when ``side`` of the range is a limit the parameter cannot go past (see module docstring)."""
+    if param.log or param.low is None or param.high is None or param.low < 0:
+        return False
+    return param.low == 0 if side == "lower" else param.high == 1
 
 
 def rank(results: Sequence[Result], mode: str) -> list[Result]:
@@ -99,7 +111,7 @@ def boundary_warnings(params: Sequence[Param], results: Sequence[Result], mode: 
         mean = sum(known) / len(known)
         for side, at_edge in (("upper", where[0] >= 1 - EDGE and mean >= 1 - TOP_MEAN_EDGE),
                               ("lower", where[0] <= EDGE and mean <= TOP_MEAN_EDGE)):
-            if at_edge:
+            if at_edge and not at_limit(param, side):
                 direction = "upward" if side == "upper" else "downward"
                 text = (f"{param.name}: best trials at the {side} edge of [{format_bound(param.low)}, "  # type: ignore[arg-type]
                         f"{format_bound(param.high)}]: widen the range {direction}")  # type: ignore[arg-type]

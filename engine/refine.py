@@ -15,7 +15,8 @@ How each key changes (the file keeps every other key of the original, in order):
 * a side with a boundary warning (:mod:`engine.boundary`) is **widened** instead: log
   parameters by one decade past the old bound (x10 or /10), linear ones by half the old width.
   Widening stops at 0 for a range that started at or above 0, and at 1 for a range inside
-  [0, 1] (dropout, momentum): those are the parameter's own limits.
+  [0, 1] (dropout, momentum): those are the parameter's own limits (and a range already at such
+  a limit gets no warning on that side, so it is narrowed as usual).
 * ``choice``: reduced to the values the top-K used, in the original order.
 * budget, with ``F = resource_scale``: ``scheduler.max_resource`` and any literal
   ``--epochs N`` in the command (also ``--epochs=N``, ``--num-epochs``, ``--max-epochs``,
@@ -33,14 +34,23 @@ import copy
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from engine.boundary import (MIN_TRIALS, BoundaryWarning, Result, boundary_warnings, finished_results,
-                             format_bound, rank, top_count)
+from engine.boundary import (
+    MIN_TRIALS,
+    BoundaryWarning,
+    Result,
+    boundary_warnings,
+    finished_results,
+    format_bound,
+    rank,
+    top_count,
+)
 from engine.errors import UserError
 from engine.space import Param, Space, parse_space
 
@@ -126,19 +136,16 @@ def _propose_numeric(param: Param, values: Sequence[float], sides: set[str]) -> 
     a, b = min(ts), max(ts)
     margin = max(SPAN_MARGIN * (b - a), RANGE_MARGIN * width)
     lo_t, hi_t = max(a - margin, t0), min(b + margin, t1)
-    notes = []
     extension = math.log(WIDEN_LOG_FACTOR) if param.log else WIDEN_LINEAR_FRACTION * width
     if "lower" in sides:
         lo_t = t0 - extension
     if "upper" in sides:
         hi_t = t1 + extension
     lo, hi = _back(param, lo_t), _back(param, hi_t)
-    if not param.log and low0 >= 0 and lo < 0:
-        lo = 0.0
-        notes.append("cannot widen below 0")
-    if not param.log and low0 >= 0 and high0 <= 1 and hi > 1:
-        hi = 1.0
-        notes.append("cannot widen above 1")
+    if not param.log and low0 >= 0:  # widening stops at the parameter's own limits
+        lo = max(lo, 0.0)
+        if high0 <= 1:
+            hi = min(hi, 1.0)
     if param.type == "int":
         lo, hi = float(math.floor(lo + 1e-9)), float(math.ceil(hi - 1e-9))
         if param.log:
@@ -147,8 +154,10 @@ def _propose_numeric(param: Param, values: Sequence[float], sides: set[str]) -> 
         step = param.step
         lo = round(low0 + math.floor((lo - low0) / step + 1e-9) * step, 12)
         hi = round(low0 + math.ceil((hi - low0) / step - 1e-9) * step, 12)
-        while param.log and lo <= 0:
+        while (param.log and lo <= 0) or lo < 0 <= low0:  # snapping must not undo the limits above
             lo = round(lo + step, 12)
+        while 0 <= low0 and high0 <= 1 < hi:
+            hi = round(hi - step, 12)
     else:
         lo, hi = _round_out(lo, up=False), _round_out(hi, up=True)
     if "lower" not in sides:
@@ -156,9 +165,11 @@ def _propose_numeric(param: Param, values: Sequence[float], sides: set[str]) -> 
     if "upper" not in sides:
         hi = min(hi, high0)
     lo, hi = _keep_open(param, lo, hi, low0, high0, sides)
-    if sides:
-        notes.insert(0, "widened " + " and ".join("upward" if s == "upper" else "downward" for s in sorted(sides,
-                                                                                                           reverse=True)))
+    notes = []
+    for side in sorted(sides, reverse=True):
+        moved = hi > high0 if side == "upper" else lo < low0
+        word = "upward" if side == "upper" else "downward"
+        notes.append(f"widened {word}" if moved else f"cannot widen {word}: the parameter's own limit")
     if param.type == "int":
         return {"low": int(lo), "high": int(hi)}, "; ".join(notes)
     return {"low": lo, "high": hi}, "; ".join(notes)
@@ -219,7 +230,7 @@ def stage_name(parent: str, stage: int) -> str:
 def _scale_number(value: float, factor: float, floor: float = 1) -> int | float:
     scaled = value * factor
     if float(value) == int(value):
-        return max(int(math.ceil(floor)), int(round(scaled)))
+        return max(math.ceil(floor), round(scaled))
     return max(floor, round(scaled, 6))
 
 
@@ -363,8 +374,8 @@ _Dumper.add_representer(_FlowMapping, lambda dumper, data: dumper.represent_mapp
 
 def _render(raw: Mapping[str, Any], study: Any, top: int, resource_scale: float, changes: Sequence[Change],
             warnings: Sequence[str]) -> str:
-    lines = [f"# Stage {study.stage + 1} of study {study.name}, written by "
-             f"`hpotui refine {study.name} --top {top} --resource-scale {resource_scale:g}`."]
+    lines = [(f"# Stage {study.stage + 1} of study {study.name}, written by "
+              f"`hpotui refine {study.name} --top {top} --resource-scale {resource_scale:g}`.")]
     lines += [f"#   {c.text}" for c in changes]
     lines += [f"# warning: {w}" for w in warnings]
     shown = dict(raw)

@@ -36,10 +36,19 @@ def test_objective_rising_toward_the_upper_edge_warns_upward_with_the_range_in_t
 
 
 def test_minimising_a_loss_that_falls_toward_the_lower_edge_warns_downward():
-    results = [({"dropout": d}, d) for d in [i / 40 for i in range(21)]]  # loss = dropout: 0 is best
-    warnings = boundary_warnings((DROPOUT,), results, "min")
-    assert [(w.param, w.side) for w in warnings] == [("dropout", "lower")]
+    momentum = Param(name="momentum", type="uniform", low=0.5, high=0.99)
+    results = [({"momentum": m}, m) for m in [0.5 + i * 0.49 / 20 for i in range(21)]]  # loss = momentum
+    warnings = boundary_warnings((momentum,), results, "min")
+    assert [(w.param, w.side) for w in warnings] == [("momentum", "lower")]
     assert "widen the range downward" in warnings[0].text
+
+
+def test_no_warning_at_a_limit_the_parameter_cannot_pass():
+    results = [({"dropout": d}, d) for d in [i / 40 for i in range(21)]]  # loss = dropout: none is best
+    assert boundary_warnings((DROPOUT,), results, "min") == []
+    momentum = Param(name="momentum", type="uniform", low=0.5, high=1.0)
+    results = [({"momentum": m}, m) for m in [0.5 + i / 40 for i in range(21)]]
+    assert boundary_warnings((momentum,), results, "max") == []
 
 
 def test_an_optimum_inside_the_range_gives_no_warning():

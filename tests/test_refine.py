@@ -149,14 +149,17 @@ def test_boundary_warning_widens_that_side_instead_of_narrowing(tmp_path: Path):
 
 
 def test_linear_widening_stops_at_the_parameters_own_limits():
-    text = SPACE
-    results = [(trial(1e-3, dropout=0.5 * i / 11), -i) for i in range(12)]  # dropout 0 is best: lower edge
+    text = SPACE.replace("dropout: {type: uniform, low: 0.0, high: 0.5}", "dropout: {type: uniform, low: 0.05, high: 0.5}")
+    results = [(trial(1e-3, dropout=0.05 + 0.45 * i / 11), -i) for i in range(12)]  # low dropout is best
     raw, changes = refine_space(space_of(text), results, top=3)
-    assert raw["space"]["dropout"]["low"] == 0.0  # cannot go below 0
-    assert raw["space"]["dropout"]["high"] < 0.15
-    assert any("cannot widen below 0" in c.text for c in changes)
+    assert raw["space"]["dropout"]["low"] == 0.0  # widened downward, but not below 0
+    assert any(c.key == "space.dropout" and "widened downward" in c.text for c in changes)
+    results = [(trial(1e-3, dropout=0.5 * i / 11), -i) for i in range(12)]  # no dropout is best
+    raw, changes = refine_space(space_of(SPACE), results, top=3)
+    assert raw["space"]["dropout"]["low"] == 0.0 and raw["space"]["dropout"]["high"] < 0.15  # narrowed, no warning
+    assert not any("widen" in c.text for c in changes)
     results = [(trial(1e-3, width=16 + 44 * i), i) for i in range(12)]  # width 500 best: upper edge
-    raw, _ = refine_space(space_of(text), results, top=3)
+    raw, _ = refine_space(space_of(SPACE), results, top=3)
     assert raw["space"]["width"]["high"] == 512 + 248  # half the old width past the old bound
 
 
@@ -228,7 +231,7 @@ def hpotui(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.pop("HPOTUI_DB", None)
     return subprocess.run([sys.executable, "-m", "engine.cli", *args, "--db", str(cwd / "t.db")], cwd=cwd, env=env,
-                          text=True, capture_output=True, timeout=120)
+                          text=True, capture_output=True, timeout=120, check=False)
 
 
 def test_refine_then_launch_runs_a_linked_stage(tmp_path: Path):
@@ -265,3 +268,13 @@ def test_refine_cli_rejects_a_bad_top_in_one_line(tmp_path: Path):
     build_study(tmp_path, [(trial(1e-3), 0.9)], db="t.db")
     done = hpotui("refine", "coarse", "--top", "0", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--top" in done.stderr
+
+
+def test_a_stepped_range_snaps_outward_to_its_step_grid():
+    text = SPACE.replace("dropout: {type: uniform, low: 0.0, high: 0.5}",
+                         "dropout: {type: uniform, low: 0.0, high: 0.5, step: 0.05}")
+    results = [(trial(1e-3, dropout=d), v) for d, v in ((0.15, 0.9), (0.2, 0.8), (0.45, 0.1))]
+    raw, _ = refine_space(space_of(text), results, top=2)
+    spec = raw["space"]["dropout"]
+    assert (spec["low"], spec["high"], spec["step"]) == (0.1, 0.25, 0.05)  # 0.15..0.2 +- 0.025, outward
+    assert parse_space(raw, "next.yaml", Path(".")).param("dropout").step == 0.05

@@ -15,10 +15,10 @@ import yaml
 
 pytest.importorskip("optuna")
 
-from engine.sampling import RandomSampler, make_sampler  # noqa: E402
-from engine.space import parse_space  # noqa: E402
-from engine.store import Store  # noqa: E402
-from engine.tpe import TpeSampler  # noqa: E402
+from engine.sampling import RandomSampler, make_sampler
+from engine.space import parse_space
+from engine.store import Store
+from engine.tpe import TpeSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,7 +79,7 @@ def test_asking_an_index_again_returns_the_same_configuration():
 
 def test_it_concentrates_near_the_optimum_better_than_random_search():
     text = SPACE.replace("{lr} {width} {depth} {act} {drop}", "{lr}").split("  width:")[0]
-    f = lambda p: (math.log10(p["lr"]) + 2.5) ** 2  # noqa: E731  optimum at lr = 10^-2.5, five decades wide
+    f = lambda p: (math.log10(p["lr"]) + 2.5) ** 2
     tpe_dist, random_dist, tpe_best, random_best = [], [], [], []
     for seed in range(5):
         tpe = run(TpeSampler(space(seed, text)), 40, f)
@@ -111,7 +111,7 @@ def test_failed_pruned_and_completed_trials_reach_optuna_in_their_own_state():
 def test_history_replayed_into_a_fresh_sampler_steers_it():
     """After a resume the loop can replay finished trials through observe(); unknown indices are added."""
     text = SPACE.replace("{lr} {width} {depth} {act} {drop}", "{lr}").split("  width:")[0]
-    f = lambda p: (math.log10(p["lr"]) + 2.5) ** 2  # noqa: E731
+    f = lambda p: (math.log10(p["lr"]) + 2.5) ** 2
     replayed, no_history = [], []
     for seed in range(5):
         history = run(TpeSampler(space(seed + 10, text)), 30, f)
@@ -152,7 +152,7 @@ def test_without_optuna_the_user_gets_one_line_naming_the_extra(tmp_path: Path):
         except UserError as exc:
             print(exc)
         """)
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, text=True, capture_output=True, timeout=60,
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, text=True, capture_output=True, timeout=60, check=False,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.stdout == "tpe.yaml: search.algorithm: tpe needs Optuna; pip install 'hpotui[tpe]'\n", done.stderr
 
@@ -182,7 +182,7 @@ def test_tpe_with_asha_runs_a_real_study_and_prunes(tmp_path: Path):
         """))
     env = dict(os.environ, PYTHONPATH=str(REPO), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     done = subprocess.run([sys.executable, "-m", "engine.cli", "launch", "s.yaml", "--headless", "--db", "t.db"],
-                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120)
+                          cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     store = Store(tmp_path / "t.db")
     trials = store.trials(store.study("bohb").id)
