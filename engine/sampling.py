@@ -21,8 +21,9 @@ class Sampler:
     def suggest(self, index: int) -> dict[str, Any] | None:
         raise NotImplementedError
 
-    def observe(self, index: int, params: dict[str, Any], value: float | None) -> None:
-        """A trial finished with objective ``value`` (None when it reported none); model-based samplers learn."""
+    def observe(self, index: int, params: dict[str, Any], value: float | None, *, status: str | None = None,
+                step: float | None = None) -> None:
+        """A trial finished (``status``) with best objective ``value`` at ``step``; model-based samplers learn."""
 
     def size(self) -> int | None:
         """How many configurations exist (grid), None when unbounded."""

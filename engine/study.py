@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from engine.health import HealthMonitor
-from engine.liveness import process_create_time
+from engine.liveness import find_trial_process, process_create_time
 from engine.logtail import LogTail
 from engine.metricline import RegexMetrics, Rejected, Report, parse_metric_line
 from engine.runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, signal_name
@@ -113,6 +113,7 @@ class StudyLoop:
         self._usage: dict[int, list[tuple[float, float | None, int | None]]] = {}
         self._util_hinted: set[int] = set()
         self._gpu_available: bool | None = None
+        self._warnings: list[str] = list(study.warnings)
         self.finished = 0
         self.launching_paused = study.launching_paused
         self._data_version = -1
@@ -122,7 +123,8 @@ class StudyLoop:
         """Run the study to its end; returns the CLI exit code."""
         me = os.getpid()
         self.store.acquire_engine_lock(self.study.id, me, process_create_time(me) or time.time())
-        self.study_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (self.runs_root, self.study_dir):  # each level owner-only, whatever the umask says
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         old_handlers = self._install_signals()
         try:
             self.store.set_study_status(self.study.id, "running")
@@ -189,7 +191,8 @@ class StudyLoop:
 
     def _on_hangup(self, _signum: int, _frame: Any) -> None:
         """SSH dropped: the study goes on; output moves to the study's engine.log."""
-        log = open(self.study_dir / "engine.log", "a", encoding="utf-8")  # noqa: SIM115 (lives with the loop)
+        fd = os.open(self.study_dir / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # owner only
+        log = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (lives with the loop)
         self.out = log
 
     # -- recovery ---------------------------------------------------------------------------------
@@ -201,8 +204,13 @@ class StudyLoop:
         rerun_done = {t.rerun_of for t in trials if t.rerun_of is not None}
         for t in trials:
             self._seed_counters(t)
+            if t.status in FINISHED:  # model-based samplers (TPE) learn the history again
+                self.sampler.observe(t.sample_index if t.sample_index is not None else -1, t.params,
+                                     t.best_value, status=t.status, step=t.best_step)
         self.finished = sum(1 for t in trials if t.status in FINISHED)
         for t in trials:
+            if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
+                t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
             if t.status == "running" and t.pid:
                 proc = self.executor.adopt(t.id, t.pid, t.pgid or t.pid, t.proc_create_time or 0.0,
                                            Path(t.stdout_path), Path(t.stderr_path))
@@ -225,6 +233,20 @@ class StudyLoop:
                 t = self.store.trial(t.id)  # type: ignore[assignment]
             if t.status == "interrupted" and t.id not in rerun_done:
                 self.rerun_queue.append(t)
+
+    def _find_unrecorded_start(self, t: TrialRow) -> TrialRow:
+        """A queued trial with a log file was started; find its process (to adopt) or read what it left."""
+        if getattr(self.executor, "name", "") == "local":
+            found = find_trial_process(t.trial_dir)
+            if found is not None:
+                self.store.mark_running(t.id, pid=found[0], pgid=found[0], proc_create_time=found[1],
+                                        git_commit=self.git_commit)
+                return self.store.trial(t.id)  # type: ignore[return-value]
+        live = LiveTrial(row=t, proc=None, stdout=LogTail(Path(t.stdout_path), t.stdout_offset),  # type: ignore[arg-type]
+                         stderr=LogTail(Path(t.stderr_path), t.stderr_offset), reports=t.reports)
+        self._drain(live, final=True)  # it ran and ended unrecorded: its lines still count
+        self.store.flush()
+        return t
 
     def _seed_counters(self, t: TrialRow) -> None:
         if t.status in FINISHED and t.best_value is not None and not math.isnan(t.best_value):
@@ -351,8 +373,8 @@ class StudyLoop:
 
     def _gpu_picker(self) -> Any:
         """The placement run inside the trial insert's transaction, or None for CPU trials."""
-        if self.space.resources.gpus_per_trial <= 0:
-            return None
+        if self.space.resources.gpus_per_trial <= 0 or getattr(self.executor, "places_gpus", False):
+            return None  # CPU trials, or an executor (Ray) that picks GPUs on the trial's own node
         from engine.placement import claims_from_rows, cuda_visible_devices, place_trial
 
         readings = self.resources.gpus()
@@ -464,7 +486,20 @@ class StudyLoop:
         self._wake_soon()
 
     # -- exits -------------------------------------------------------------------------------------------
+    def _note_placements(self) -> None:
+        """Trials a cluster executor (Ray) queued at start and has now placed: record their node and pid."""
+        for proc in getattr(self.executor, "take_placed", list)():
+            live = self.live.get(proc.trial_id)
+            if live is None:
+                continue
+            self.store.mark_running(proc.trial_id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
+                                    git_commit=self.git_commit, host=proc.node or HOSTNAME)
+            self.store.buffer_event(self.study.id, proc.trial_id, "placed",
+                                    f"trial {live.row.number} running on {proc.node} (pid {proc.pid})",
+                                    data={"pid": proc.pid, "node": proc.node})
+
     def _reap(self) -> None:
+        self._note_placements()
         for trial_id, live in list(self.live.items()):
             self.executor.enforce_deadline(live.proc)
             code = self.executor.poll(live.proc)
@@ -501,9 +536,17 @@ class StudyLoop:
         self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
         self.live.pop(live.row.id, None)  # recorded: a later failed write (disk full) must not finish it twice
         self._record_usage(live.row.id)
-        self.finished += 1
         self.scheduler.on_trial_end(live.row.id)
         self.health.forget(live.row.id)
+        if status == "interrupted":  # its node was lost, or the engine is stopping: not a result, it runs again
+            self.store.add_event(self.study.id, live.row.id, "interrupted",
+                                 f"trial {number} interrupted — {reason}; its configuration runs again",
+                                 level="warning")
+            self._say(f"trial {number} interrupted — {reason}")
+            if self.signal_received is None:
+                self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
+            return
+        self.finished += 1
         objective_text = self._objective_text(live)
         message = f"trial {number} {status}" + (f" after {time.time() - (live.row.started_at or time.time()):.1f}s"
                                                  if live.row.started_at else "")
@@ -517,6 +560,11 @@ class StudyLoop:
                 self.store.buffer_event(self.study.id, live.row.id, "flag",
                                         f"{OOM_FLAG}: trial {number} ran out of GPU memory — {OOM_HINT}",
                                         level="error", data={"flag": OOM_FLAG, "hint": OOM_HINT})
+        if status == "completed" and live.reports == 0:
+            silent = (f"trial {number} completed but never reported a metric: no `@hpotui {{...}}` line "
+                      "(or metrics.regex match) in its output; check that the command prints them")
+            self.store.buffer_event(self.study.id, live.row.id, "no_metrics", silent, level="warning")
+            self._say(silent)
         self.store.add_event(self.study.id, live.row.id, status,
                              message + (f" — {reason}" if reason and status != "completed" else ""),
                              level="error" if status == "failed" else "info", data=data)
@@ -525,8 +573,24 @@ class StudyLoop:
             self._note_failure(reason)
         else:
             self.counters.failure_streak, self.counters.failure_signature = 0, None
-        self.sampler.observe(live.row.sample_index or -1, live.row.params, live.best)
+        index = live.row.sample_index if live.row.sample_index is not None else -1
+        self.sampler.observe(index, live.row.params, live.best, status=status, step=live.best_step)
         self._note_result(live)
+        self._update_warnings()
+
+    def _update_warnings(self) -> None:
+        """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
+        from engine.boundary import study_warnings
+
+        warnings = study_warnings(self.space, self.store, self.study.id)
+        if warnings == self._warnings:
+            return
+        self.store.set_warnings(self.study.id, warnings)
+        for warning in warnings:
+            if warning not in self._warnings:
+                self.store.add_event(self.study.id, None, "boundary", warning, level="warning")
+                self._say(f"warning: {warning}")
+        self._warnings = warnings
 
     def _objective_text(self, live: LiveTrial) -> str:
         if live.best is None:
