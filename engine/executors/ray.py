@@ -1,0 +1,367 @@
+"""Ray executor: each trial is a Ray generator task on whichever node Ray picks; its output comes home.
+
+Same interface as :class:`engine.runner.LocalExecutor`, so the loop does not know where trials run.
+The task (:func:`engine.executors.ray_node.run_trial`) asks for ``num_cpus = cpus_per_trial`` and
+``num_gpus = gpus_per_trial`` (Ray, not the engine's NVML placement, then picks the node and sets
+``CUDA_VISIBLE_DEVICES`` there), starts the command in its own process group and yields its output
+in batches. One thread per trial on the head node writes those bytes into the trial's
+``stdout.log`` / ``stderr.log``, which the loop reads exactly as it reads a local trial's files:
+the engine stays the only writer of the database and every log lands in the trial folder.
+
+Stopping is signals sent to the trial's group by tiny tasks pinned to its node (SIGTERM, then
+SIGKILL at the deadline together with ``ray.cancel``); each signal task waits for the previous one,
+so pause/resume cannot overtake each other. A node that dies mid-trial ends the trial
+``interrupted`` (the loop reruns its configuration); any other Ray failure ends it ``failed`` with
+Ray's one-line reason.
+
+A trial that Ray cannot place yet (cluster full) is submitted anyway and waits in Ray's queue; it
+reports its node and pid once it starts, and :meth:`RayExecutor.take_placed` hands those to the loop.
+
+Engine death: Ray ends a driver's tasks when the driver goes, and the guard process beside each
+trial then ends its group; so Ray trials never outlive their engine, :meth:`adopt` always returns
+``None`` and ``hpotui resume`` reruns them (their logged lines up to that point are kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import engine
+from engine.errors import UserError
+from engine.executors import ray_node
+from engine.runner import EXIT_UNKNOWN, TrialProcess
+from engine.space import Resources
+
+PENDING_NODE = "(pending)"  # the node recorded for a trial that Ray has not placed yet
+PRIVATE_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials send log batches, not tensors
+# The engine's own view of the trial: the node chooses these, never the head.
+NODE_SIDE_ENV = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+GPU_ROUND_TIMEOUT_S = 15.0  # a GPU-reading round older than this is given up (node hung or gone)
+
+
+def import_ray() -> Any:
+    """Ray, or the one-line error a user sees when the optional extra is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise UserError("executor: ray needs Ray; pip install 'hpotui[ray]'") from None
+    return ray
+
+
+@dataclass
+class _Stream:
+    """What the reader thread learned about one trial's task (read by the loop thread)."""
+
+    generator: Any
+    node_id: str | None = None
+    done: bool = False
+    exit_code: int | None = None
+    final_status: str | None = None  # set by the executor: interrupted (node lost) / failed (Ray error)
+    final_reason: str | None = None
+    killed: bool = False
+    last_signal: Any = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+class RayExecutor:
+    name = "ray"
+    places_gpus = True  # Ray picks each trial's GPUs on its node; the engine's local placement stays out
+
+    def __init__(self, address: str | None = None, *, grace_period_s: float = 10.0,
+                 resources: Resources | None = None) -> None:
+        self.ray = import_ray()
+        self.grace_period_s = grace_period_s
+        self.resources = resources or Resources()
+        self._owns_connection = False  # True when this executor called ray.init (and so must shut it down)
+        self._placed: list[TrialProcess] = []
+        self._placed_lock = threading.Lock()
+        self._streams: dict[int, _Stream] = {}
+        self._node_names: dict[str, str] = {}
+        self._hostnames: dict[str, str] = {}  # node id -> the node's hostname, as its tasks reported it
+        self._names_stale = False
+        self._gpu_round: dict[Any, str] = {}  # pending read_gpus task -> node id
+        self._gpu_cache: dict[str, list[Any]] = {}  # node id -> its latest readings
+        self._gpu_round_sent = 0.0
+        if not self.ray.is_initialized():
+            self._connect(address)
+        remote = self.ray.remote
+        self._run_trial = remote(max_retries=0, retry_exceptions=False)(ray_node.run_trial)
+        self._signal = remote(num_cpus=0, max_retries=0)(ray_node.signal_group)
+        self._read_gpus = remote(num_cpus=0, max_retries=0)(ray_node.read_gpus)
+
+    def _connect(self, address: str | None) -> None:
+        """Join the cluster at ``address``, or start a private Ray on this machine for this study."""
+        # Nodes may not have hpotui installed: ship this engine with the job (also keeps versions equal).
+        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                                       runtime_env={"py_modules": [str(Path(engine.__file__).parent)]})
+        if address is None:  # "local": a new instance even when RAY_ADDRESS or a `ray start` cluster exists
+            options.update(address="local", num_cpus=os.cpu_count() or 1,
+                           object_store_memory=PRIVATE_OBJECT_STORE_BYTES)
+        else:
+            options["address"] = address
+        try:
+            self.ray.init(**options)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+            fix = "start one with `ray start --head` or fix executor.address" if address else \
+                "see `ray status`, or give executor.address of a running cluster"
+            raise UserError(f"executor: cannot reach {where}: {str(exc).splitlines()[0] if str(exc) else exc}; "
+                            f"{fix}") from None
+        self._owns_connection = True
+
+    # -- starting ------------------------------------------------------------------------------------
+    def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
+              stderr_path: Path) -> TrialProcess:
+        """Submit the trial; returns at once with node ``(pending)`` (see :meth:`take_placed`)."""
+        stdout_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for path in (stdout_path, stderr_path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.close(fd)
+        options: dict[str, Any] = {"num_cpus": self.resources.cpus_per_trial, "name": f"hpotui-trial-{trial_id}"}
+        if self.resources.gpus_per_trial > 0:
+            options["num_gpus"] = self.resources.gpus_per_trial
+        generator = self._run_trial.options(**options).remote(list(argv), str(cwd), env_delta(env),
+                                                               self.grace_period_s)
+        proc = TrialProcess(trial_id=trial_id, pid=0, pgid=0, create_time=time.time(), stdout_path=stdout_path,
+                            stderr_path=stderr_path, node=PENDING_NODE)
+        stream = _Stream(generator=generator)
+        proc.extra["ray"] = stream
+        self._streams[trial_id] = stream
+        stream.thread = threading.Thread(target=self._read, args=(proc, stream), daemon=True,
+                                         name=f"hpotui-ray-trial-{trial_id}")
+        stream.thread.start()
+        return proc
+
+    def take_placed(self) -> list[TrialProcess]:
+        """Trials that started on a node since the last call (their ``node``, ``pid`` and ``pgid`` are now real)."""
+        with self._placed_lock:
+            placed, self._placed = self._placed, []
+        return placed
+
+    def adopt(self, trial_id: int, pid: int, pgid: int, create_time: float, stdout_path: Path,
+              stderr_path: Path) -> TrialProcess | None:
+        """Never: a Ray trial dies with the engine that submitted it, so there is nothing to take back."""
+        return None
+
+    # -- the reader thread ------------------------------------------------------------------------------
+    def _read(self, proc: TrialProcess, stream: _Stream) -> None:
+        """Write the task's output batches into the trial's files until it ends; record how it ended."""
+        ray = self.ray
+        try:
+            with open(proc.stdout_path, "ab", buffering=0) as out, open(proc.stderr_path, "ab", buffering=0) as err:
+                try:
+                    for ref in stream.generator:
+                        item = ray.get(ref)
+                        if "out" in item:
+                            if item["out"]:
+                                out.write(item["out"])
+                            if item["err"]:
+                                err.write(item["err"])
+                        elif "started" in item:
+                            self._on_started(proc, stream, item)
+                        elif "exit" in item:
+                            stream.exit_code = item["exit"]
+                        elif "error" in item:
+                            stream.node_id = item["node_id"]
+                            err.write((f"hpotui: {item['error']}\n").encode())
+                            stream.final_status, stream.final_reason = "failed", item["error"]
+                            stream.exit_code = 127
+                except Exception as exc:  # noqa: BLE001 (every Ray failure ends the trial with a reason)
+                    self._on_failure(proc, stream, exc, err)
+        except OSError as exc:
+            stream.final_status, stream.final_reason = "failed", f"could not write the trial's log: {exc}"
+        finally:
+            if stream.exit_code is None:
+                stream.exit_code = EXIT_UNKNOWN
+            stream.done = True
+
+    def _on_started(self, proc: TrialProcess, stream: _Stream, item: dict[str, Any]) -> None:
+        stream.node_id = item["node_id"]
+        proc.pid = proc.pgid = int(item["pid"])
+        proc.create_time = float(item["create_time"])
+        self._learn_hostname(item["node_id"], item["host"])
+        proc.node = self.node_name(item["node_id"])
+        with self._placed_lock:
+            self._placed.append(proc)
+        if proc.final_status is not None and not stream.killed:
+            self._send(proc, stream, signal.SIGTERM)  # a stop asked for while it was still pending
+
+    def _on_failure(self, proc: TrialProcess, stream: _Stream, exc: Exception, err: Any) -> None:
+        exceptions = self.ray.exceptions
+        if isinstance(exc, exceptions.TaskCancelledError):
+            stream.exit_code = 128 + signal.SIGKILL if stream.killed else EXIT_UNKNOWN
+            return
+        if isinstance(exc, exceptions.NodeDiedError) or not self._node_alive(stream.node_id):
+            where = proc.node if proc.node != PENDING_NODE else "its node"
+            stream.final_status = "interrupted"
+            stream.final_reason = f"Ray node {where} was lost mid-trial"
+        else:
+            stream.final_status = "failed"
+            stream.final_reason = "Ray: " + _first_line(exc)
+        try:
+            err.write(f"hpotui: {stream.final_reason}\n".encode())
+        except OSError:
+            pass
+
+    # -- the loop's questions -----------------------------------------------------------------------------
+    def poll(self, proc: TrialProcess) -> int | None:
+        """Exit code once the task ended (EXIT_UNKNOWN when it never reported one), else None."""
+        stream: _Stream = proc.extra["ray"]
+        if not stream.done:
+            return None
+        self._streams.pop(proc.trial_id, None)
+        if stream.final_status is not None and proc.final_status is None:  # a stop asked for wins over how it ended
+            proc.final_status, proc.final_reason = stream.final_status, stream.final_reason
+        return stream.exit_code
+
+    def request_stop(self, proc: TrialProcess, status: str, reason: str) -> None:
+        """SIGTERM the group on its node now, SIGKILL at ``stop_deadline``; a pending trial is just cancelled."""
+        stream: _Stream = proc.extra["ray"]
+        if proc.final_status is None:
+            proc.final_status, proc.final_reason = status, reason
+        if proc.stop_deadline is None:
+            proc.stop_deadline = time.monotonic() + self.grace_period_s
+        if stream.node_id is None:
+            self.ray.cancel(stream.generator)  # still queued: nothing runs yet (see _on_started for the race)
+            return
+        if proc.paused:
+            self._send(proc, stream, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+        self._send(proc, stream, signal.SIGTERM)
+
+    def enforce_deadline(self, proc: TrialProcess) -> None:
+        stream: _Stream = proc.extra["ray"]
+        if proc.stop_deadline is None or stream.killed or stream.done or time.monotonic() < proc.stop_deadline:
+            return
+        stream.killed = True
+        if stream.node_id is not None:
+            self._send(proc, stream, signal.SIGKILL)
+        self.ray.cancel(stream.generator)  # the task ends even if the node cannot run the signal task
+
+    def reap_group(self, proc: TrialProcess) -> None:
+        """Nothing to do here: the task ended the group's leftovers on its node before reporting the exit."""
+
+    def pause(self, proc: TrialProcess) -> None:
+        stream: _Stream = proc.extra["ray"]
+        if stream.node_id is not None and not stream.done:
+            self._send(proc, stream, signal.SIGSTOP)
+            proc.paused = True
+
+    def resume(self, proc: TrialProcess) -> None:
+        stream: _Stream = proc.extra["ray"]
+        if stream.node_id is not None and not stream.done:
+            self._send(proc, stream, signal.SIGCONT)
+            proc.paused = False
+
+    def _send(self, proc: TrialProcess, stream: _Stream, sig: int) -> None:
+        """Signal the trial's group on its node, after any signal sent before (Ray tasks may otherwise overtake)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        strategy = NodeAffinitySchedulingStrategy(node_id=stream.node_id, soft=False)
+        stream.last_signal = self._signal.options(scheduling_strategy=strategy).remote(proc.pgid, int(sig),
+                                                                                       stream.last_signal)
+
+    # -- nodes -------------------------------------------------------------------------------------------
+    def node_name(self, node_id: str) -> str:
+        """What the trial's host column and GPU readings call a node.
+
+        ``ray start --node-name NAME`` wins; otherwise the node's hostname once one of its tasks
+        told us (Ray's default name is only the IP). Nodes that share a name (several Ray nodes on
+        one machine) get the first characters of their node id appended.
+        """
+        if node_id not in self._node_names or self._names_stale:
+            self._names_stale = False
+            nodes = self.ray.nodes()
+            names = []
+            for n in nodes:
+                name = n.get("NodeName") or n["NodeManagerAddress"]
+                if name == n["NodeManagerAddress"]:
+                    name = self._hostnames.get(n["NodeID"], name)
+                names.append(name)
+            for n, name in zip(nodes, names):
+                self._node_names[n["NodeID"]] = name if names.count(name) == 1 else f"{name}/{n['NodeID'][:6]}"
+        return self._node_names.get(node_id, node_id[:12])
+
+    def _learn_hostname(self, node_id: str, hostname: str) -> None:
+        if self._hostnames.get(node_id) != hostname:
+            self._hostnames[node_id] = hostname
+            self._names_stale = True
+
+    def _node_alive(self, node_id: str | None) -> bool:
+        if node_id is None:
+            return True
+        return any(n["NodeID"] == node_id and n["Alive"] for n in self.ray.nodes())
+
+    def gpu_readings(self, wait_s: float = 0.0) -> dict[str, list[Any]]:
+        """Latest GPU readings per node name, read on the nodes (engine.resources.GpuReading, NA where unknown).
+
+        Non-blocking by default: each call collects the round sent by the previous one and sends
+        the next, so readings are at most one sampling period old and a slow node never stalls the
+        loop. ``wait_s`` waits that long for the current round (the first call, tests).
+        """
+        ray = self.ray
+        if self._gpu_round and time.monotonic() - self._gpu_round_sent > GPU_ROUND_TIMEOUT_S:
+            for node_id in self._gpu_round.values():  # a node that does not answer shows no figures
+                self._gpu_cache.pop(node_id, None)
+            self._gpu_round.clear()
+        if not self._gpu_round:
+            self._send_gpu_round()
+        refs = list(self._gpu_round)
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s) if refs else ([], [])
+        fresh: dict[str, list[Any]] = {}
+        for ref in ready:
+            node_id = self._gpu_round.pop(ref)
+            try:
+                hostname, readings = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue  # node gone or unreadable: it drops out of the next round's names
+            self._learn_hostname(node_id, hostname)
+            fresh[node_id] = readings
+        self._gpu_cache.update(fresh)
+        if not self._gpu_round:
+            self._send_gpu_round()  # collected by the next call
+        return {self.node_name(node_id): readings for node_id, readings in self._gpu_cache.items()}
+
+    def _send_gpu_round(self) -> None:
+        """One read_gpus task pinned to each alive node; nodes no longer alive lose their figures."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        for n in self.ray.nodes():
+            if n["Alive"]:
+                strategy = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
+                self._gpu_round[self._read_gpus.options(scheduling_strategy=strategy).remote()] = n["NodeID"]
+        self._gpu_round_sent = time.monotonic()
+        wanted = set(self._gpu_round.values())
+        self._gpu_cache = {k: v for k, v in self._gpu_cache.items() if k in wanted}
+
+    # -- the end -------------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel what still runs, wait briefly for the reader threads, and leave Ray as we found it."""
+        for stream in list(self._streams.values()):
+            if not stream.done:
+                self.ray.cancel(stream.generator, force=False)
+        for stream in list(self._streams.values()):
+            if stream.thread is not None:
+                stream.thread.join(timeout=5.0)
+        self._streams.clear()
+        if self._owns_connection and self.ray.is_initialized():
+            self.ray.shutdown()  # a private Ray stops entirely; a joined cluster just loses this driver
+        self._owns_connection = False
+
+
+def env_delta(env: dict[str, str]) -> dict[str, str]:
+    """The variables the loop set for this trial: the node's own environment (PATH, HOME...) stays the node's."""
+    return {k: v for k, v in env.items() if os.environ.get(k) != v and k not in NODE_SIDE_ENV}
+
+
+def _first_line(exc: BaseException) -> str:
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(exc).__name__

@@ -1,0 +1,222 @@
+"""Trials on a Ray cluster: a real local multi-node cluster, the real loop and CLI, real trial processes.
+
+One cluster for the module (starting Ray nodes costs seconds on a small machine): a head node
+``alpha`` and a worker node ``beta``, each with one CPU and its own custom resource, so that two
+one-CPU trials running at once must land on different nodes. The node-loss test adds a third
+node ``gamma`` and removes it mid-trial.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from engine.store import Store
+from tests.conftest import REPO, cli_env, start_cli
+
+OBJECT_STORE = 80 * 1024 * 1024  # Ray's smallest allowed is about 75 MiB; the default would be 30% of RAM
+
+# Reports an epoch every 50 ms; with --wait it keeps going until the file `release` appears.
+TRAINER = """
+import json, os, sys, time
+lr = float(sys.argv[1]); wait = "--wait" in sys.argv
+print("env", json.dumps({k: os.environ.get(k) for k in ("HPOTUI_TRIAL_ID", "HPOTUI_PARAMS")}), flush=True)
+epoch = 0
+while epoch < 3 or (wait and not os.path.exists("release")):
+    epoch += 1
+    time.sleep(0.05)
+    print("@hpotui " + json.dumps({"epoch": epoch, "val_acc": lr * epoch}), flush=True)
+    print(f"epoch {epoch} pid {os.getpid()}", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {"alpha": 1}, "node_name": "alpha", "object_store_memory": OBJECT_STORE,
+        "include_dashboard": False})
+    c.add_node(num_cpus=1, resources={"beta": 1}, node_name="beta", object_store_memory=OBJECT_STORE)
+    c.wait_for_nodes()
+    yield c
+    c.shutdown()
+
+
+def write_space(tmp_path: Path, *, name: str, command: str, trials: int, parallel: int, address: str) -> Path:
+    (tmp_path / "train.py").write_text(textwrap.dedent(TRAINER))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: {name}
+        command: {command}
+        objective: {{metric: val_acc, mode: max}}
+        search: {{algorithm: random, seed: 0}}
+        budget: {{max_trials: {trials}, max_parallel: {parallel}, failure_streak: 10}}
+        resources: {{cpus_per_trial: 1}}
+        executor: {{type: ray, address: "{address}"}}
+        space:
+          lr: {{type: loguniform, low: 1e-3, high: 1}}
+        """))
+    return path
+
+
+def run_loop(space_path: Path, db: Path):
+    """The real loop with the real executor, as the CLI's headless launch runs it."""
+    import io
+
+    from engine.executors.ray import RayExecutor
+    from engine.space import load_space
+    from engine.study import Options, StudyLoop
+
+    space = load_space(space_path)
+    store = Store(db)
+    study = store.create_study(name=space.name, objective_metric="val_acc", objective_mode="max",
+                               space_file=str(space_path), space_yaml=space_path.read_text(),
+                               space_json=json.dumps({"base_dir": str(space_path.parent)}), parent_id=None,
+                               max_parallel=space.budget.max_parallel, headless=True)
+    executor = RayExecutor(space.executor.address, grace_period_s=2.0, resources=space.resources)
+    out = io.StringIO()
+    try:
+        code = StudyLoop(store, space, study, Options(headless=True, grace_period_s=2.0, out=out),
+                         executor=executor).run()
+    finally:
+        executor.shutdown()
+    return code, store.trials(study.id), out.getvalue(), store, study
+
+
+def test_trials_land_on_both_nodes_and_their_logs_come_home(tmp_path: Path, cluster) -> None:
+    space = write_space(tmp_path, name="spread", command="python train.py {lr}", trials=4, parallel=2,
+                        address=cluster.address)
+    code, trials, out, store, _ = run_loop(space, tmp_path / "h.db")
+    assert code == 0, out
+    assert [t.status for t in trials] == ["completed"] * 4 and {t.exit_code for t in trials} == {0}
+    assert {t.host for t in trials} == {"alpha", "beta"}, out  # one CPU each: two at once means both nodes
+    for t in trials:
+        stdout = Path(t.stdout_path).read_text()
+        assert Path(t.stdout_path).parent == tmp_path / "hpotui_runs" / "spread" / str(t.number)
+        env = json.loads(stdout.splitlines()[0].removeprefix("env "))
+        assert env["HPOTUI_TRIAL_ID"] == str(t.number) and json.loads(env["HPOTUI_PARAMS"]) == t.params
+        assert stdout.count("@hpotui") == 3 and Path(t.stderr_path).read_text().count("epoch") == 3
+        assert [m.value for m in store.metrics(t.id, "val_acc")] == pytest.approx([t.params["lr"] * e for e in (1, 2, 3)])
+        assert t.best_value == pytest.approx(3 * t.params["lr"]) and t.pid > 0
+    assert "running on alpha" in out and "running on beta" in out
+
+
+def test_a_command_missing_on_the_node_fails_with_its_reason(tmp_path: Path, cluster) -> None:
+    space = write_space(tmp_path, name="missing", command="no-such-trainer-xyz {lr}", trials=2, parallel=2,
+                        address=cluster.address)
+    code, trials, out, _, _ = run_loop(space, tmp_path / "h.db")
+    assert [t.status for t in trials] == ["failed", "failed"]
+    assert all("could not start 'no-such-trainer-xyz'" in (t.status_reason or "") for t in trials), out
+    assert "No such file or directory" in Path(trials[0].stderr_path).read_text()
+
+
+def test_gpu_readings_come_from_every_node(cluster) -> None:
+    from engine.executors.ray import RayExecutor
+
+    executor = RayExecutor(cluster.address)
+    try:
+        readings = executor.gpu_readings(wait_s=20.0)
+    finally:
+        executor.shutdown()
+    assert set(readings) >= {"alpha", "beta"}
+    assert all(isinstance(gpus, list) for gpus in readings.values())  # no GPU here: empty, never an error
+
+
+def test_stop_and_node_loss_mid_trial_through_the_cli(tmp_path: Path, cluster) -> None:
+    """alpha's trial is stopped by the user, gamma dies under its trial: that configuration runs again."""
+    gamma = cluster.add_node(num_cpus=1, resources={"gamma": 1}, node_name="gamma", object_store_memory=OBJECT_STORE)
+    cluster.wait_for_nodes()
+    space = write_space(tmp_path, name="chaos", command="python train.py {lr} --wait", trials=3, parallel=3,
+                        address=cluster.address)
+    db = tmp_path / "h.db"
+    engine = start_cli("launch", str(space), "--headless", "--db", str(db), "--grace", "2", cwd=tmp_path)
+    try:
+        hosts = wait_for(lambda: running_hosts(db), lambda h: set(h.values()) == {"alpha", "beta", "gamma"},
+                         what="one running trial on each node")
+        by_host = {host: number for number, host in hosts.items()}
+        store = Store(db)
+        study = store.study("chaos")
+        wait_for(lambda: store.trial_by_number(study.id, by_host["alpha"]).reports,
+                 lambda n: n >= 2, what="alpha's trial reporting")
+        stopped_pid = store.trial_by_number(study.id, by_host["alpha"]).pid
+        store.send_command(study.id, "stop_trial", trial_number=by_host["alpha"])
+        wait_for(lambda: store.trial_by_number(study.id, by_host["alpha"]).status, lambda s: s == "stopped",
+                 what="the stop")
+        assert not pid_alive(stopped_pid)
+        lost_pid = store.trial_by_number(study.id, by_host["gamma"]).pid
+        cluster.remove_node(gamma)
+        wait_for(lambda: store.trial_by_number(study.id, by_host["gamma"]).status, lambda s: s == "interrupted",
+                 what="the lost node's trial interrupted")
+        (tmp_path / "release").write_text("")
+        out, err = engine.communicate(timeout=60)
+    finally:
+        if engine.poll() is None:
+            engine.kill()
+            engine.wait()
+    assert engine.returncode == 0, err
+    trials = {t.number: t for t in store.trials(study.id)}
+    stopped, lost = trials[by_host["alpha"]], trials[by_host["gamma"]]
+    assert stopped.status == "stopped" and stopped.status_reason == "stopped by the user"
+    assert stopped.exit_code == 128 + 15  # SIGTERM reached the trial on its node
+    assert lost.status == "interrupted" and "gamma" in (lost.status_reason or "")
+    rerun = [t for t in trials.values() if t.rerun_of == lost.id]
+    assert len(rerun) == 1 and rerun[0].status == "completed" and rerun[0].params == lost.params
+    assert rerun[0].host in ("alpha", "beta")
+    assert trials[by_host["beta"]].status == "completed"
+    assert [t.status for t in trials.values()].count("completed") == 2 and len(trials) == 4
+    assert lost.reports >= 1  # what it printed before its node died stays recorded
+    assert f"trial {lost.number} interrupted — Ray node gamma was lost mid-trial" in out
+    wait_for(lambda: pid_alive(lost_pid), lambda alive: not alive, timeout=10,
+             what="the lost node's trial process ended by its guard")
+
+
+def test_without_ray_installed_the_user_gets_one_line() -> None:
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from engine.errors import UserError\n"
+            "from engine.executors.ray import RayExecutor\n"
+            "try:\n    RayExecutor()\nexcept UserError as exc:\n    print(exc)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.strip() == "executor: ray needs Ray; pip install 'hpotui[ray]'", result.stderr
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+def running_hosts(db: Path) -> dict[int, str]:
+    try:
+        conn = sqlite3.connect(db)
+        try:
+            rows = conn.execute("SELECT number, host FROM trials WHERE status = 'running'").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return {}
+    return dict(rows)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for(read, ok, *, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = read()
+        if ok(value):
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last seen {value!r}")
+
