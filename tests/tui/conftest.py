@@ -48,3 +48,9 @@ async def wait_until(pilot, condition: Callable[[], bool], timeout: float = 20.0
             return
         await pilot.pause(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Pilot tests are async; anyio's pytest plugin (installed with httpx/textual deps) runs them on asyncio."""
+    return "asyncio"

@@ -49,7 +49,7 @@ class LogScreen(Screen[None]):
     def _read(self, replace: bool) -> None:
         self._busy = True
         view = self.query_one("#log", LogView)
-        self._load(self.paths[self.stream], None if replace else view.offset, replace)
+        self._load(self.paths[self.stream], None if replace else view.file_offset, replace)
 
     @work(thread=True, group="log-tail")
     def _load(self, path: str, offset: int | None, replace: bool) -> None:

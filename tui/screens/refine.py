@@ -97,9 +97,10 @@ def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[
 
 class RefineScreen(ModalScreen["str | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="refine_cancel"),
-                Binding("ctrl+w", "write(False)", "Write only", id="refine_write",
+                Binding("ctrl+o", "write(False)", "Write only", id="refine_write", priority=True,
                         tooltip="write the space file without launching it"),
-                Binding("ctrl+l", "write(True)", "Write + launch", id="refine_launch")]
+                Binding("ctrl+l", "write(True)", "Write + launch", id="refine_launch", priority=True,
+                        tooltip="write the space file and launch the next stage")]
 
     def __init__(self, study: StudyRow, plan: StudyPlan) -> None:
         super().__init__()
@@ -138,7 +139,7 @@ class RefineScreen(ModalScreen["str | None"]):
                                 yield Label("new high")
                                 yield Input("", placeholder="refine's choice", id=f"high-{name}", type="number")
                         yield Static("", id=f"scatter-{name}")
-            yield Static("[b]Enter[/b]/[b]ctrl+l[/b] write + launch  [b]ctrl+w[/b] write only  [b]Esc[/b] cancel",
+            yield Static("[b]Enter[/b]/[b]ctrl+l[/b] write + launch  [b]ctrl+o[/b] write only  [b]Esc[/b] cancel",
                          classes="hint")
             yield Static("", id="refine-message")
 

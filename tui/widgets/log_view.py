@@ -63,7 +63,7 @@ class LogView(Log):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(max_lines=20_000, **kwargs)  # type: ignore[arg-type]
-        self.offset = 0
+        self.file_offset = 0
 
     def add(self, chunk: Chunk, *, replace: bool = False) -> None:
         if replace:
@@ -72,4 +72,4 @@ class LogView(Log):
             self.write_line(chunk.missing)
         if chunk.lines:
             self.write_lines(chunk.lines)
-        self.offset = chunk.offset
+        self.file_offset = chunk.offset
