@@ -7,6 +7,7 @@ are judged by their heartbeat instead.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -44,3 +45,28 @@ def engine_alive(study: Any) -> bool:
     if study.engine_host == HOSTNAME:
         return process_alive(study.engine_pid, study.engine_create_time)
     return study.engine_heartbeat is not None and time.time() - study.engine_heartbeat < HEARTBEAT_STALE_S
+
+
+def find_trial_process(trial_dir: str) -> tuple[int, float] | None:
+    """(pid, start time) of the live trial leader started for ``trial_dir``, found by its environment.
+
+    For the one moment a pid is not in the database yet: the engine started the trial but was
+    killed before recording it. Every trial carries ``HPOTUI_TRIAL_DIR`` in its environment and
+    leads its own process group, which tells it apart from its workers (same environment).
+    """
+    me = psutil.Process()
+    try:
+        my_uid = me.uids().real
+    except (psutil.Error, AttributeError):
+        my_uid = None
+    for proc in psutil.process_iter(["pid", "uids", "create_time"]):
+        try:
+            if my_uid is not None and proc.info["uids"] is not None and proc.info["uids"].real != my_uid:
+                continue
+            if proc.status() == psutil.STATUS_ZOMBIE or os.getpgid(proc.pid) != proc.pid:
+                continue
+            if proc.environ().get("HPOTUI_TRIAL_DIR") == trial_dir:
+                return proc.pid, proc.info["create_time"]
+        except (psutil.Error, OSError):
+            continue
+    return None

@@ -64,3 +64,24 @@ def test_twenty_kills_then_resume_loses_nothing(lab: Lab) -> None:
     result = _kill_resume_loop(lab, kills=20, seed=20)
     assert result["kills"] >= 15
     print(f"\nkills survived: {result['kills']}, metric lines checked: {result['lines']}, lost: 0")
+
+
+def test_trial_started_but_not_yet_recorded_is_found_and_adopted(lab: Lab) -> None:
+    """The engine dies between starting a trial and writing its pid: resume finds it by its folder."""
+    space = counting_study(lab, "window", max_trials=1, max_parallel=1, epochs=40, delay=0.05)
+    engine = lab.start("launch", str(space), "--headless")
+    wait_for(lambda: any(t["reports"] > 0 for t in lab.trials("window")), what="a reporting trial")
+    engine.signal(signal.SIGKILL)
+    engine.popen.wait()
+    pid = lab.trials("window")[0]["pid"]
+    import sqlite3
+
+    with sqlite3.connect(lab.db) as conn:  # as if mark_running never committed
+        conn.execute("UPDATE trials SET status = 'queued', pid = NULL, pgid = NULL, proc_create_time = NULL")
+    resumed = lab.hpotui("resume", "window", "--headless", timeout=60)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"(pid {pid}): re-adopted" in resumed.stdout
+    assert [t["status"] for t in lab.trials("window")] == ["completed"]
+    checked, missing, extra = exactly_once(lab, "window")
+    assert checked == 40 and not missing and not extra
+    assert not alive(pid)
