@@ -33,6 +33,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long fault-injection loops (run in CI with a smaller count)")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The default run skips the long loops; `-m slow` or HPOTUI_SLOW=1 runs them."""
+    if "slow" in (config.getoption("markexpr", "") or "") or os.environ.get("HPOTUI_SLOW") == "1":
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="slow: run with `-m slow` or HPOTUI_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords and here in Path(str(item.fspath)).parents:
+            item.add_marker(skip)
+
+
 def kill_count(default: int = 4) -> int:
     """How many random engine kills the kill/resume loop makes (HPOTUI_FAULT_KILLS; the slow run uses 20)."""
     return int(os.environ.get("HPOTUI_FAULT_KILLS", default))
