@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -91,6 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except sqlite3.Error as exc:  # disk full or unreadable file before the loop could handle it
+        if debug:
+            raise
+        print(f"hpotui: database error on {_db_path(args)}: {exc}; free disk space or check the file, "
+              "then run the command again (nothing recorded is lost)", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
 

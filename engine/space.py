@@ -506,9 +506,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        if value == int(value) and abs(value) < 1e15:
-            return repr(value)
-        return repr(value)
+        return repr(value)  # shortest text that reads back as the same float; 'inf' / 'nan' too
     return str(value)
 
 
