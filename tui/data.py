@@ -18,7 +18,7 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
@@ -255,6 +255,8 @@ class StudyReader:
         self._pace: dict[int, tuple[int, float | None]] = {}
         self._flags: dict[int, tuple[int, dict[int, list[str]]]] = {}
         self._plans: dict[int, StudyPlan] = {}
+        self._trials: dict[int, dict[int, TrialInfo]] = {}
+        self._open: dict[int, set[int]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -305,16 +307,27 @@ class StudyReader:
     # -- the study screen -------------------------------------------------------------------------
     def study_view(self, study_id: int, *, status: str | None = None, sort: str = "number",
                    descending: bool = False) -> StudyView | None:
+        """The study's trials, re-reading only rows that can still change (running, queued, new ones).
+
+        A finished trial never changes again (a rerun is a new trial), so after the first read a
+        refresh of a 10,000-trial study touches the few dozen live rows plus new flags.
+        """
         version = self.data_version()
         study = self.study(study_id)
         if study is None:
             return None
         plan = self.plan(study)
         now = self.clock()
+        cache = self._trials.setdefault(study_id, {})
+        open_ids = self._open.setdefault(study_id, set())
+        columns = ("SELECT id, number, status, params, best_value, last_step, gpus, started_at, finished_at, paused, "
+                   "reports, stdout_path, stderr_path FROM trials WHERE study_id = ?")
         with self._lock:
-            rows = self.conn.execute(
-                "SELECT id, number, status, params, best_value, last_step, gpus, started_at, finished_at, paused, "
-                "reports, stdout_path, stderr_path FROM trials WHERE study_id = ?", (study_id,)).fetchall()
+            if cache:
+                rows = self.conn.execute(columns + " AND (id > ? OR id IN (SELECT value FROM json_each(?)))",
+                                         (study_id, max(cache), json.dumps(sorted(open_ids)))).fetchall()
+            else:
+                rows = self.conn.execute(columns, (study_id,)).fetchall()
             max_step = plan.max_step
             if max_step is None:
                 max_step = self.conn.execute("SELECT MAX(last_step) FROM trials WHERE study_id = ? AND "
@@ -323,41 +336,50 @@ class StudyReader:
                 "SELECT AVG(finished_at - started_at) FROM trials WHERE study_id = ? AND finished_at IS NOT NULL "
                 "AND started_at IS NOT NULL AND status IN ('completed', 'pruned', 'stopped', 'diverged')",
                 (study_id,)).fetchone()[0]
-        flags = self._trial_flags(study_id)
-        counts: dict[str, int] = {}
-        trials: list[TrialInfo] = []
+        flags, flagged = self._trial_flags(study_id)
         for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-            tid = r["id"]
-            params = self._params.get(tid)
-            if params is None:
-                params = self._params[tid] = json.loads(r["params"] or "{}")
-            last = self._last_objective(tid, r["reports"] or 0, study.objective_metric)
-            run_s = None
-            if r["started_at"] is not None:
-                run_s = (r["finished_at"] or now) - r["started_at"]
-            eta = None
-            if r["status"] == "running":
-                eta = trial_eta(r["last_step"], max_step, self._step_seconds(tid, r["reports"] or 0,
-                                                                              study.objective_metric))
-            trials.append(TrialInfo(
-                id=tid, number=r["number"], status=r["status"], params=params, last=last,
-                best=r["best_value"], last_step=r["last_step"], flags=tuple(flags.get(tid, ())), gpus=r["gpus"],
-                started_at=r["started_at"], finished_at=r["finished_at"], paused=bool(r["paused"]), run_s=run_s,
-                eta_s=eta, stdout_path=r["stdout_path"] or "", stderr_path=r["stderr_path"] or ""))
+            tid = r[0]
+            cache[tid] = self._trial_info(r, study.objective_metric, max_step, now, tuple(flags.get(tid, ())))
+            if r[2] in ("running", "queued") or r[8] is None:
+                open_ids.add(tid)
+            else:
+                open_ids.discard(tid)
+        for tid in flagged:
+            if tid in cache and cache[tid].flags != tuple(flags.get(tid, ())):
+                cache[tid] = replace(cache[tid], flags=tuple(flags[tid]))
+        trials = list(cache.values())
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
         best = self._best(trials, study.objective_mode)
         finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted"))
         running = [t for t in trials if t.status == "running"]
         left = (plan.max_trials - finished - len(running)) if plan.max_trials is not None else 0
-        if study.status not in ("running", "queued"):
-            left = 0
-        eta = study_eta([t.eta_s for t in running], left, durations, study.max_parallel or plan.max_parallel or 1)
-        if study.status not in ("running", "queued"):
-            eta = None
+        eta = None
+        if study.status in ("running", "queued"):
+            eta = study_eta([t.eta_s for t in running], left, durations,
+                            study.max_parallel or plan.max_parallel or 1)
         shown = [t for t in trials if _matches(t, status)]
         shown.sort(key=_sort_key(sort, study.objective_mode), reverse=descending)
         return StudyView(study=study, alive=engine_alive(study), plan=plan, trials=tuple(shown), counts=counts,
                          best=best, eta_s=eta, max_step=max_step, data_version=version)
+
+    def _trial_info(self, r: sqlite3.Row, metric: str, max_step: float | None, now: float,
+                    flags: tuple[str, ...]) -> TrialInfo:
+        (tid, number, status, params_json, best, last_step, gpus, started, finished, paused, reports, out,
+         err) = tuple(r)
+        params = self._params.get(tid)
+        if params is None:
+            params = self._params[tid] = json.loads(params_json or "{}")
+        reports = reports or 0
+        eta = None
+        if status == "running":
+            eta = trial_eta(last_step, max_step, self._step_seconds(tid, reports, metric))
+        return TrialInfo(id=tid, number=number, status=status, params=params,
+                         last=self._last_objective(tid, reports, metric), best=best, last_step=last_step,
+                         flags=flags, gpus=gpus, started_at=started, finished_at=finished, paused=bool(paused),
+                         run_s=None if started is None else (finished or now) - started, eta_s=eta,
+                         stdout_path=out or "", stderr_path=err or "")
 
     @staticmethod
     def _best(trials: Sequence[TrialInfo], mode: str) -> TrialInfo | None:
@@ -393,8 +415,10 @@ class StudyReader:
         self._pace[trial_id] = (reports, pace)
         return pace
 
-    def _trial_flags(self, study_id: int) -> dict[int, list[str]]:
+    def _trial_flags(self, study_id: int) -> tuple[dict[int, list[str]], set[int]]:
+        """Flags per trial id, read incrementally; also the ids that got a new flag in this read."""
         last_id, flags = self._flags.get(study_id, (0, {}))
+        changed: set[int] = set()
         with self._lock:
             rows = self.conn.execute("SELECT id, trial_id, data FROM events WHERE study_id = ? AND id > ? "
                                      "AND kind = 'flag' ORDER BY id", (study_id, last_id)).fetchall()
@@ -406,8 +430,9 @@ class StudyReader:
                 kind = None
             if trial_id is not None and kind and kind not in flags.setdefault(trial_id, []):
                 flags[trial_id].append(kind)
+                changed.add(trial_id)
         self._flags[study_id] = (last_id, flags)
-        return flags
+        return flags, changed
 
     # -- detail panes ------------------------------------------------------------------------------
     def metric_names(self, trial_ids: Sequence[int]) -> list[str]:

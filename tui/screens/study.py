@@ -23,7 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, DataTable, Footer, Static
+from textual.widgets import ContentSwitcher, Footer, Static
 
 from tui import format as fmt
 from tui.data import SORT_KEYS, STATUS_FILTERS, StudyReader, StudyView, TrialInfo
@@ -328,18 +328,16 @@ class StudyScreen(Screen[None]):
             line.append(f" · sort {sort}")
         self.query_one("#study-header", Static).update(line)
 
-    @on(DataTable.RowHighlighted, "#trials")
+    @on(TrialsTable.Highlighted)
     def _highlighted(self) -> None:
         if self.ui.view == "curves":
             self.request(detail=True)
 
-    @on(DataTable.HeaderSelected, "#trials")
-    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
-        label = str(event.column_key.value)
-        wanted = {"id": "number", "best": "best", "status": "status", "step": "step", "run": "run"}.get(label)
-        if wanted:
-            self.ui.sort_index = SORT_KEYS.index(wanted)
-            self.request(table=True)
+    @on(TrialsTable.SortRequested)
+    def _header_clicked(self, event: TrialsTable.SortRequested) -> None:
+        self.ui.sort_index = SORT_KEYS.index(event.sort)
+        self.say(f"sorted by {event.sort}")
+        self.request(table=True)
 
     # -- messages -------------------------------------------------------------------------------------
     def say(self, text: str, level: str = "info") -> None:
@@ -456,8 +454,7 @@ class StudyScreen(Screen[None]):
         self.say(f"trial {number} {'marked' if tid in self.ui.marked else 'unmarked'} "
                  f"({len(self.ui.marked)} marked; v compares them)")
         self.request(table=True, detail=self.ui.view == "compare")
-        if self.table.cursor_row < self.table.row_count - 1:
-            self.table.move_cursor(row=self.table.cursor_row + 1)
+        self.table.move_cursor(row=self.table.cursor_row + 1)
 
     def action_view(self, name: str) -> None:
         if self.ui.view == name and name != "curves":

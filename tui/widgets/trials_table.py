@@ -1,89 +1,223 @@
-"""The trials table: one row per trial, updated in place so 10,000 rows stay cheap.
+"""The trials table: a virtual list that draws only the rows on screen, so 10,000 trials cost nothing.
 
-Why the diffing: rebuilding a DataTable of 10,000 rows every second would cost the UI thread
-hundreds of milliseconds. Rows are keyed by trial id; a refresh compares each row's cells
-with what is shown, rewrites only the cells that changed and appends new trials. Only a new
-sort order or filter (rows in another order) clears and refills the table, keeping the cursor
-on the same trial.
+Why not Textual's DataTable: it keeps every cell of every row and measures them all; filling
+it with 10,000 trials took seconds on the UI thread. This widget uses the Line API
+(``ScrollView.render_line``): it holds the ordered trials and builds the cells of a row only
+when the row is drawn, caching them per trial object (the data layer returns the same object
+for a trial that did not change). Columns have fixed widths; parameters get the room that is
+left after id, status, objective, step, flags, GPU, run time and ETA, so 80 columns still show
+what matters.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import DataTable
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from tui import format as fmt
 from tui.data import TrialInfo
 
-FIXED_COLUMNS = ("id", "status")
-TAIL_COLUMNS = ("last", "best", "step", "flags", "gpu", "run", "eta")
 MAX_PARAM_COLUMNS = 4
+PARAM_WIDTH = 8
+GAP = 1
 
-Cells = tuple[object, ...]
+Cells = tuple[Text, ...]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    width: int
+    sort: str | None = None  # the sort key a click on the header asks for
+
+
+CORE_HEAD = (Column("id", 5, "number"), Column("status", 10, "status"))
+CORE_TAIL = (Column("last", 7), Column("best", 7, "best"), Column("step", 7, "step"), Column("flags", 7),
+             Column("gpu", 3), Column("run", 6, "run"), Column("eta", 6))
+
+
+def layout(width: int, params: Sequence[str]) -> tuple[Column, ...]:
+    """Core columns always; as many parameter columns (up to four) as the width leaves room for."""
+    core = sum(c.width + GAP for c in (*CORE_HEAD, *CORE_TAIL))
+    room = max(0, (width - core) // (PARAM_WIDTH + GAP))
+    shown = tuple(Column(p[:PARAM_WIDTH], PARAM_WIDTH) for p in params[:min(MAX_PARAM_COLUMNS, room)])
+    return (*CORE_HEAD, *shown, *CORE_TAIL)
 
 
 def trial_cells(t: TrialInfo, params: Sequence[str], max_step: float | None, marked: bool) -> Cells:
-    """The row as shown; plain strings and Rich Text so equality tells whether a row changed."""
+    """One row as text cells, in column order."""
     ident = Text(("*" if marked else " ") + str(t.number), style="bold" if marked else "")
     return (ident, fmt.status(t.shown_status),
-            *(fmt.param(t.params.get(p, "")) for p in params),
-            fmt.number(t.last), fmt.number(t.best), fmt.step(t.last_step, max_step),
-            fmt.badges(t.flags), t.gpus or "-", fmt.duration(t.run_s), fmt.duration(t.eta_s))
+            *(Text(fmt.param(t.params.get(p, ""))) for p in params),
+            Text(fmt.number(t.last)), Text(fmt.number(t.best)), Text(fmt.step(t.last_step, max_step)),
+            fmt.badges(t.flags), Text(t.gpus or "-"), Text(fmt.duration(t.run_s)), Text(fmt.duration(t.eta_s)))
 
 
-class TrialsTable(DataTable):
-    """A DataTable that knows trials; ``trial_id`` is the highlighted trial's id (or None)."""
+class TrialsTable(ScrollView, can_focus=True):
+    """Trials in order; ``trial_id`` is the highlighted one. Posts ``Highlighted`` and ``SortRequested``."""
 
-    DEFAULT_CSS = "TrialsTable { height: 1fr; }"
+    DEFAULT_CSS = """
+    TrialsTable { height: 1fr; overflow-x: hidden; scrollbar-size-vertical: 1; }
+    TrialsTable > .trials-table--header { text-style: bold; background: $panel; }
+    TrialsTable > .trials-table--cursor { background: $accent 40%; }
+    TrialsTable:focus > .trials-table--cursor { background: $accent; color: $text; }
+    """
+    COMPONENT_CLASSES = {"trials-table--header", "trials-table--cursor"}
+    BINDINGS = [Binding("up", "move(-1)", show=False), Binding("down", "move(1)", show=False),
+                Binding("pageup", "page(-1)", show=False), Binding("pagedown", "page(1)", show=False),
+                Binding("home", "jump(0)", show=False), Binding("end", "jump(-1)", show=False)]
+
+    class Highlighted(Message):
+        def __init__(self, trial_id: int | None) -> None:
+            super().__init__()
+            self.trial_id = trial_id
+
+    class SortRequested(Message):
+        def __init__(self, sort: str) -> None:
+            super().__init__()
+            self.sort = sort
 
     def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)  # type: ignore[arg-type]
-        self._params: tuple[str, ...] | None = None
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._trials: list[TrialInfo] = []
         self._order: list[int] = []
-        self._cells: dict[int, Cells] = {}
-        self.column_names: tuple[str, ...] = ()
+        self._params: tuple[str, ...] = ()
+        self._marked: set[int] = set()
+        self._max_step: float | None = None
+        self._made: dict[int, tuple[TrialInfo, bool, Cells]] = {}
+        self._cursor = 0
+
+    # -- what tests and the screen read -------------------------------------------------------------
+    @property
+    def cursor_row(self) -> int:
+        return self._cursor
+
+    @property
+    def row_count(self) -> int:
+        return len(self._trials)
 
     @property
     def trial_id(self) -> int | None:
-        if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
-            return None
-        return self._order[self.cursor_row]
+        return self._order[self._cursor] if 0 <= self._cursor < len(self._order) else None
 
     @property
     def trial_ids(self) -> list[int]:
         return list(self._order)
 
-    def _set_columns(self, params: tuple[str, ...]) -> None:
-        self.clear(columns=True)
-        self._params = params
-        self.column_names = (*FIXED_COLUMNS, *params, *TAIL_COLUMNS)
-        for name in self.column_names:
-            self.add_column(name, key=name)
-        self._order, self._cells = [], {}
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return layout(self.size.width, self._params)
 
+    def get_row_at(self, index: int) -> Cells:
+        return self._cells(self._trials[index])[: len(self.columns)]
+
+    # -- data ----------------------------------------------------------------------------------------
     def show(self, trials: Sequence[TrialInfo], params: Sequence[str], max_step: float | None,
              marked: set[int]) -> None:
-        params = tuple(params[:MAX_PARAM_COLUMNS])
-        if params != self._params:
-            self._set_columns(params)
-        rows = {t.id: trial_cells(t, params, max_step, t.id in marked) for t in trials}
-        order = [t.id for t in trials]
-        if order[:len(self._order)] == self._order:
-            for tid in self._order:
-                old, new = self._cells[tid], rows[tid]
-                if old != new:
-                    for name, a, b in zip(self.column_names, old, new):
-                        if a != b:
-                            self.update_cell(str(tid), name, b)
-            for tid in order[len(self._order):]:
-                self.add_row(*rows[tid], key=str(tid))
-        else:
-            keep = self.trial_id
-            self.clear()
-            for tid in order:
-                self.add_row(*rows[tid], key=str(tid))
-            if keep in rows:
-                self.move_cursor(row=order.index(keep), animate=False)
-        self._order, self._cells = order, rows
+        """New rows; the cursor stays on the same trial when it is still listed."""
+        keep = self.trial_id
+        if tuple(params) != self._params or max_step != self._max_step:
+            self._made.clear()
+        self._params, self._max_step, self._marked = tuple(params), max_step, set(marked)
+        self._trials = list(trials)
+        self._order = [t.id for t in trials]
+        if keep is not None and keep in self._order:
+            self._cursor = self._order.index(keep)
+        self._cursor = max(0, min(self._cursor, len(self._order) - 1))
+        self.virtual_size = Size(self.size.width, len(self._trials) + 1)
+        self._scroll_to_cursor()
+        self.refresh()
+        if self.trial_id != keep:
+            self.post_message(self.Highlighted(self.trial_id))
+
+    def _cells(self, t: TrialInfo) -> Cells:
+        is_marked = t.id in self._marked
+        made = self._made.get(t.id)
+        if made is None or made[0] is not t or made[1] != is_marked:
+            cells = trial_cells(t, self._params, self._max_step, is_marked)
+            made = self._made[t.id] = (t, is_marked, cells)
+        return made[2]
+
+    # -- drawing -------------------------------------------------------------------------------------
+    def _line(self, cells: Sequence[Text], columns: Sequence[Column], style: Style | None) -> Strip:
+        line = Text(no_wrap=True, overflow="crop")
+        for cell, col in zip(cells, columns):
+            piece = cell.copy()
+            piece.truncate(col.width, overflow="ellipsis", pad=True)
+            line.append_text(piece)
+            line.append(" " * GAP)
+        line.truncate(self.size.width, pad=True)
+        if style is not None:
+            line.stylize(style)
+        segments = list(line.render(self.app.console))
+        return Strip(segments, self.size.width)
+
+    def render_line(self, y: int) -> Strip:
+        columns = self.columns
+        if y == 0:
+            header = [Text(c.name) for c in columns]
+            return self._line(header, columns, self.get_component_rich_style("trials-table--header"))
+        index = self.scroll_offset.y + y - 1
+        if index >= len(self._trials):
+            return Strip([Segment(" " * self.size.width, self.rich_style)], self.size.width)
+        t = self._trials[index]
+        cells = self._cells(t)
+        params = len(columns) - len(CORE_HEAD) - len(CORE_TAIL)
+        cells = (*cells[:len(CORE_HEAD) + params], *cells[len(CORE_HEAD) + len(self._params):])
+        style = self.get_component_rich_style("trials-table--cursor") if index == self._cursor else None
+        return self._line(cells, columns, style)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self._trials) + 1)
+        self.refresh()
+
+    # -- moving --------------------------------------------------------------------------------------
+    def move_cursor(self, row: int) -> None:
+        if not self._order:
+            return
+        row = max(0, min(row, len(self._order) - 1))
+        if row == self._cursor:
+            return
+        self._cursor = row
+        self._scroll_to_cursor()
+        self.refresh()
+        self.post_message(self.Highlighted(self.trial_id))
+
+    def _scroll_to_cursor(self) -> None:
+        visible = max(1, self.size.height - 1)
+        top = self.scroll_offset.y
+        if self._cursor < top:
+            self.scroll_to(y=self._cursor, animate=False)
+        elif self._cursor >= top + visible:
+            self.scroll_to(y=self._cursor - visible + 1, animate=False)
+
+    def action_move(self, delta: int) -> None:
+        self.move_cursor(self._cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.move_cursor(self._cursor + direction * max(1, self.size.height - 2))
+
+    def action_jump(self, row: int) -> None:
+        self.move_cursor(len(self._order) - 1 if row < 0 else row)
+
+    def on_click(self, event: events.Click) -> None:
+        if event.y == 0:
+            x = 0
+            for col in self.columns:
+                if x <= event.x < x + col.width + GAP:
+                    if col.sort:
+                        self.post_message(self.SortRequested(col.sort))
+                    return
+                x += col.width + GAP
+            return
+        self.move_cursor(self.scroll_offset.y + event.y - 1)
