@@ -284,8 +284,13 @@ class _Series:
         return math.sqrt(sum(d * d for d in second) / (6 * len(second))) if second else 0.0
 
     def start(self) -> float:
-        """Where the series began: its first value, or the median of its first three once known."""
-        return self.initial() if len(self.head) == HEAD else self.first
+        """Where the series began: its first value, or the median of its first three if higher.
+
+        The first value alone can be low by luck (a per-batch loss); the median alone is too low
+        when the first epochs learn most of the task (0.94, 0.53, 0.23 on the digits): a healthy
+        SGD run that spiked from 0.10 to 0.69 and recovered must not count as "above its start".
+        """
+        return max(self.first, self.initial()) if len(self.head) == HEAD else self.first
 
 
 class _Trial:
@@ -425,6 +430,11 @@ class HealthMonitor:
                              "/ labels (labels leaking into the inputs? the wrong loss?)")
 
     def _not_learning_loss(self, step: float, series: _Series) -> Iterable[Flag]:
+        """After ``patience`` reports the loss sits where it started, *confidently*: the distance
+        moved plus twice the noise is within ``tolerance`` of the start. Noise therefore makes this
+        flag rarer, never more frequent; "where it started" is the median of the first three
+        reports, so a first epoch that exploded (962, then 2.31 for ever) still reads as flat.
+        """
         c = self.config
         if series.count < c.not_learning_patience:
             return
@@ -445,8 +455,9 @@ class HealthMonitor:
         if val_level < trial.val_best:
             trial.val_best, trial.train_at_val_best = val_level, train_level
         best = trial.val_best
-        # A small validation set makes val loss jump 30% from one epoch to the next: the rise must
-        # beat both the configured fraction and twice the measured report-to-report noise.
+        # A small validation set makes val loss jump 30% from one epoch to the next, and its best is
+        # a lucky low: the rise must beat both the configured fraction and five times the measured
+        # noise (from second differences, so that the climb itself does not count as noise).
         margin = max(c.overfitting_rise * abs(best), NOISE_SIGMAS * val.curvature_noise(NOISE_WINDOW))
         if val_level - best > margin and train_level < trial.train_at_val_best:
             trial.rise_streak += 1
@@ -459,6 +470,9 @@ class HealthMonitor:
                              "more regularisation (L2, dropout) or data")
 
     def _accuracies(self, trial: _Trial, step: float, values: dict[str, float]) -> Iterable[Flag]:
+        """Train/val gap (overfitting), chance level (not_learning, needs num_classes), and poor,
+        flat, gap-free accuracy (underfitting). Accuracies reported in percent are understood.
+        """
         c = self.config
         train, val = _accuracy(values.get(c.train_acc)), _accuracy(values.get(c.val_acc))
         if train is not None:

@@ -174,6 +174,16 @@ def test_spikes_below_the_first_loss_and_factor_are_not_divergence():
     assert feed(monitor(), rows) == []
 
 
+def test_a_loss_spike_that_recovers_is_not_divergence_but_a_collapse_is():
+    # Real train losses from sample_spaces/train_digits.py (SGD lr 0.1, batch 32): the first run
+    # spikes 7x above its best at epoch 8 and recovers (val_acc 0.92-0.97 throughout); the second
+    # (width 32) climbs past its first epoch's loss at epoch 9 and ends at 26% val_acc.
+    recovers = losses(0.941, 0.527, 0.233, 0.102, 0.0996, 0.221, 0.52, 0.69, 0.285, 0.388, 0.202, 0.161, 0.105)
+    assert feed(monitor(), recovers) == []
+    collapses = losses(1.29, 0.376, 0.387, 0.287, 0.168, 0.239, 0.527, 1.14, 2.42, 1.98, 2.51)
+    assert [(f.kind, f.step) for f in feed(monitor(), collapses)] == [("divergence", 9.0)]
+
+
 def test_divergence_factor_is_configurable():
     rows = losses(2.0, 1.0, 0.6, 0.5, 0.55, 2.5, 2.8)
     assert feed(monitor(divergence_factor=6), rows) == []
