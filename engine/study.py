@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.health import HealthMonitor
+from engine.health import HealthMonitor, status_for
 from engine.liveness import find_trial_process, process_create_time
 from engine.logtail import LogTail
 from engine.metricline import RegexMetrics, Rejected, Report, parse_metric_line
@@ -40,6 +40,7 @@ SUMMARY_S = 30.0
 RESOURCE_SAMPLE_S = 5.0
 TICK_MIN_S = 0.02
 TICK_MAX_S = 0.1
+DRAIN_BATCH_BYTES = 256 * 1024  # log bytes read per stream per loop turn: a flood lands in steady batches
 FINISHED = ("completed", "pruned", "stopped", "failed", "diverged")
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
@@ -88,7 +89,8 @@ class StudyLoop:
         self.executor = executor or LocalExecutor(grace_period_s=options.grace_period_s)
         self.sampler: Sampler = make_sampler(space)
         self.scheduler = make_scheduler(space.scheduler, space.objective.metric, space.objective.mode)
-        self.health = HealthMonitor(space.health, space.objective.metric, space.objective.mode)
+        self.health = HealthMonitor(space.health, space.objective.metric, space.objective.mode,
+                                    step_name=space.scheduler.resource)
         self.runs_root = options.runs_root or (store.path.resolve().parent / "hpotui_runs")
         self.study_dir = self.runs_root / study.name
         self.live: dict[int, LiveTrial] = {}
@@ -268,6 +270,12 @@ class StudyLoop:
                 self.scheduler.on_trial_start(trial_id)
             if t.status != "running" and trial_id in started:
                 self.scheduler.on_trial_end(trial_id)
+        for trial_id in self.live:  # re-adopted trials: the health monitor relearns their curves, silently
+            by_step: dict[float, dict[str, float]] = {}
+            for m in self.store.metrics(trial_id):
+                by_step.setdefault(m.step, {})[m.name] = m.value
+            for step, values in by_step.items():
+                self.health.observe(trial_id, step, values)
 
     # -- launching -----------------------------------------------------------------------------------
     def _finished_count(self) -> int:
@@ -409,26 +417,37 @@ class StudyLoop:
 
     # -- reading reports ---------------------------------------------------------------------------------
     def _pump_logs(self) -> None:
-        got = False
+        got = behind = False
         for live in list(self.live.values()):
             got |= self._drain(live)
-        self._tick = TICK_MIN_S if got else min(TICK_MAX_S, self._tick * 1.5)
+            behind |= not (live.stdout.at_eof and live.stderr.at_eof)
+        if behind:  # a batch was cut short: more is waiting, go round the loop (and flush) at once
+            self._tick = 0.0
+        else:
+            self._tick = TICK_MIN_S if got else min(TICK_MAX_S, max(TICK_MIN_S, self._tick * 1.5))
 
     def _drain(self, live: LiveTrial, final: bool = False) -> bool:
         got = False
         for stream in (live.stdout, live.stderr):
             while True:  # a final drain reads to the end in bounded batches (a trial may exit mid-flood)
-                for line, _offset in stream.read_lines(final=final):
+                lines = stream.read_lines(final=final, budget=DRAIN_BATCH_BYTES)
+                for line, _offset in lines:
                     got = True
                     self._handle_line(live, line)
                 if not final or stream.at_eof:
                     break
+                if lines:  # a long final drain lands batch by batch, offsets with their rows
+                    self._buffer_progress(live)
+                    self._maybe_flush()
         if got:
             live.dirty = True
-            self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
-                                       stderr_offset=live.stderr.offset, reports=live.reports,
-                                       last_step=live.last_step, best_value=live.best, best_step=live.best_step)
+            self._buffer_progress(live)
         return got
+
+    def _buffer_progress(self, live: LiveTrial) -> None:
+        self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
+                                   stderr_offset=live.stderr.offset, reports=live.reports,
+                                   last_step=live.last_step, best_value=live.best, best_step=live.best_step)
 
     def _handle_line(self, live: LiveTrial, line: str) -> None:
         if live.regex is not None:
@@ -465,7 +484,7 @@ class StudyLoop:
                                     level="warning" if not flag.stop else "error",
                                     data={"flag": flag.kind, "step": flag.step, "value": flag.value, "hint": flag.hint})
             if flag.stop:
-                self._stop_trial(live, "diverged", flag.message)
+                self._stop_trial(live, status_for(flag), flag.message)
                 self._say(f"trial {live.row.number} {flag.message}")
                 return
         if objective is not None and math.isfinite(objective):
@@ -494,9 +513,11 @@ class StudyLoop:
                 continue
             self.store.mark_running(proc.trial_id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
                                     git_commit=self.git_commit, host=proc.node or HOSTNAME)
+            live.row = self.store.trial(proc.trial_id) or live.row  # its started_at is now when it started there
             self.store.buffer_event(self.study.id, proc.trial_id, "placed",
                                     f"trial {live.row.number} running on {proc.node} (pid {proc.pid})",
                                     data={"pid": proc.pid, "node": proc.node})
+            self._say(f"trial {live.row.number} running on {proc.node}")
 
     def _reap(self) -> None:
         self._note_placements()
