@@ -601,9 +601,11 @@ class StudyLoop:
 
     def _update_warnings(self) -> None:
         """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
-        from engine.boundary import study_warnings
+        from engine.boundary import RANKED_STATUSES, boundary_warnings
 
-        warnings = study_warnings(self.space, self.store, self.study.id)
+        # boundary.study_warnings, from the store's light per-trial read (this runs after every trial)
+        results = self.store.ranked_results(self.study.id, RANKED_STATUSES)
+        warnings = [w.text for w in boundary_warnings(self.space.params, results, self.space.objective.mode)]
         if warnings == self._warnings:
             return
         self.store.set_warnings(self.study.id, warnings)
