@@ -69,6 +69,8 @@ def tui_process(sock: str) -> psutil.Process:
     pane_pid = int(subprocess.run(["tmux", "-L", sock, "display-message", "-p", "-t", "b", "#{pane_pid}"],
                                   capture_output=True, text=True, check=True).stdout.strip())
     shell = psutil.Process(pane_pid)
+    if "python" in shell.name():
+        return shell
     for _ in range(100):
         kids = [p for p in shell.children(recursive=True) if "python" in p.name()]
         if kids:

@@ -64,6 +64,7 @@ class Loaded:
     detail: tuple[Text, ...] | None = None
     detail_for: tuple[Any, ...] = ()
     metrics: tuple[str, ...] = ()
+    sizes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -258,7 +259,8 @@ class StudyScreen(Screen[None]):
             names: tuple[str, ...] = ()
             if changed or req.detail:
                 detail, names = build_detail(reader, req, view or self.view)
-            loaded = Loaded(view=view, detail=detail, detail_for=(req.view, req.trial_id), metrics=names)
+            loaded = Loaded(view=view, detail=detail, detail_for=(req.view, req.trial_id), metrics=names,
+                            sizes=req.chart_sizes)
             self.app.call_from_thread(self._apply, loaded)
         except Exception as exc:  # a locked or vanished file must not kill the interface
             self.app.call_from_thread(self.say, f"could not read {reader.path}: {exc}", "error")
@@ -285,10 +287,10 @@ class StudyScreen(Screen[None]):
         if loaded.detail is not None:
             view_name, trial_id = loaded.detail_for
             if view_name == "curves":
-                self.query_one("#loss-chart", CurveChart).show(loaded.detail[0])
-                self.query_one("#acc-chart", CurveChart).show(loaded.detail[1])
+                self.query_one("#loss-chart", CurveChart).show(loaded.detail[0], loaded.sizes[0])
+                self.query_one("#acc-chart", CurveChart).show(loaded.detail[1], loaded.sizes[-1])
             elif view_name == "compare":
-                self.query_one("#compare", CurveChart).show(loaded.detail[0])
+                self.query_one("#compare", CurveChart).show(loaded.detail[0], loaded.sizes[0])
             elif view_name == "gpu":
                 self.query_one("#gpu-panel", GpuPanel).update(loaded.detail[0])
             elif view_name == "health":
@@ -327,6 +329,10 @@ class StudyScreen(Screen[None]):
         if sort != "number":
             line.append(f" · sort {sort}")
         self.query_one("#study-header", Static).update(line)
+
+    @on(CurveChart.Resized)
+    def _chart_resized(self) -> None:
+        self.request(detail=True)
 
     @on(TrialsTable.Highlighted)
     def _highlighted(self) -> None:

@@ -15,10 +15,11 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from rich.style import Style
 from rich.text import Span, Text
+from textual.message import Message
 from textual.widgets import Static
 
 PLOT_LOCK = threading.Lock()
@@ -110,12 +111,26 @@ def _positive(steps: Sequence[float], values: Sequence[float]) -> tuple[list[flo
 
 
 class CurveChart(Static):
-    """Shows a chart built elsewhere (a worker); keeps the size it was built for to spot resizes."""
+    """Shows a chart built elsewhere (a worker); asks for a rebuild when its size no longer matches."""
 
     DEFAULT_CSS = "CurveChart { height: 1fr; width: 1fr; }"
 
-    def show(self, text: Text) -> None:
+    class Resized(Message):
+        """The chart's box changed size after it was drawn (a header grew, the terminal resized)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.built_for: tuple[int, int] | None = None
+
+    def show(self, text: Text, size: tuple[int, int] | None = None) -> None:
+        self.built_for = size
         self.update(text)
+        if size is not None and size != self.chart_size():
+            self.post_message(self.Resized())
+
+    def on_resize(self) -> None:
+        if self.built_for is not None and self.built_for != self.chart_size():
+            self.post_message(self.Resized())
 
     def chart_size(self) -> tuple[int, int]:
         size = self.content_size
