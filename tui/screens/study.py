@@ -141,7 +141,7 @@ class StudyScreen(Screen[None]):
                 tooltip="pause / resume launching new trials (running ones go on)"),
         Binding("P", "toggle_trial", "Pause trial", id="toggle_trial", show=False,
                 tooltip="pause / resume the highlighted trial (SIGSTOP / SIGCONT)"),
-        Binding("c", "clone", "Clone", id="clone", tooltip="queue a copy of the highlighted trial with edited params"),
+        Binding("c", "clone", "Clone", id="clone", show=False, tooltip="queue a copy of the highlighted trial with edited params"),
         Binding("plus", "parallel(1)", "+par", id="more_parallel", show=False, tooltip="raise max_parallel by one"),
         Binding("minus", "parallel(-1)", "-par", id="less_parallel", show=False, tooltip="lower max_parallel by one"),
         Binding("r", "refine", "Refine", id="refine", tooltip="refine the ranges and launch the next stage"),
@@ -157,7 +157,7 @@ class StudyScreen(Screen[None]):
                 tooltip="cycle the metric shown in compare (and in the second chart)"),
         Binding("f", "filter", "Filter", id="filter", tooltip="cycle the status filter"),
         Binding("o", "sort", "Sort", id="sort", show=False, tooltip="cycle the sort order (or click a header)"),
-        Binding("escape", "back", "Back", id="back", tooltip="back to the study list"),
+        Binding("escape", "back", "Back", id="back", show=False, tooltip="back to the study list"),
     ]
 
     def __init__(self, study_id: int) -> None:
