@@ -290,7 +290,9 @@ def refine_space(space: Space, results: Sequence[Result], top: int, resource_sca
             if param.type == "choice":
                 proposed = {"values": list(override)}
             else:
-                low, high = override
+                low, high = override  # either may be None: keep refine's proposal for that side
+                low = proposed["low"] if low is None else low
+                high = proposed["high"] if high is None else high
                 proposed = {"low": int(low), "high": int(high)} if param.type == "int" else {"low": float(low),
                                                                                              "high": float(high)}
             note = "set by hand"
@@ -387,14 +389,22 @@ def _render(raw: Mapping[str, Any], study: Any, top: int, resource_scale: float,
 
 
 def refine_study(store: Any, study: Any, *, top: int, resource_scale: float = 1.0,
-                 output: str | os.PathLike[str] | None = None) -> RefineResult:
-    """Write the next stage's space file for ``study`` and say what changed."""
+                 output: str | os.PathLike[str] | None = None,
+                 bounds: dict[str, Any] | None = None, budget: dict[str, Any] | None = None) -> RefineResult:
+    """Write the next stage's space file for ``study`` and say what changed.
+
+    ``bounds`` ({name: (low, high)}, either side None to keep the proposal, or {name: [values]}) and ``budget`` ({"max_trials": N, ...}) are the
+    refine dialog's edits: applied here, before the file is validated and written, so the file keeps
+    its header of changes.
+    """
     base_dir = Path(store.space_json(study.id).get("base_dir") or Path(study.space_file).parent)
     space = parse_space(yaml.safe_load(study.space_yaml), study.space_file or f"{study.name}.yaml", base_dir)
     results = finished_results(store, study.id)
     stage = study.stage + 1
     name = store.unused_study_name(stage_name(study.name, stage))
-    raw, changes = refine_space(space, results, top, resource_scale, parent=study.name, name=name)
+    raw, changes = refine_space(space, results, top, resource_scale, bounds=bounds, parent=study.name, name=name)
+    if budget:
+        raw.setdefault("budget", {}).update(budget)
     warnings = [w.text for w in boundary_warnings(space.params, results, space.objective.mode, top=top)]
 
     path = Path(output) if output else _default_path(study, base_dir, stage)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.control import send_and_wait, stop
+from engine.errors import UserError
 from engine.liveness import engine_alive
 from engine.store import Store, StudyRow
 
@@ -75,31 +76,22 @@ class Commander:
                 store = self._open()
             except Exception as exc:
                 return f"cannot write to {self.db_path}: {exc}"
-            result = refine_study(store, study, top=top, resource_scale=resource_scale, output=output)
-        written = Path(getattr(result, "path", None) or getattr(result, "output", None) or output or "")
-        lines = str(getattr(result, "summary", "") or f"wrote {written}").splitlines()
+            bounds = {name: list(fields["values"]) if "values" in fields else (fields.get("low"), fields.get("high"))
+                      for name, fields in edits.items()}
+            try:
+                result = refine_study(store, study, top=top, resource_scale=resource_scale, output=output,
+                                      bounds=bounds or None, budget=budget or None)
+            except UserError as exc:
+                return f"refine refused: {exc}"
+        written = result.path
+        lines = result.summary.splitlines()
         summary = lines[0] if len(lines) < 2 else f"{lines[0]} · {lines[-1]}"
         if edits or budget:
-            apply_edits(written, edits, budget)
-            summary += f" · your edits applied to {written.name}"
+            summary += " · your edits included"
         if not launch:
             return summary
         pid = launch_stage(self.db_path, written)
         return f"{summary}; next stage launched in the background (engine pid {pid})"
-
-
-def apply_edits(path: Path, edits: dict[str, dict[str, Any]], budget: dict[str, Any]) -> None:
-    """Overwrite bounds and budget fields the user changed in the dialog (comments are not kept)."""
-    import yaml
-
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    space = data.setdefault("space", {})
-    for name, fields in edits.items():
-        if isinstance(space.get(name), dict):
-            space[name].update(fields)
-    if budget:
-        data.setdefault("budget", {}).update(budget)
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def launch_stage(db_path: str, space_file: Path) -> int:

@@ -129,7 +129,7 @@ async def test_refine_writes_the_next_stage_with_edited_bounds(finished_db):
         dialog.query_one("#output").value = "next.yaml"
         await pilot.press("ctrl+o")
         await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
-        await wait_until(pilot, lambda: "edits applied" in rendered(screen.query_one("#message")))
+        await wait_until(pilot, lambda: "edits included" in rendered(screen.query_one("#message")))
     written = yaml.safe_load(Path("next.yaml").read_text())
     assert written["space"]["dropout"]["low"] == 0.1
     assert written["budget"]["max_trials"] == 7
