@@ -24,6 +24,25 @@ from benchmarks import bench_footprint, bench_ingest, bench_overhead, bench_scal
 from benchmarks.common import Figure, say, table
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+NOTES = """
+### How to read it
+
+- **0** start-up: `hpotui status` against a bare `python -c pass`, and which heavy modules it loads.
+- **1** ingestion: trials print trainer-shaped lines (4 metrics + a timestamp = 5 rows) as fast as
+  Python can, one write per line; rows/s is from the first print to the last row visible to a
+  reader polling the file; latency is print -> visible to that reader. "rows per engine CPU-s" is
+  the same work divided by the engine's own CPU time: what one free core sustains, and the figure
+  that stays put on a busy machine. Competitors report one value per call from the same number of
+  processes for a capped time; their latency is the call's duration (visible when it returns).
+- **2** per-trial overhead: the whole `hpotui launch --headless` command (start-up, database, every
+  trial, final summary) over `xargs -P 2` running the same trial processes. Syne Tune's ratio is
+  over the floor of its own trial script (which imports its reporter); Ray Tune runs functions in
+  its own workers, so it is compared with our script's floor.
+- **3** footprint: psutil on the engine process alone once all trials run.
+- **4** TUI: headless `App.run_test` in a child process on `tests/tui/bigdb.py`'s file.
+- The machine is shared and noisy: wall-clock ratios move by tens of percent between runs (the
+  floor itself does); CPU-time figures are the stable ones. Full runs repeat and report medians.
+"""
 
 
 def run(quick: bool, only: set[str]) -> tuple[list[Figure], str]:
@@ -67,7 +86,7 @@ def main() -> None:
     if not args.no_write:
         mode = "--quick" if args.quick else "full"
         RESULTS.write_text(f"# hpotui benchmark results\n\n`python benchmarks/run_all.py{' --quick' if args.quick else ''}`"
-                           f" ({mode} run, {started}; {machine()}).\n\n{text}\n")
+                           f" ({mode} run, {started}; {machine()}).\n\n{text}\n{NOTES}")
         say(f"written to {RESULTS}")
 
 
