@@ -8,9 +8,9 @@ in batches. One thread per trial on the head node writes those bytes into the tr
 ``stdout.log`` / ``stderr.log``, which the loop reads exactly as it reads a local trial's files:
 the engine stays the only writer of the database and every log lands in the trial folder.
 
-Stopping is signals sent to the trial's group by tiny tasks pinned to its node (SIGTERM, then
-SIGKILL at the deadline together with ``ray.cancel``); each signal task waits for the previous one,
-so pause/resume cannot overtake each other. A node that dies mid-trial ends the trial
+Stopping is signals sent to the trial's group by its node's agent (a small actor per node,
+:class:`engine.executors.ray_node.NodeAgent`): SIGTERM, then SIGKILL at the deadline together with
+``ray.cancel``. The agents also read each node's GPUs. A node that dies mid-trial ends the trial
 ``interrupted`` (the loop reruns its configuration); any other Ray failure ends it ``failed`` with
 Ray's one-line reason.
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ PENDING_NODE = "(pending)"  # the node recorded for a trial that Ray has not pla
 PRIVATE_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials send log batches, not tensors
 # The engine's own view of the trial: the node chooses these, never the head.
 NODE_SIDE_ENV = ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+PROBE_TIMEOUT_S = 5.0
 GPU_ROUND_TIMEOUT_S = 15.0  # a GPU-reading round older than this is given up (node hung or gone)
 
 
@@ -66,7 +68,6 @@ class _Stream:
     final_status: str | None = None  # set by the executor: interrupted (node lost) / failed (Ray error)
     final_reason: str | None = None
     killed: bool = False
-    last_signal: Any = None
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
@@ -86,15 +87,19 @@ class RayExecutor:
         self._node_names: dict[str, str] = {}
         self._hostnames: dict[str, str] = {}  # node id -> the node's hostname, as its tasks reported it
         self._names_stale = False
-        self._gpu_round: dict[Any, str] = {}  # pending read_gpus task -> node id
+        self._gpu_round: dict[Any, str] = {}  # pending NodeAgent.gpus call -> node id
         self._gpu_cache: dict[str, list[Any]] = {}  # node id -> its latest readings
         self._gpu_round_sent = 0.0
         if not self.ray.is_initialized():
             self._connect(address)
         remote = self.ray.remote
         self._run_trial = remote(max_retries=0, retry_exceptions=False)(ray_node.run_trial)
-        self._signal = remote(num_cpus=0, max_retries=0)(ray_node.signal_group)
-        self._read_gpus = remote(num_cpus=0, max_retries=0)(ray_node.read_gpus)
+        self._agent_class = remote(num_cpus=0, max_restarts=3, max_task_retries=0)(ray_node.NodeAgent)
+        self._agents: dict[str, Any] = {}  # node id -> its NodeAgent actor
+        self._agents_lock = threading.Lock()
+        for n in self.ray.nodes():  # started now, so the first stop on a node does not wait for one
+            if n["Alive"]:
+                self._agent(n["NodeID"])
 
     def _connect(self, address: str | None) -> None:
         """Join the cluster at ``address``, or start a private Ray on this machine for this study."""
@@ -105,6 +110,7 @@ class RayExecutor:
             options.update(address="local", num_cpus=os.cpu_count() or 1,
                            object_store_memory=PRIVATE_OBJECT_STORE_BYTES)
         else:
+            _probe(address)
             options["address"] = address
         try:
             self.ray.init(**options)
@@ -181,11 +187,12 @@ class RayExecutor:
             if stream.exit_code is None:
                 stream.exit_code = EXIT_UNKNOWN
             stream.done = True
+            _wake_the_loop()
 
     def _on_started(self, proc: TrialProcess, stream: _Stream, item: dict[str, Any]) -> None:
-        stream.node_id = item["node_id"]
-        proc.pid = proc.pgid = int(item["pid"])
+        proc.pid = proc.pgid = int(item["pid"])  # before node_id: a stop reads node_id, then signals pgid
         proc.create_time = float(item["create_time"])
+        stream.node_id = item["node_id"]
         self._learn_hostname(item["node_id"], item["host"])
         proc.node = self.node_name(item["node_id"])
         with self._placed_lock:
@@ -260,12 +267,20 @@ class RayExecutor:
             proc.paused = False
 
     def _send(self, proc: TrialProcess, stream: _Stream, sig: int) -> None:
-        """Signal the trial's group on its node, after any signal sent before (Ray tasks may otherwise overtake)."""
+        """Signal the trial's group through its node's agent (calls run in the order sent; fire and forget)."""
+        if stream.node_id is not None and proc.pgid > 1:  # never killpg(0): that is the agent's own group
+            self._agent(stream.node_id).signal.remote(proc.pgid, int(sig))
+
+    def _agent(self, node_id: str) -> Any:
+        """The node's NodeAgent actor, started on first need and pinned to that node."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        strategy = NodeAffinitySchedulingStrategy(node_id=stream.node_id, soft=False)
-        stream.last_signal = self._signal.options(scheduling_strategy=strategy).remote(proc.pgid, int(sig),
-                                                                                       stream.last_signal)
+        with self._agents_lock:  # the reader threads ask too
+            agent = self._agents.get(node_id)
+            if agent is None:
+                strategy = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+                agent = self._agents[node_id] = self._agent_class.options(scheduling_strategy=strategy).remote()
+            return agent
 
     # -- nodes -------------------------------------------------------------------------------------------
     def node_name(self, node_id: str) -> str:
@@ -296,7 +311,10 @@ class RayExecutor:
     def _node_alive(self, node_id: str | None) -> bool:
         if node_id is None:
             return True
-        return any(n["NodeID"] == node_id and n["Alive"] for n in self.ray.nodes())
+        try:
+            return any(n["NodeID"] == node_id and n["Alive"] for n in self.ray.nodes())
+        except Exception:  # noqa: BLE001 (Ray already shut down: nothing says the node died)
+            return True
 
     def gpu_readings(self, wait_s: float = 0.0) -> dict[str, list[Any]]:
         """Latest GPU readings per node name, read on the nodes (engine.resources.GpuReading, NA where unknown).
@@ -329,13 +347,13 @@ class RayExecutor:
         return {self.node_name(node_id): readings for node_id, readings in self._gpu_cache.items()}
 
     def _send_gpu_round(self) -> None:
-        """One read_gpus task pinned to each alive node; nodes no longer alive lose their figures."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+        """Ask each alive node's agent for its GPUs; nodes no longer alive lose their figures and agents."""
         for n in self.ray.nodes():
             if n["Alive"]:
-                strategy = NodeAffinitySchedulingStrategy(node_id=n["NodeID"], soft=False)
-                self._gpu_round[self._read_gpus.options(scheduling_strategy=strategy).remote()] = n["NodeID"]
+                self._gpu_round[self._agent(n["NodeID"]).gpus.remote()] = n["NodeID"]
+            else:
+                with self._agents_lock:
+                    self._agents.pop(n["NodeID"], None)
         self._gpu_round_sent = time.monotonic()
         wanted = set(self._gpu_round.values())
         self._gpu_cache = {k: v for k, v in self._gpu_cache.items() if k in wanted}
@@ -350,6 +368,13 @@ class RayExecutor:
             if stream.thread is not None:
                 stream.thread.join(timeout=5.0)
         self._streams.clear()
+        with self._agents_lock:
+            agents, self._agents = list(self._agents.values()), {}
+        for agent in agents:
+            try:
+                self.ray.kill(agent)  # also when the connection is not ours to close
+            except Exception:  # noqa: BLE001 (its node may be gone already)
+                pass
         if self._owns_connection and self.ray.is_initialized():
             self.ray.shutdown()  # a private Ray stops entirely; a joined cluster just loses this driver
         self._owns_connection = False
@@ -358,6 +383,30 @@ class RayExecutor:
 def env_delta(env: dict[str, str]) -> dict[str, str]:
     """The variables the loop set for this trial: the node's own environment (PATH, HOME...) stays the node's."""
     return {k: v for k, v in env.items() if os.environ.get(k) != v and k not in NODE_SIDE_ENV}
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds on a HOST:PORT where nothing listens: ray.init would keep retrying for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and friends: Ray finds the cluster itself and says so quickly when there is none
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"executor.address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                        f"start one with `ray start --head --port {port}` or fix the address") from None
+
+
+def _wake_the_loop() -> None:
+    """Wake the loop now, as a local trial's exit does: its SIGCHLD handler does nothing but wake it.
+
+    Without this a finished Ray trial would wait for the loop's next tick (up to 0.1 s) to free its slot.
+    SIGCHLD is ignored by default, so a process without the loop's handler is not disturbed.
+    """
+    try:
+        os.kill(os.getpid(), signal.SIGCHLD)
+    except OSError:
+        pass
 
 
 def _first_line(exc: BaseException) -> str:

@@ -69,7 +69,9 @@ def run_trial(argv: list[str], cwd: str, env_delta: dict[str, str], grace_period
         yield {"error": f"could not start {argv[0]!r} on {socket.gethostname()}: {exc.strerror or exc}",
                "node_id": node_id}
         return
-    guard = subprocess.Popen([sys.executable, "-c", GUARD, str(os.getpid()), str(popen.pid), str(grace_period_s)],
+    # -I -S: no site-packages scan, so the guard costs milliseconds, not a Python start-up per trial.
+    guard = subprocess.Popen([sys.executable, "-I", "-S", "-c", GUARD, str(os.getpid()), str(popen.pid),
+                              str(grace_period_s)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True, close_fds=True)
     try:
@@ -137,27 +139,35 @@ def end_group(popen: subprocess.Popen[bytes], grace_s: float) -> None:
     popen.poll()
 
 
-def signal_group(pgid: int, sig: int, _after: Any = None) -> bool:
-    """Ray task pinned to the trial's node: send ``sig`` to its group. ``_after`` orders it behind the last signal."""
-    return _signal(pgid, sig)
+class NodeAgent:
+    """One small Ray actor per node (no CPU): signals trial groups there and reads that node's GPUs.
+
+    Why an actor and not a task per signal: a task needs a free worker process on the node, and
+    starting one takes seconds on a busy machine, longer than a stop's grace period. The agent is
+    started once per node, ahead of need; calls from the engine run in the order they were sent,
+    so a pause can never overtake the resume sent after it.
+    """
+
+    def __init__(self) -> None:
+        self._monitor: Any = None
+
+    def signal(self, pgid: int, sig: int) -> bool:
+        return _signal(pgid, sig)
+
+    def gpus(self) -> tuple[str, list[Any]]:
+        """This node's hostname and GPU readings (engine.resources.GpuReading, NA where unknown)."""
+        from engine.resources import ResourceMonitor
+
+        if self._monitor is None:
+            self._monitor = ResourceMonitor()  # NVML stays initialised and its short cache works
+        return socket.gethostname(), self._monitor.gpus()
 
 
 def _signal(pgid: int, sig: int) -> bool:
+    if pgid <= 1:
+        return False  # 0 would be the caller's own group, 1 init's: never a trial
     try:
         os.killpg(pgid, sig)
         return True
     except (ProcessLookupError, PermissionError):
         return False
-
-
-_monitor: Any = None
-
-
-def read_gpus() -> tuple[str, list[Any]]:
-    """Ray task pinned to a node: its hostname and GPU readings (engine.resources.GpuReading, NA where unknown)."""
-    global _monitor
-    from engine.resources import ResourceMonitor
-
-    if _monitor is None:
-        _monitor = ResourceMonitor()  # one per worker: NVML stays initialised and its cache works
-    return socket.gethostname(), _monitor.gpus()
