@@ -267,6 +267,19 @@ class StudyReader:
         with self._lock:
             return self.conn.execute("PRAGMA data_version").fetchone()[0]
 
+    def data_version_now(self) -> int | None:
+        """``data_version`` for the UI thread's 1 s tick: None (try again next tick) while a worker reads.
+
+        Asked on the UI thread because it costs microseconds, so an idle interface starts no worker
+        thread at all; only a changed version (or a resize, or the user) does.
+        """
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self.conn.execute("PRAGMA data_version").fetchone()[0]
+        finally:
+            self._lock.release()
+
     # -- the study list ---------------------------------------------------------------------------
     def studies(self) -> list[StudySummary]:
         with self._lock:

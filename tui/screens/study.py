@@ -208,13 +208,15 @@ class StudyScreen(Screen[None]):
 
     # -- refresh ------------------------------------------------------------------------------------
     def poll(self) -> None:
-        """The 1 s tick: a cheap version check in a worker; ticking clocks are redrawn every 10 s."""
+        """The 1 s tick: a version check on the UI thread, a worker only on change; clocks redrawn every 10 s."""
         now = time.monotonic()
         running = self.view is not None and bool(self.view.counts.get("running"))
         if running and now - self._last_forced >= 10.0:
             self._last_forced = now
             self.request(table=True)
-        else:
+            return
+        version = self.hpotui.reader.data_version_now()
+        if version is not None and version != self._version:
             self.request()
 
     def request(self, *, table: bool = False, detail: bool = False) -> None:

@@ -1,7 +1,7 @@
 """The first screen: every study in the file, one line each; Enter opens one.
 
-Refreshes like every screen here: a 1 s timer asks a worker whether ``PRAGMA data_version``
-moved, and only then re-reads the (small) studies table.
+Refreshes like every screen here: a 1 s timer checks ``PRAGMA data_version`` on the UI thread
+(microseconds) and only when it moved starts a worker that re-reads the (small) studies table.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class StudyListScreen(Screen[None]):
     def poll(self, force: bool = False) -> None:
         if self._busy:
             return
+        if not force and self.hpotui.reader.data_version_now() in (None, self._version):
+            return  # nothing new: no worker thread on an idle tick
         self._busy = True
         self._load(force)
 
