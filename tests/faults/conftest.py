@@ -25,6 +25,8 @@ import psutil
 import pytest
 import yaml
 
+from tests.conftest import cli_env
+
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "@hpotui "
 
@@ -49,14 +51,7 @@ def kill_count(default: int = 4) -> int:
     return int(os.environ.get("HPOTUI_FAULT_KILLS", default))
 
 
-def engine_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a user's shell: this venv's python first on PATH, the repo importable."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env.pop("HPOTUI_DB", None)
-    env.update(extra or {})
-    return env
+engine_env = cli_env  # the environment of a user's shell: this venv's python first on PATH, the repo importable
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
