@@ -137,7 +137,7 @@ def test_trials_land_on_both_nodes_and_their_logs_come_home(tmp_path: Path, clus
 def test_a_command_missing_on_the_node_fails_with_its_reason(tmp_path: Path, cluster, executor) -> None:
     space = write_space(tmp_path, name="missing", command="no-such-trainer-xyz {lr}", trials=2, parallel=2,
                         address=cluster.address)
-    code, trials, out, _, _ = run_loop(space, tmp_path / "h.db", executor)
+    _, trials, out, _, _ = run_loop(space, tmp_path / "h.db", executor)
     assert [t.status for t in trials] == ["failed", "failed"]
     assert all("could not start 'no-such-trainer-xyz'" in (t.status_reason or "") for t in trials), out
     assert "No such file or directory" in Path(trials[0].stderr_path).read_text()
@@ -179,7 +179,7 @@ def test_engine_killed_then_resumed_reruns_its_ray_trials(tmp_path: Path, cluste
 
 
 def test_stop_and_node_loss_mid_trial_through_the_cli(tmp_path: Path, cluster) -> None:
-    """alpha's trial is stopped by the user, beta dies under its trial: that configuration runs again on alpha.
+    """alpha's trial is stopped by the user; beta's is paused, resumed, then its node dies: it runs again on alpha.
 
     Runs last among the cluster tests: it takes node beta away.
     """
@@ -201,6 +201,10 @@ def test_stop_and_node_loss_mid_trial_through_the_cli(tmp_path: Path, cluster) -
                  what="the stop")
         assert not pid_alive(stopped_pid)
         lost_pid = store.trial_by_number(study.id, by_host["beta"]).pid
+        store.send_command(study.id, "pause_trial", trial_number=by_host["beta"])  # signals reach beta too
+        wait_for(lambda: process_status(lost_pid), lambda s: s == psutil.STATUS_STOPPED, what="the pause")
+        store.send_command(study.id, "resume_trial", trial_number=by_host["beta"])
+        wait_for(lambda: process_status(lost_pid), lambda s: s != psutil.STATUS_STOPPED, what="the resume")
         beta = next(node for node in cluster.worker_nodes)
         cluster.remove_node(beta)
         wait_for(lambda: store.trial_by_number(study.id, by_host["beta"]).status, lambda s: s == "interrupted",
@@ -249,7 +253,7 @@ def test_without_ray_installed_the_user_gets_one_line() -> None:
             "from engine.executors.ray import RayExecutor\n"
             "try:\n    RayExecutor()\nexcept UserError as exc:\n    print(exc)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(), capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, check=False)
     assert result.stdout.strip() == "executor: ray needs Ray; pip install 'hpotui[ray]'", result.stderr
 
 
@@ -274,6 +278,13 @@ def ray_processes() -> set[int]:
         if p.info["name"] in ("raylet", "gcs_server") or cmdline.startswith("ray::") or "site-packages/ray/" in cmdline:
             found.add(p.pid)
     return found
+
+
+def process_status(pid: int) -> str | None:
+    try:
+        return psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def pid_alive(pid: int) -> bool:

@@ -24,6 +24,7 @@ trial then ends its group; so Ray trials never outlive their engine, :meth:`adop
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -104,8 +105,9 @@ class RayExecutor:
     def _connect(self, address: str | None) -> None:
         """Join the cluster at ``address``, or start a private Ray on this machine for this study."""
         # Nodes may not have hpotui installed: ship this engine with the job (also keeps versions equal).
-        options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                                       runtime_env={"py_modules": [str(Path(engine.__file__).parent)]})
+        options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                   "logging_level": logging.ERROR,  # not its banner and notices in the study log
+                                   "runtime_env": {"py_modules": [str(Path(engine.__file__).parent)]}}
         if address is None:  # "local": a new instance even when RAY_ADDRESS or a `ray start` cluster exists
             options.update(address="local", num_cpus=os.cpu_count() or 1,
                            object_store_memory=PRIVATE_OBJECT_STORE_BYTES)
@@ -212,10 +214,8 @@ class RayExecutor:
         else:
             stream.final_status = "failed"
             stream.final_reason = "Ray: " + _first_line(exc)
-        try:
+        with contextlib.suppress(OSError):
             err.write(f"hpotui: {stream.final_reason}\n".encode())
-        except OSError:
-            pass
 
     # -- the loop's questions -----------------------------------------------------------------------------
     def poll(self, proc: TrialProcess) -> int | None:
@@ -371,10 +371,8 @@ class RayExecutor:
         with self._agents_lock:
             agents, self._agents = list(self._agents.values()), {}
         for agent in agents:
-            try:
+            with contextlib.suppress(Exception):  # its node may be gone already
                 self.ray.kill(agent)  # also when the connection is not ours to close
-            except Exception:  # noqa: BLE001 (its node may be gone already)
-                pass
         if self._owns_connection and self.ray.is_initialized():
             self.ray.shutdown()  # a private Ray stops entirely; a joined cluster just loses this driver
         self._owns_connection = False
@@ -403,10 +401,8 @@ def _wake_the_loop() -> None:
     Without this a finished Ray trial would wait for the loop's next tick (up to 0.1 s) to free its slot.
     SIGCHLD is ignored by default, so a process without the loop's handler is not disturbed.
     """
-    try:
+    with contextlib.suppress(OSError):
         os.kill(os.getpid(), signal.SIGCHLD)
-    except OSError:
-        pass
 
 
 def _first_line(exc: BaseException) -> str:

@@ -23,7 +23,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 BATCH_S = 0.05  # how long output is gathered before it is sent as one object
 BATCH_BYTES = 256 * 1024
