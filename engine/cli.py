@@ -152,6 +152,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
         space = replace(space, executor=replace(space.executor, type=args.executor))
     _check_resources(space)
+    if args.keep_trials and space.executor.type == "ray":
+        raise UserError(f"{args.space}: --keep-trials: Ray ends a trial when its engine exits; "
+                        "drop --keep-trials (`hpotui resume` reruns interrupted Ray trials)")
     store = _open_store(args, must_exist=False)
     parent_id = None
     if space.parent:
@@ -177,7 +180,11 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _check_resources(space: Any) -> None:
-    if space.resources.gpus_per_trial <= 0:
+    """GPUs asked for where there are none is an error now, not a study that waits forever.
+
+    On Ray the nodes' GPUs count, not the head's: Ray itself keeps such a trial pending.
+    """
+    if space.resources.gpus_per_trial <= 0 or space.executor.type == "ray":
         return
     from engine.resources import ResourceMonitor, check_request
 

@@ -32,6 +32,7 @@ from engine.sampling import Sampler, make_sampler
 from engine.schedulers import Action, make_scheduler
 from engine.space import Space, format_value, render_argv
 from engine.store import HOSTNAME, Store, StudyRow, TrialRow
+from engine.usage import UsageSampler
 
 FLUSH_ROWS = 500
 FLUSH_INTERVAL_S = 0.2
@@ -111,11 +112,8 @@ class StudyLoop:
         self._wake_r, self._wake_w = os.pipe()
         self._waiting_note: str | None = None
         self._last_claims: list[tuple[str, float]] = []
-        self._resources: Any = None
+        self.usage = UsageSampler(store, study.id, self.executor)
         self._last_sample = 0.0
-        self._usage: dict[int, list[tuple[float, float | None, int | None]]] = {}
-        self._util_hinted: set[int] = set()
-        self._gpu_available: bool | None = None
         self._warnings: list[str] = list(study.warnings)
         self.finished = 0
         self.launching_paused = study.launching_paused
@@ -164,8 +162,7 @@ class StudyLoop:
             except sqlite3.OperationalError as exc:  # left unrecorded: `resume` re-reads it from the logs
                 self._say(f"could not record the last reports ({exc}); `hpotui resume {self.study.name}` "
                           "reads them again from the trial logs")
-            if self._resources is not None:
-                self._resources.close()
+            self.usage.close()
             self._restore_signals(old_handlers)
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -386,7 +383,7 @@ class StudyLoop:
             return None  # CPU trials, or an executor (Ray) that picks GPUs on the trial's own node
         from engine.placement import claims_from_rows, cuda_visible_devices, place_trial
 
-        readings = self.resources.gpus()
+        readings = self.usage.monitor.gpus()
         fraction = min(1.0, float(self.space.resources.gpus_per_trial))
 
         def pick(claim_rows: list[tuple[str, float]]) -> tuple[str, float] | None:
@@ -399,7 +396,7 @@ class StudyLoop:
     def _note_waiting_for_gpus(self) -> None:
         from engine.placement import claims_from_rows, why_waiting
 
-        note = why_waiting(self.resources.gpus(), self.space.resources, claims_from_rows(self._last_claims))
+        note = why_waiting(self.usage.monitor.gpus(), self.space.resources, claims_from_rows(self._last_claims))
         if note != self._waiting_note:
             self._waiting_note = note
             self.store.add_event(self.study.id, None, "waiting", note)
@@ -558,7 +555,7 @@ class StudyLoop:
             stream.close()
         self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
         self.live.pop(live.row.id, None)  # recorded: a later failed write (disk full) must not finish it twice
-        self._record_usage(live.row.id)
+        self.usage.trial_ended(live.row.id)
         self.scheduler.on_trial_end(live.row.id)
         self.health.forget(live.row.id)
         if status == "interrupted":  # its node was lost, or the engine is stopping: not a result, it runs again
@@ -745,68 +742,12 @@ class StudyLoop:
                 live.stdout.trim()
                 live.stderr.trim()
 
-    @property
-    def resources(self) -> Any:
-        """One NVML/psutil monitor per engine, made on first use (CPU-only studies sample the host only)."""
-        if self._resources is None:
-            from engine.resources import ResourceMonitor
-
-            self._resources = ResourceMonitor()
-        return self._resources
-
-    def _sample_resources(self) -> None:
-        """GPU and host readings into the database (bounded retention), per-trial peaks and hints."""
-        from engine.resources import LOW_UTIL_HINT, low_utilisation_hint
-
-        monitor = self.resources
-        now = time.time()
-        gpus = monitor.gpus()
-        host = monitor.host()
-        gpu_rows = [{"time": now, "host": HOSTNAME, "gpu": g.index, "name": g.name, "util": g.util_percent,
-                     "memory_used": g.memory_used_bytes, "memory_total": g.memory_total_bytes,
-                     "temperature": g.temperature_c, "power": g.power_w} for g in gpus]
-        host_row = {"time": now, "host": HOSTNAME, "cpu_percent": host.cpu_percent, "ram_used": host.ram_used_bytes,
-                    "ram_total": host.ram_total_bytes, "load1": host.load_1m}
-        self.store.add_resource_samples(gpu_rows, host_row)
-        available = monitor.available()
-        if gpus and available != self._gpu_available:
-            text = "GPU readings available" if available else \
-                f"GPU readings unavailable: {monitor.unavailable_reason or 'NVML stopped answering'}"
-            self.store.buffer_event(self.study.id, None, "gpu_readings", text, level="info" if available else "warning")
-            self._gpu_available = available
-        if not gpus or not self.live:
-            return
-        placed = {tid: tuple(int(x) for x in (lt.row.gpus or "").split(",") if x.strip().isdigit())
-                  for tid, lt in self.live.items() if lt.proc is not None}
-        usage = monitor.trial_usage({tid: lt.proc.pid for tid, lt in self.live.items() if lt.proc is not None},
-                                    gpus=placed)
-        for trial_id, u in usage.items():
-            history = self._usage.setdefault(trial_id, [])
-            history.append((now, u.gpu_util_percent, u.gpu_memory_bytes))
-            del history[:-600]
-            if trial_id not in self._util_hinted:
-                hint = low_utilisation_hint([(t, util) for t, util, _ in history])
-                if hint:
-                    self._util_hinted.add(trial_id)
-                    live = self.live[trial_id]
-                    self.store.buffer_event(self.study.id, trial_id, "flag",
-                                            f"low_gpu_util: trial {live.row.number}: {hint}", level="warning",
-                                            data={"flag": "low_gpu_util", "hint": hint or LOW_UTIL_HINT})
-
-    def _record_usage(self, trial_id: int) -> None:
-        history = self._usage.pop(trial_id, None)
-        if not history:
-            return
-        memory = [m for _, _, m in history if m is not None]
-        utils = [u for _, u, _ in history if u is not None]
-        self.store.set_trial_usage(trial_id, max(memory) if memory else None,
-                                   sum(utils) / len(utils) if utils else None)
-
     def _periodic(self) -> None:
         now = time.monotonic()
         if now - self._last_sample >= RESOURCE_SAMPLE_S:
             self._last_sample = now
-            self._sample_resources()
+            self.usage.sample({tid: (lt.row.number, lt.proc.pid, lt.row.gpus)
+                               for tid, lt in self.live.items() if lt.proc is not None})
         if now - self._last_heartbeat >= HEARTBEAT_S:
             self.store.heartbeat(self.study.id)
             self._last_heartbeat = now
