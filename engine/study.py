@@ -644,6 +644,8 @@ class StudyLoop:
         if self.counters.failure_streak >= limit and not self.study_launching_paused():
             message = (f"launching paused: {limit} trials in a row failed with the same error ({reason}); "
                        f"fix the command, then `hpotui resume {self.study.name}`")
+            if "ModuleNotFoundError" in reason or "No module named" in reason:
+                message += _interpreter_hint(self.space.command[0])
             self._set_launching_paused(True, message)
             self.store.add_event(self.study.id, None, "failure_storm", message, level="error")
             self._say(message)
@@ -906,6 +908,19 @@ def _storage_trouble(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return (name.startswith(("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_BUSY", "SQLITE_LOCKED"))
             or any(words in text for words in ("disk is full", "disk i/o error", "database is locked")))
+
+
+def _interpreter_hint(command: str) -> str:
+    """Why a module is missing, most of the time: `python` on PATH is not the environment hpotui runs in."""
+    import shutil
+
+    found = shutil.which(command)
+    if command not in ("python", "python3") or found is None:
+        return ""
+    if os.path.realpath(found) == os.path.realpath(sys.executable):
+        return ""
+    return (f" (note: `{command}` on PATH is {found}, not the interpreter hpotui runs under, {sys.executable}: "
+            "activate your training environment, or write its python's full path in the command)")
 
 
 def _health_due(reports: int, values: dict[str, float]) -> bool:

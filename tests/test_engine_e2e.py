@@ -248,3 +248,16 @@ def test_unknown_study_is_one_line_exit_2(tmp_path: Path) -> None:
     run_cli("status", "--db", str(tmp_path / "h.db"), cwd=tmp_path)
     result = run_cli("export", "nope", "--db", str(tmp_path / "h.db"), cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_module_storm_names_the_other_python(tmp_path: Path, monkeypatch) -> None:
+    from engine.study import _interpreter_hint
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "python").chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake))
+    hint = _interpreter_hint("python")
+    assert str(fake / "python") in hint and "activate your training environment" in hint
+    assert _interpreter_hint("./train.sh") == ""
