@@ -44,6 +44,7 @@ class LocalExecutor:
 
     def __init__(self, grace_period_s: float = 10.0) -> None:
         self.grace_period_s = grace_period_s
+        self._memo: dict[str, bytes] = {}
 
     def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
               stderr_path: Path) -> TrialProcess:
@@ -52,11 +53,28 @@ class LocalExecutor:
         with open(stdout_path, "ab", buffering=0) as out, open(stderr_path, "ab", buffering=0) as err:
             for f in (out, err):
                 os.chmod(f.fileno(), 0o600)
-            popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                     start_new_session=True, close_fds=True)
+            popen = subprocess.Popen(argv, cwd=cwd, env=self._encoded(env), stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=err, start_new_session=True, close_fds=True)
         create_time = process_create_time(popen.pid) or time.time()
         return TrialProcess(trial_id=trial_id, pid=popen.pid, pgid=popen.pid, create_time=create_time,
                             stdout_path=stdout_path, stderr_path=stderr_path, popen=popen)
+
+    def _encoded(self, env: dict[str, str]) -> dict[bytes, bytes]:
+        """The environment as bytes, memoised: the same ~40 variables go to every trial, and encoding
+        them afresh in Popen cost ~0.6 ms of engine CPU per trial (a tenth of a trivial trial)."""
+        memo = self._memo
+        if len(memo) > 4096:
+            memo.clear()
+        out = {}
+        for key, value in env.items():
+            k = memo.get(key)
+            if k is None:
+                k = memo[key] = os.fsencode(key)
+            v = memo.get(value)
+            if v is None:
+                v = memo[value] = os.fsencode(value)
+            out[k] = v
+        return out
 
     def adopt(self, trial_id: int, pid: int, pgid: int, create_time: float, stdout_path: Path,
               stderr_path: Path) -> TrialProcess | None:

@@ -40,6 +40,7 @@ HEARTBEAT_S = 5.0
 SUMMARY_S = 30.0
 RESOURCE_SAMPLE_S = 5.0
 HEALTH_EVERY_REPORT = 200
+WARNINGS_EVERY_FINISH = 20
 TICK_MIN_S = 0.02
 TICK_MAX_S = 0.1
 DRAIN_BATCH_BYTES = 256 * 1024  # log bytes read per stream per loop turn: a flood lands in steady batches
@@ -62,7 +63,6 @@ class LiveTrial:
     last_step: float | None = None
     regex: RegexMetrics | None = None
     rejected_notes: int = 0
-    dirty: bool = False
 
 
 @dataclass
@@ -118,6 +118,7 @@ class StudyLoop:
         self.finished = 0
         self.launching_paused = study.launching_paused
         self._data_version = -1
+        self._base_env = dict(os.environ)  # read once: os.environ decodes every item on each access
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -220,10 +221,7 @@ class StudyLoop:
                                             f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
                     self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
                     continue
-                live = LiveTrial(row=t, proc=None, stdout=LogTail(Path(t.stdout_path), t.stdout_offset),  # type: ignore[arg-type]
-                                 stderr=LogTail(Path(t.stderr_path), t.stderr_offset), reports=t.reports)
-                self._drain(live, final=True)  # lines printed while no engine was reading
-                self.store.flush()
+                self._drain_unwatched(t)  # lines printed while no engine was reading
             if t.status in ("running", "queued"):
                 self.store.finish_trial(t.id, "interrupted", exit_code=None,
                                         reason="engine stopped while the trial was pending or running")
@@ -242,11 +240,15 @@ class StudyLoop:
                 self.store.mark_running(t.id, pid=found[0], pgid=found[0], proc_create_time=found[1],
                                         git_commit=self.git_commit)
                 return self.store.trial(t.id)  # type: ignore[return-value]
+        self._drain_unwatched(t)  # it ran and ended unrecorded: its lines still count
+        return t
+
+    def _drain_unwatched(self, t: TrialRow) -> None:
+        """Record what a trial printed past its committed offsets while no engine was reading it."""
         live = LiveTrial(row=t, proc=None, stdout=LogTail(Path(t.stdout_path), t.stdout_offset),  # type: ignore[arg-type]
                          stderr=LogTail(Path(t.stderr_path), t.stderr_offset), reports=t.reports)
-        self._drain(live, final=True)  # it ran and ended unrecorded: its lines still count
+        self._drain(live, final=True)
         self.store.flush()
-        return t
 
     def _seed_counters(self, t: TrialRow) -> None:
         if t.status in FINISHED and t.best_value is not None and not math.isnan(t.best_value):
@@ -343,7 +345,7 @@ class StudyLoop:
             return False  # no GPU free right now: the next tick tries again
         self._consume_configuration()
         self._waiting_note = None
-        env = dict(os.environ)
+        env = dict(self._base_env)
         env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
                    HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
         if row.gpus:
@@ -438,7 +440,6 @@ class StudyLoop:
                     self._buffer_progress(live)
                     self._maybe_flush()
         if got:
-            live.dirty = True
             self._buffer_progress(live)
         return got
 
@@ -534,7 +535,8 @@ class StudyLoop:
 
     def _finish_trial(self, live: LiveTrial, code: int) -> None:
         number = live.row.number
-        stderr_tail = live.stderr.tail_text()
+        # Only a trial that ended on its own with a bad or unknown code needs its stderr read back.
+        stderr_tail = live.stderr.tail_text() if code != 0 and not live.proc.final_status else ""
         exit_code: int | None = None if code == EXIT_UNKNOWN else code
         if live.proc.final_status:
             status, reason = live.proc.final_status, live.proc.final_reason or ""
@@ -585,9 +587,9 @@ class StudyLoop:
                       "(or metrics.regex match) in its output; check that the command prints them")
             self.store.buffer_event(self.study.id, live.row.id, "no_metrics", silent, level="warning")
             self._say(silent)
-        self.store.add_event(self.study.id, live.row.id, status,
-                             message + (f" — {reason}" if reason and status != "completed" else ""),
-                             level="error" if status == "failed" else "info", data=data)
+        self.store.buffer_event(self.study.id, live.row.id, status,  # flushed with the next batch (<= 0.2 s)
+                                message + (f" — {reason}" if reason and status != "completed" else ""),
+                                level="error" if status == "failed" else "info", data=data)
         self._say(message + (f" — {reason}" if reason and status in ("failed", "diverged") else ""))
         if status == "failed":
             self._note_failure(reason)
@@ -596,7 +598,11 @@ class StudyLoop:
         index = live.row.sample_index if live.row.sample_index is not None else -1
         self.sampler.observe(index, live.row.params, live.best, status=status, step=live.best_step)
         self._note_result(live)
-        self._update_warnings()
+        from engine.boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS  # says nothing with fewer finished
+
+        if self.finished >= BOUNDARY_MIN_TRIALS and (self.finished <= WARNINGS_EVERY_FINISH
+                                                     or self.finished % (self.finished // WARNINGS_EVERY_FINISH) == 0):
+            self._update_warnings()  # every finish at first, then thinning out: it ranks the whole study
 
     def _update_warnings(self) -> None:
         """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
