@@ -105,6 +105,12 @@ class RegexMetrics:
         self.current_step: float | None = None
         self.counts: dict[str, int] = {}
 
+    def resume(self, counts: dict[str, int], last_step: float | None) -> None:
+        """Continue a re-adopted trial: per-metric counts and the step as already recorded."""
+        self.counts = dict(counts)
+        if self.step_name is not None:
+            self.current_step = last_step
+
     def parse(self, line: str) -> list[Report]:
         reports: list[Report] = []
         for name, pattern in self.patterns:

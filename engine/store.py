@@ -591,6 +591,10 @@ class Store:
         for trial_id, step, value in rows:
             yield trial_id, step, _from_db(value)
 
+    def metric_counts(self, trial_id: int) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, COUNT(*) FROM metrics WHERE trial_id = ? GROUP BY name",
+                                      (trial_id,)).fetchall())
+
     def last_values(self, trial_id: int) -> dict[str, float]:
         rows = self.conn.execute(
             "SELECT name, value FROM metrics WHERE id IN (SELECT MAX(id) FROM metrics WHERE trial_id = ? GROUP BY name)",

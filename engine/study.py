@@ -413,6 +413,8 @@ class StudyLoop:
                          reports=row.reports, best=row.best_value, best_step=row.best_step, last_step=row.last_step)
         if self.space.metric_regex:
             live.regex = RegexMetrics(self.space.metric_regex)
+            if row.reports:  # re-adopted: go on counting where the recorded values stop
+                live.regex.resume(self.store.metric_counts(row.id), row.last_step)
         self.live[row.id] = live
 
     # -- reading reports ---------------------------------------------------------------------------------

@@ -62,3 +62,10 @@ def test_regex_step_pattern_applies_to_its_own_line_whatever_the_order() -> None
     [first] = regex.parse("epoch 1 val acc: 0.5")
     [second] = regex.parse("epoch 2 val acc: 0.7")
     assert (first.step, second.step) == (1, 2)
+
+
+def test_regex_counting_goes_on_after_a_resume() -> None:
+    regex = RegexMetrics((("val_acc", r"val acc: ([0-9.]+)"),))
+    regex.resume({"val_acc": 4}, 4.0)
+    [report] = regex.parse("val acc: 0.9")
+    assert report.step == 5  # not 1 again: the first four are already recorded
