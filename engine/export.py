@@ -17,17 +17,6 @@ from engine.liveness import engine_alive
 from engine.store import Store, StudyRow, TrialRow
 
 
-def _json_number(value: float | None) -> float | str | None:
-    """Finite numbers as numbers; NaN / infinities as the strings ``NaN`` / ``Infinity`` / ``-Infinity``."""
-    if value is None:
-        return None
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
 def trial_flags(store: Store, study_id: int) -> dict[int, list[str]]:
     flags: dict[int, list[str]] = {}
     for event in store.events(study_id, kinds=("flag",)):
@@ -60,8 +49,8 @@ def study_record(store: Store, study: StudyRow) -> dict[str, Any]:
             "id": t.number,
             "status": t.status,
             "params": t.params,
-            "last": {name: _json_number(value) for name, value in last.items()},
-            "best": _json_number(t.best_value) if t.best_value is not None else None,
+            "last": last,  # NaN / Infinity stay numbers: json.dumps writes them as the metric line does
+            "best": t.best_value,
             "resource": t.last_step,
             "flags": flags.get(t.id, []),
             "exit_code": t.exit_code,
@@ -89,7 +78,7 @@ def _number_of(store: Store, trial_id: int | None) -> int | None:
 
 
 def export_json(store: Store, study: StudyRow) -> str:
-    return json.dumps(study_record(store, study), indent=2, allow_nan=False)
+    return json.dumps(study_record(store, study), indent=2, allow_nan=True)
 
 
 def _flat_rows(record: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -98,10 +87,10 @@ def _flat_rows(record: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     header = ["id", "status", *params, "best", *[f"last_{m}" for m in metrics], "resource", "flags", "exit_code"]
     rows = []
     for t in record["trials"]:
-        row: dict[str, Any] = {"id": t["id"], "status": t["status"], "best": t["best"], "resource": t["resource"],
+        row: dict[str, Any] = {"id": t["id"], "status": t["status"], "best": _text(t["best"]), "resource": t["resource"],
                                "flags": " ".join(t["flags"]), "exit_code": t["exit_code"]}
         row.update({p: t["params"].get(p) for p in params})
-        row.update({f"last_{m}": t["last"].get(m) for m in metrics})
+        row.update({f"last_{m}": _text(t["last"].get(m)) for m in metrics})
         rows.append(row)
     return header, rows
 
@@ -115,7 +104,15 @@ def export_csv(store: Store, study: StudyRow) -> str:
     return buffer.getvalue()
 
 
+def _text(value: Any) -> Any:
+    """NaN and the infinities spelled as in the metric line and the JSON export, in csv and md too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
+
+
 def _cell(value: Any) -> str:
+    value = _text(value)
     if value is None:
         return ""
     if isinstance(value, float):

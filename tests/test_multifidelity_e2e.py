@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sqlite3
 import textwrap
@@ -68,8 +69,11 @@ def test_nan_trial_is_diverged_and_its_slot_is_refilled_within_a_second(tmp_path
     nan_time = conn.execute("SELECT time FROM metrics WHERE trial_id = 1 AND value IS NULL").fetchone()[0]
     second_start = conn.execute("SELECT started_at FROM trials WHERE number = 2").fetchone()[0]
     assert 0 <= second_start - nan_time < 1.0
-    flags = json.loads(run_cli("export", "nan", "--db", "h.db", cwd=tmp_path).stdout)["trials"][0]["flags"]
-    assert "nan" in flags
+    first = json.loads(run_cli("export", "nan", "--db", "h.db", cwd=tmp_path).stdout)["trials"][0]
+    assert "nan" in first["flags"]
+    assert math.isnan(first["last"]["train_loss"])  # recorded as NaN, exported as NaN
+    csv = run_cli("export", "nan", "--db", "h.db", "--format", "csv", cwd=tmp_path).stdout
+    assert ",NaN," in csv.splitlines()[1]
 
 
 def test_plan_reproduces_the_hyperband_paper_table(tmp_path: Path) -> None:
