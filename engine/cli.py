@@ -285,6 +285,11 @@ def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
 
 
 def _open_tui(db_path: str, study: str | None) -> int:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script or a pipe: nobody to draw for
+        where = f" {study}" if study else ""
+        print(f"not a terminal, so no interface; follow the study with `hpotui status{where} --db {db_path}`",
+              file=sys.stderr)
+        return 0
     try:
         from tui.app import run_tui
     except ImportError as exc:
