@@ -76,7 +76,7 @@ def competitor(tool: str, trials: int) -> dict | None:
     script = str(Path(__file__).with_name("overhead_competitors.py"))
     start = time.perf_counter()
     done = subprocess.run([PYTHON, script, tool, str(trials)], capture_output=True, text=True, timeout=900,
-                          env=trial_env())
+                          env=trial_env(), cwd=tempfile.gettempdir())  # their backends drop files (std.out) in cwd
     wall = time.perf_counter() - start
     lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
