@@ -22,6 +22,7 @@ EXIT_BAD_INPUT = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention too)
+        message = message.replace(", '_engine'", "")  # the detached engine's entry is not for people
         self.exit(EXIT_BAD_INPUT, f"hpotui: {message}; see `hpotui --help`\n")
 
 
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hpotui", parents=[common],
                      description="Hyperparameter search on your GPU box, watched from the terminal. "
                                  "Without a command: open the interface on the study database.")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("launch", parents=[common], help="start a study from a space file")
     p.add_argument("space", help="space file (YAML)")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resource-scale", type=float, default=1.0, help="multiply epochs / max_resource by this")
     p.add_argument("-o", "--output", help="where to write the space file")
 
-    p = sub.add_parser("_engine", parents=[common], help=argparse.SUPPRESS)  # the detached engine
+    p = sub.add_parser("_engine", parents=[common])  # the detached engine: no help, so not listed
     p.add_argument("study")
     p.add_argument("--grace", type=float, default=10.0)
     return parser
