@@ -8,6 +8,7 @@ re-running an interrupted trial never shifts the configurations that follow.
 from __future__ import annotations
 
 import itertools
+from abc import ABC, abstractmethod
 import math
 import random
 from typing import Any, Iterator
@@ -15,11 +16,12 @@ from typing import Any, Iterator
 from engine.space import Param, Space
 
 
-class Sampler:
+class Sampler(ABC):
     """``suggest(index)`` returns the index-th configuration, or None when the search is exhausted."""
 
+    @abstractmethod
     def suggest(self, index: int) -> dict[str, Any] | None:
-        raise NotImplementedError
+        """The configuration for the ``index``-th fresh trial (reruns reuse theirs)."""
 
     def observe(self, index: int, params: dict[str, Any], value: float | None, *, status: str | None = None,
                 step: float | None = None) -> None:
