@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -261,3 +262,16 @@ def test_missing_module_storm_names_the_other_python(tmp_path: Path, monkeypatch
     hint = _interpreter_hint("python")
     assert str(fake / "python") in hint and "activate your training environment" in hint
     assert _interpreter_hint("./train.sh") == ""
+
+
+def test_interactive_launch_detaches_the_engine_and_survives_without_a_terminal(tmp_path: Path, toy_study) -> None:
+    space = toy_study(trials=3, parallel=2, epochs=3)
+    db = tmp_path / "h.db"
+    result = run_cli("launch", str(space), "--db", str(db), cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "runs in the background" in result.stdout and "not a terminal" in result.stderr
+    wait_for(lambda: count(db, "SELECT COUNT(*) FROM trials WHERE status = 'completed'") == 3,
+             what="the detached engine to finish the study")
+    wait_for(lambda: count(db, "SELECT COUNT(*) FROM studies WHERE status = 'completed' AND engine_pid IS NULL") == 1,
+             what="the engine to record the end and let go of the study")
+    assert (tmp_path / "hpotui_runs" / "toy" / "engine.log").read_text().count("started") == 3
