@@ -7,14 +7,14 @@ process group, and recorded: a stop always ends with nothing orphaned.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 from engine.liveness import engine_alive, process_alive
+from engine.runner import terminate_group
 from engine.store import Store, StudyRow
 
 ACK_WAIT_S = 10.0
+KILL_GRACE_S = 5.0
 
 
 def send_and_wait(store: Store, study: StudyRow, action: str, *, trial_number: int | None = None,
@@ -42,7 +42,7 @@ def stop(store: Store, study: StudyRow, trial_number: int | None) -> str:
     stopped = 0
     for t in trials:
         if t.pgid and process_alive(t.pid, t.proc_create_time):
-            _kill_group(t.pgid)
+            terminate_group(t.pgid, KILL_GRACE_S)
         store.finish_trial(t.id, "stopped", exit_code=None, reason="stopped by the user (no engine was running)")
         store.add_event(study.id, t.id, "stopped", f"trial {t.number} stopped by the user")
         stopped += 1
@@ -50,22 +50,3 @@ def stop(store: Store, study: StudyRow, trial_number: int | None) -> str:
         store.set_study_status(study.id, "stopped")
         return f"study {study.name} stopped ({stopped} trials stopped; no engine was running)"
     return f"trial {trial_number} stopped (no engine was running)"
-
-
-def _kill_group(pgid: int, grace_s: float = 5.0) -> None:
-    try:
-        os.killpg(pgid, signal.SIGCONT)
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

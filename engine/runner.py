@@ -116,15 +116,7 @@ class LocalExecutor:
 
     def reap_group(self, proc: TrialProcess) -> None:
         """The leader is gone: kill what it left in its group (workers, grandchildren) so nothing is orphaned."""
-        if self.signal_group(proc, signal.SIGTERM):
-            deadline = time.monotonic() + min(self.grace_period_s, 2.0)
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(proc.pgid, 0)
-                except (ProcessLookupError, PermissionError):
-                    return
-                time.sleep(0.02)
-            self.signal_group(proc, signal.SIGKILL)
+        terminate_group(proc.pgid, min(self.grace_period_s, 2.0))
 
     def pause(self, proc: TrialProcess) -> None:
         if self.signal_group(proc, signal.SIGSTOP):
@@ -153,6 +145,29 @@ SIGNAL_MEANINGS = {
     signal.SIGXCPU: "CPU time limit exceeded",
     signal.SIGXFSZ: "file size limit exceeded",
 }
+
+
+def terminate_group(pgid: int, grace_s: float) -> None:
+    """SIGCONT + SIGTERM to a whole process group, SIGKILL to what is left after ``grace_s``; blocks.
+
+    SIGCONT first because a paused (SIGSTOPped) trial cannot act on SIGTERM.
+    """
+    try:
+        os.killpg(pgid, signal.SIGCONT)
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def signal_name(exit_code: int) -> str | None:

@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 TERMINAL_STATUSES = ("completed", "pruned", "stopped", "failed", "diverged")
-ACTIVE_STATUSES = ("queued", "running")
 COMMAND_ACTIONS = ("stop_trial", "stop_study", "pause_launching", "resume_launching", "pause_trial",
                    "resume_trial", "set_max_parallel", "clone_trial")
 HOSTNAME = socket.gethostname()

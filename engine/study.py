@@ -31,7 +31,7 @@ from engine.runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, signal_name
 from engine.sampling import Sampler, make_sampler
 from engine.schedulers import Action, make_scheduler
 from engine.space import Space, format_value, render_argv
-from engine.store import HOSTNAME, Store, StudyRow, TrialRow
+from engine.store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
 from engine.usage import UsageSampler
 
 FLUSH_ROWS = 500
@@ -44,7 +44,7 @@ WARNINGS_EVERY_FINISH = 20
 TICK_MIN_S = 0.02
 TICK_MAX_S = 0.1
 DRAIN_BATCH_BYTES = 256 * 1024  # log bytes read per stream per loop turn: a flood lands in steady batches
-FINISHED = ("completed", "pruned", "stopped", "failed", "diverged")
+FINISHED = TERMINAL_STATUSES  # what counts towards max_trials ("interrupted" runs again)
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
 
