@@ -44,7 +44,7 @@ def measure_once(trials: int, window_s: float) -> tuple[float, float, int]:
         space = write_space(work, name="footprint", command=f"python sleeper.py {lifetime} {{x}}", trials=trials,
                             parallel=trials)
         db = work / "h.db"
-        engine = subprocess.Popen([PYTHON, "-m", "engine.cli", "launch", str(space), "--headless", "--db", str(db),
+        engine = subprocess.Popen([PYTHON, "-m", "hpotui.engine.cli", "launch", str(space), "--headless", "--db", str(db),
                                    "--grace", "2"], cwd=work, env=trial_env(), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE)
         proc = psutil.Process(engine.pid)

@@ -71,7 +71,7 @@ def run_hpotui(trials: int, lines_per_trial: int) -> IngestResult:
         space = write_space(work, name="ingest", command=f"python flood.py {lines_per_trial} {{x}}",
                             trials=trials, parallel=trials, metric="val_acc", mode="max")
         db = work / "h.db"
-        engine = subprocess.Popen([PYTHON, "-m", "engine.cli", "launch", str(space), "--headless", "--db", str(db)],
+        engine = subprocess.Popen([PYTHON, "-m", "hpotui.engine.cli", "launch", str(space), "--headless", "--db", str(db)],
                                   cwd=work, env=trial_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         expected = trials * lines_per_trial * ROWS_PER_LINE
         latencies: list[float] = []

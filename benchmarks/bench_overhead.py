@@ -45,7 +45,7 @@ def hpotui_seconds(work: Path, trials: int, run: int) -> tuple[float, float, flo
     space = write_space(work, name=f"overhead{run}", command="python tiny.py {x}", trials=trials, parallel=2)
     db = work / f"h{run}.db"
     start = time.perf_counter()
-    engine = subprocess.Popen([PYTHON, "-m", "engine.cli", "launch", str(space), "--headless", "--db", str(db)],
+    engine = subprocess.Popen([PYTHON, "-m", "hpotui.engine.cli", "launch", str(space), "--headless", "--db", str(db)],
                               cwd=work, env=trial_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     watched, cpu = psutil.Process(engine.pid), math.nan
     while engine.poll() is None:

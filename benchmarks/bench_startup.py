@@ -38,7 +38,7 @@ def measure(repeats: int) -> list[Figure]:
                 "make_study_db(sys.argv[1], name='demo', trials=50, steps=10)")
         subprocess.run([PYTHON, "-c", code, str(work / "h.db")], cwd=Path(__file__).resolve().parents[1],
                        env=trial_env(), check=True, capture_output=True)
-        status = [PYTHON, "-m", "engine.cli", "status", "--db", str(work / "h.db")]
+        status = [PYTHON, "-m", "hpotui.engine.cli", "status", "--db", str(work / "h.db")]
         say(f"startup: hpotui status x{repeats}")
         floor = _wall([PYTHON, "-c", "pass"], work, repeats)
         ours = _wall(status, work, repeats)

@@ -68,8 +68,8 @@ def big_db(trials: int, steps: int) -> Path:
 async def _measure(db: Path, idle_s: float, live_s: float, refreshes: int) -> dict:
     import psutil
 
-    from tui.app import HpotuiApp
-    from tui.screens.study import StudyScreen
+    from hpotui.tui.app import HpotuiApp
+    from hpotui.tui.screens.study import StudyScreen
 
     me = psutil.Process()
     work = Path(tempfile.mkdtemp(prefix="hpotui-bench-tui-"))

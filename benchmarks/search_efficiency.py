@@ -61,9 +61,9 @@ from typing import Any, Protocol
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.sampling import RandomSampler
-from engine.schedulers import Action, make_scheduler
-from engine.space import Param, Space, load_space
+from hpotui.engine.sampling import RandomSampler
+from hpotui.engine.schedulers import Action, make_scheduler
+from hpotui.engine.space import Param, Space, load_space
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE_FILE = REPO / "sample_spaces" / "asha.yaml"
@@ -263,7 +263,7 @@ class Ours:
         spec = dataclasses.replace(space.scheduler, type=kind)
         self.scheduler = make_scheduler(spec, METRIC, "max")
         if sampler == "tpe":
-            from engine.tpe import TpeSampler
+            from hpotui.engine.tpe import TpeSampler
 
             self.sampler: Any = TpeSampler(space)
         else:
@@ -290,7 +290,7 @@ class OptunaAskTell:
     def __init__(self, space: Space, seed: int, sampler: str, pruner: bool) -> None:
         import optuna
 
-        from engine.tpe import distribution
+        from hpotui.engine.tpe import distribution
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec = space.scheduler

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.space import Param, Space
+from .space import Param, Space
 
 EDGE = 0.1
 TOP_MEAN_EDGE = 0.25  # how close to the edge the top group's mean position must be

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from engine.errors import UserError
+from .errors import UserError
+from .self_command import hpotui_command
 
 EXIT_BAD_INPUT = 2
 
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _db_path(args: argparse.Namespace) -> str:
-    from engine.store import default_db_path
+    from .store import default_db_path
 
     return getattr(args, "db", None) or default_db_path()
 
@@ -119,7 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace, *, must_exist: bool) -> Any:
-    from engine.store import Store
+    from .store import Store
 
     path = _db_path(args)
     if must_exist and not Path(path).exists():
@@ -133,7 +134,7 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool) -> Any:
 
 
 def _find_study(store: Any, name: str) -> Any:
-    from engine.errors import StudyNotFound
+    from .errors import StudyNotFound
 
     study = store.study(name)
     if study is None:
@@ -145,7 +146,7 @@ def _find_study(store: Any, name: str) -> Any:
 def cmd_launch(args: argparse.Namespace) -> int:
     import json
 
-    from engine.space import load_space
+    from .space import load_space
 
     space = load_space(args.space)
     if args.executor:
@@ -187,7 +188,7 @@ def _check_resources(space: Any) -> None:
     """
     if space.resources.gpus_per_trial <= 0 or space.executor.type == "ray":
         return
-    from engine.resources import ResourceMonitor, check_request
+    from .resources import ResourceMonitor, check_request
 
     problem = check_request(space.resources, ResourceMonitor())
     if problem:
@@ -197,7 +198,7 @@ def _check_resources(space: Any) -> None:
 def _space_of(store: Any, study: Any) -> Any:
     import yaml
 
-    from engine.space import parse_space
+    from .space import parse_space
 
     base_dir = Path(store.space_json(study.id).get("base_dir") or Path(study.space_file).parent)
     from dataclasses import replace
@@ -208,12 +209,12 @@ def _space_of(store: Any, study: Any) -> Any:
 
 def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: float, keep: bool,
               out: Any = None) -> int:
-    from engine.store import EngineLocked
-    from engine.study import Options, StudyLoop
+    from .store import EngineLocked
+    from .study import Options, StudyLoop
 
     executor = None
     if space.executor.type == "ray":
-        from engine.executors.ray import RayExecutor
+        from .executors.ray import RayExecutor
 
         executor = RayExecutor(space.executor.address, grace_period_s=grace, resources=space.resources)
     loop = StudyLoop(store, space, study, Options(headless=headless, grace_period_s=grace, keep_trials_on_exit=keep,
@@ -228,7 +229,7 @@ def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: floa
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from engine.liveness import engine_alive
+    from .liveness import engine_alive
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -266,8 +267,8 @@ def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
     log_path = log_dir / "engine.log"
     with open(log_path, "ab") as log:
         os.chmod(log_path, 0o600)
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "_engine", study.name, "--db",
-                                 str(store.path.resolve()), "--grace", str(grace)],
+        proc = subprocess.Popen(hpotui_command("_engine", study.name, "--db", str(store.path.resolve()),
+                                                "--grace", str(grace)),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 close_fds=True)
     # Wait until the engine holds the study (or died trying), so the interface opens on a live study.
@@ -292,7 +293,7 @@ def _open_tui(db_path: str, study: str | None) -> int:
               file=sys.stderr)
         return 0
     try:
-        from tui.app import run_tui
+        from ..tui.app import run_tui
     except ImportError as exc:
         if "tui" not in str(exc) and "textual" not in str(exc):
             raise
@@ -304,7 +305,7 @@ def _open_tui(db_path: str, study: str | None) -> int:
 
 # -- status / stop / export -------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    from engine.export import status_text
+    from .export import status_text
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study) if args.study else None
@@ -313,7 +314,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from engine.control import stop
+    from .control import stop
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -322,7 +323,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine.export import export_csv, export_json, export_markdown
+    from .export import export_csv, export_json, export_markdown
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -337,8 +338,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     import json
 
-    from engine.plan import format_plan, plan
-    from engine.space import load_space
+    from .plan import format_plan, plan
+    from .space import load_space
 
     space = load_space(args.space)
     result = plan(space.scheduler, space.budget.max_trials)
@@ -347,7 +348,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from engine.refine import refine_study
+    from .refine import refine_study
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 
-from engine.liveness import engine_alive, process_alive
-from engine.runner import terminate_group
-from engine.store import Store, StudyRow
+from .liveness import engine_alive, process_alive
+from .runner import terminate_group
+from .store import Store, StudyRow
 
 ACK_WAIT_S = 10.0
 KILL_GRACE_S = 5.0

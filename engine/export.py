@@ -13,8 +13,8 @@ import math
 import time
 from typing import Any
 
-from engine.liveness import engine_alive
-from engine.store import Store, StudyRow, TrialRow
+from .liveness import engine_alive
+from .store import Store, StudyRow, TrialRow
 
 
 def trial_flags(store: Store, study_id: int) -> dict[int, list[str]]:

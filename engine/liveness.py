@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from engine.store import HOSTNAME
+from .store import HOSTNAME
 
 HEARTBEAT_STALE_S = 60.0
 CREATE_TIME_SLACK_S = 1.0

@@ -22,8 +22,8 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 if TYPE_CHECKING:  # annotations only: engine.resources re-exports these functions, so no import cycle at runtime
-    from engine.resources import GpuReading, ResourceMonitor
-    from engine.space import Resources
+    from .resources import GpuReading, ResourceMonitor
+    from .space import Resources
 
 EPS = 1e-9  # 3 x (1/3) must fit on one GPU
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.schedulers.rungs import clean, deal_counts, fmt, hyperband_brackets, ladder, survivors
-from engine.space import SCHEDULERS, SchedulerSpec
+from .schedulers.rungs import clean, deal_counts, fmt, hyperband_brackets, ladder, survivors
+from .space import SCHEDULERS, SchedulerSpec
 
 
 def plan(spec: SchedulerSpec, max_trials: int | None) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from engine.boundary import (
+from .boundary import (
     MIN_TRIALS,
     BoundaryWarning,
     Result,
@@ -51,8 +51,8 @@ from engine.boundary import (
     rank,
     top_count,
 )
-from engine.errors import UserError
-from engine.space import Param, Space, parse_space
+from .errors import UserError
+from .space import Param, Space, parse_space
 
 SPAN_MARGIN = 0.10  # of the top-K span, each side
 RANGE_MARGIN = 0.05  # of the old range, each side: the floor that keeps one-trial spans open
@@ -434,7 +434,7 @@ def refine_study(store: Any, study: Any, *, top: int, resource_scale: float = 1.
 
 
 def _db_flag(store: Any) -> str:
-    from engine.store import default_db_path
+    from .store import default_db_path
 
     here = Path(default_db_path()).resolve()
     return "" if Path(store.path).resolve() == here else f" --db {store.path}"

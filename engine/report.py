@@ -2,7 +2,7 @@
 
 This file has no imports beyond the standard library and no dependency on the rest of
 hpotui, so a training environment without hpotui installed can simply copy it next to the
-training script (``cp "$(python -c 'import engine, os; print(os.path.dirname(engine.__file__))')/report.py" .``)
+training script (``cp "$(python -c 'import hpotui.engine, os; print(os.path.dirname(hpotui.engine.__file__))')/report.py" .``)
 and
 ``from report import report``.
 """

@@ -28,7 +28,7 @@ from typing import Callable, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 import psutil
 
-from engine.resources_nvml import NvmlLike, PynvmlBackend
+from .resources_nvml import NvmlLike, PynvmlBackend
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -445,7 +445,7 @@ def low_utilisation_hint(samples: Sequence[tuple[float, float | None]], minutes:
 
 
 # re-exported at the end: engine.placement needs the types above only for annotations
-from engine.placement import (  # noqa: E402
+from .placement import (  # noqa: E402
     check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices, place_trial,
     trial_gpu_env, why_waiting,
 )

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.liveness import process_alive, process_create_time
+from .liveness import process_alive, process_create_time
 
 EXIT_UNKNOWN = -1000  # an adopted trial ended while no engine was its parent: its exit code is lost
 

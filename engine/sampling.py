@@ -13,7 +13,7 @@ import math
 import random
 from typing import Any, Iterator
 
-from engine.space import Param, Space
+from .space import Param, Space
 
 
 class Sampler(ABC):
@@ -114,7 +114,7 @@ def make_sampler(space: Space) -> Sampler:
     if space.search.algorithm == "grid":
         return GridSampler(space)
     if space.search.algorithm == "tpe":
-        from engine.tpe import TpeSampler
+        from .tpe import TpeSampler
 
         return TpeSampler(space)
     return RandomSampler(space)

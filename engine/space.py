@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from engine.errors import SpaceError
+from .errors import SpaceError
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")
@@ -286,7 +286,7 @@ def parse_space(data: Any, file: str, base_dir: Path) -> Space:
     if not workdir.is_dir():
         raise r.fail("workdir", f"folder {str(workdir)!r} does not exist", "fix the path (relative to the space file's folder)")
 
-    from engine.health import parse_health  # local: health owns its own keys
+    from .health import parse_health  # local: health owns its own keys
 
     health = parse_health(data.get("health"), r.fail)
     parent = r.string(data["parent"], "parent") if data.get("parent") is not None else None

@@ -380,7 +380,7 @@ class Store:
     # -- the engine lock -----------------------------------------------------------------------
     def acquire_engine_lock(self, study_id: int, pid: int, create_time: float) -> None:
         """Claim the study for this engine; a dead engine's claim is taken over silently."""
-        from engine.liveness import engine_alive
+        from .liveness import engine_alive
 
         with self.transaction() as conn:
             row = conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
@@ -520,7 +520,7 @@ class Store:
     @staticmethod
     def _gpu_claims(conn: sqlite3.Connection, host: str) -> list[tuple[str, float]]:
         """Claims of live trials only: a crashed engine's trials that died with it hold no GPU."""
-        from engine.liveness import process_alive
+        from .liveness import process_alive
 
         rows = conn.execute("SELECT status, gpus, gpu_fraction, pid, proc_create_time, created_at FROM trials "
                             "WHERE status IN ('queued', 'running') AND host = ? AND gpus IS NOT NULL AND gpus != ''",

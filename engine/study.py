@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine.health import HealthMonitor, status_for
-from engine.liveness import find_trial_process, process_create_time
-from engine.logtail import LogTail
-from engine.metricline import RegexMetrics, Rejected, Report, parse_metric_line
-from engine.runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, signal_name
-from engine.sampling import Sampler, make_sampler
-from engine.schedulers import Action, make_scheduler
-from engine.space import Space, format_value, render_argv
-from engine.store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
-from engine.usage import UsageSampler
+from .health import HealthMonitor, status_for
+from .liveness import find_trial_process, process_create_time
+from .logtail import LogTail
+from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
+from .runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, signal_name
+from .sampling import Sampler, make_sampler
+from .schedulers import Action, make_scheduler
+from .space import Space, format_value, render_argv
+from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
+from .usage import UsageSampler
 
 FLUSH_ROWS = 500
 FLUSH_INTERVAL_S = 0.2
@@ -383,7 +383,7 @@ class StudyLoop:
         """The placement run inside the trial insert's transaction, or None for CPU trials."""
         if self.space.resources.gpus_per_trial <= 0 or getattr(self.executor, "places_gpus", False):
             return None  # CPU trials, or an executor (Ray) that picks GPUs on the trial's own node
-        from engine.placement import claims_from_rows, cuda_visible_devices, place_trial
+        from .placement import claims_from_rows, cuda_visible_devices, place_trial
 
         readings = self.usage.monitor.gpus()
         fraction = min(1.0, float(self.space.resources.gpus_per_trial))
@@ -396,7 +396,7 @@ class StudyLoop:
         return pick
 
     def _note_waiting_for_gpus(self) -> None:
-        from engine.placement import claims_from_rows, why_waiting
+        from .placement import claims_from_rows, why_waiting
 
         note = why_waiting(self.usage.monitor.gpus(), self.space.resources, claims_from_rows(self._last_claims))
         if note != self._waiting_note:
@@ -578,7 +578,7 @@ class StudyLoop:
         data: dict[str, Any] = {"exit_code": exit_code, "best": live.best, "reports": live.reports}
         if status == "failed":
             data["stderr_tail"] = stderr_tail[-2000:]
-            from engine.resources import OOM_FLAG, OOM_HINT, is_cuda_oom
+            from .resources import OOM_FLAG, OOM_HINT, is_cuda_oom
 
             if is_cuda_oom(stderr_tail):
                 self.store.buffer_event(self.study.id, live.row.id, "flag",
@@ -600,7 +600,7 @@ class StudyLoop:
         index = live.row.sample_index if live.row.sample_index is not None else -1
         self.sampler.observe(index, live.row.params, live.best, status=status, step=live.best_step)
         self._note_result(live)
-        from engine.boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS  # says nothing with fewer finished
+        from .boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS  # says nothing with fewer finished
 
         if self.finished >= BOUNDARY_MIN_TRIALS and (self.finished <= WARNINGS_EVERY_FINISH
                                                      or self.finished % (self.finished // WARNINGS_EVERY_FINISH) == 0):
@@ -608,7 +608,7 @@ class StudyLoop:
 
     def _update_warnings(self) -> None:
         """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
-        from engine.boundary import RANKED_STATUSES, boundary_warnings
+        from .boundary import RANKED_STATUSES, boundary_warnings
 
         # boundary.study_warnings, from the store's light per-trial read (this runs after every trial)
         results = self.store.ranked_results(self.study.id, RANKED_STATUSES)
@@ -893,7 +893,7 @@ class StudyLoop:
         self._print_final()
 
     def _print_final(self) -> None:
-        from engine.export import top_trials
+        from .export import top_trials
 
         rows = top_trials(self.store, self.study.id, 5)
         finished = self._finished_count()

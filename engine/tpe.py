@@ -29,9 +29,9 @@ import math
 import warnings
 from typing import Any
 
-from engine.errors import UserError
-from engine.sampling import Sampler, quantise
-from engine.space import Param, Space
+from .errors import UserError
+from .sampling import Sampler, quantise
+from .space import Param, Space
 
 RETRY_STATUSES = ("failed",)
 PRUNED_STATUSES = ("pruned", "stopped")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from engine.store import HOSTNAME, Store
+from .store import HOSTNAME, Store
 
 HISTORY_SAMPLES = 600  # per trial: 50 minutes at one sample every 5 s
 
@@ -28,7 +28,7 @@ class UsageSampler:
     def monitor(self) -> Any:
         """One NVML/psutil monitor per engine, made on first use."""
         if self._monitor is None:
-            from engine.resources import ResourceMonitor
+            from .resources import ResourceMonitor
 
             self._monitor = ResourceMonitor()
         return self._monitor
@@ -70,7 +70,7 @@ class UsageSampler:
                 self._hint(trial_id, trials[trial_id][0], history)
 
     def _hint(self, trial_id: int, number: int, history: list[tuple[float, float | None, int | None]]) -> None:
-        from engine.resources import LOW_UTIL_HINT, low_utilisation_hint
+        from .resources import LOW_UTIL_HINT, low_utilisation_hint
 
         hint = low_utilisation_hint([(t, util) for t, util, _ in history])
         if hint:

@@ -16,7 +16,7 @@ Why this shape:
   and the TUI are meant to show, so it is honest rather than staged.
 * One metric line per epoch: ``@hpotui {"epoch", "train_loss", "train_acc", "val_loss",
   "val_acc"}``, NaN written as ``NaN``. The script does not need hpotui installed: it uses
-  ``engine.report.report`` when importable and otherwise prints the same line itself.
+  ``hpotui.engine.report.report`` when importable and otherwise prints the same line itself.
 * When the training loss stops being finite the script reports that epoch and exits 0:
   a model whose weights are NaN cannot recover, further epochs only burn the GPU, and
   classifying the trial as ``diverged`` is the engine's job (it reads the NaN), not the
@@ -46,7 +46,7 @@ VAL_FRACTION = 0.2
 MOMENTUM = 0.9
 
 try:
-    from engine.report import report
+    from hpotui import report
 except ImportError:  # hpotui not installed in this environment: print the same line ourselves
 
     def report(step: int | None = None, /, **metrics: float) -> None:

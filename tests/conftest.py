@@ -24,12 +24,12 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=cli_env(), text=True,
+    return subprocess.run([sys.executable, "-m", "hpotui.engine.cli", *args], cwd=cwd, env=cli_env(), text=True,
                           capture_output=True, timeout=timeout, **kwargs)
 
 
 def start_cli(*args: str, cwd: Path, **kwargs) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=cli_env(), text=True,
+    return subprocess.Popen([sys.executable, "-m", "hpotui.engine.cli", *args], cwd=cwd, env=cli_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 

@@ -252,7 +252,7 @@ def test_unknown_study_is_one_line_exit_2(tmp_path: Path) -> None:
 
 
 def test_missing_module_storm_names_the_other_python(tmp_path: Path, monkeypatch) -> None:
-    from engine.study import _interpreter_hint
+    from hpotui.engine.study import _interpreter_hint
 
     fake = tmp_path / "bin"
     fake.mkdir()

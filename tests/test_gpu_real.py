@@ -19,9 +19,9 @@ from typing import Iterator
 
 import pytest
 
-from engine.placement import check_request, place_trial, trial_gpu_env
-from engine.resources import GpuReading, ResourceMonitor, is_cuda_oom
-from engine.space import Resources
+from hpotui.engine.placement import check_request, place_trial, trial_gpu_env
+from hpotui.engine.resources import GpuReading, ResourceMonitor, is_cuda_oom
+from hpotui.engine.space import Resources
 
 pynvml = pytest.importorskip("pynvml")
 GIB = 1024 ** 3

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SpaceError
-from engine.health import (KINDS, STATUS_FOR_STOP, Flag, HealthConfig, HealthMonitor, parse_health,
+from hpotui.engine.errors import SpaceError
+from hpotui.engine.health import (KINDS, STATUS_FOR_STOP, Flag, HealthConfig, HealthMonitor, parse_health,
                            status_for)
-from engine.space import parse_space
+from hpotui.engine.space import parse_space
 
 
 def fail(key: str, problem: str, fix: str = "") -> SpaceError:

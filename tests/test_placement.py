@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.placement import (check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices,
+from hpotui.engine.placement import (check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices,
                               place_trial, trial_gpu_env, why_waiting)
-from engine.resources import GpuReading, ResourceMonitor
-from engine.resources_nvml import GIB, FakeGpu, FakeNvml
-from engine.space import Resources
+from hpotui.engine.resources import GpuReading, ResourceMonitor
+from hpotui.engine.resources_nvml import GIB, FakeGpu, FakeNvml
+from hpotui.engine.space import Resources
 
 
 def readings(fake: FakeNvml) -> list[GpuReading]:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.errors import UserError
-from engine.refine import param_spans, refine_space, refine_study, stage_name
-from engine.space import load_space, parse_space
-from engine.store import Store
+from hpotui.engine.errors import UserError
+from hpotui.engine.refine import param_spans, refine_space, refine_study, stage_name
+from hpotui.engine.space import load_space, parse_space
+from hpotui.engine.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -230,7 +230,7 @@ for epoch in range(1, epochs + 1):
 def hpotui(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     env.pop("HPOTUI_DB", None)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args, "--db", str(cwd / "t.db")], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "hpotui.engine.cli", *args, "--db", str(cwd / "t.db")], cwd=cwd, env=env,
                           text=True, capture_output=True, timeout=120, check=False)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.metricline import Report, RegexMetrics, parse_metric_line
-from engine.space import load_space
+from hpotui.engine.metricline import Report, RegexMetrics, parse_metric_line
+from hpotui.engine.space import load_space
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
 METRICS = {"train_loss", "train_acc", "val_loss", "val_acc"}
@@ -69,10 +69,10 @@ def test_top_of_the_quick_lr_range_diverges_to_nan_and_stops() -> None:
 
 
 def test_runs_without_hpotui_installed_and_accepts_float_epochs() -> None:
-    # sys.modules["engine"] = None makes `import engine` fail, as in a bare training env; the
+    # sys.modules["hpotui"] = None makes `import hpotui` fail, as in a bare training env; the
     # engine may render an int-valued resource such as {max_resource} as "2.0".
     done = run_sample(["train_digits.py", "--epochs", "2.0", "--width", "32"],
-                      prelude="import sys; sys.modules['engine'] = None; ")
+                      prelude="import sys; sys.modules['hpotui'] = None; ")
     assert done.returncode == 0, done.stderr
     lines = reports(done.stdout)
     assert [r.step for r in lines] == [1.0, 2.0]

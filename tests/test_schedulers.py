@@ -6,13 +6,13 @@ from collections import Counter
 
 import pytest
 
-from engine.schedulers import Action, make_scheduler
-from engine.schedulers.asha import AshaScheduler
-from engine.schedulers.fifo import FifoScheduler
-from engine.schedulers.hyperband import HyperbandScheduler
-from engine.schedulers.median import MedianStoppingScheduler
-from engine.schedulers.rungs import Dealer, deal_counts, hyperband_brackets, judged_rungs, ladder, s_max
-from engine.space import SchedulerSpec
+from hpotui.engine.schedulers import Action, make_scheduler
+from hpotui.engine.schedulers.asha import AshaScheduler
+from hpotui.engine.schedulers.fifo import FifoScheduler
+from hpotui.engine.schedulers.hyperband import HyperbandScheduler
+from hpotui.engine.schedulers.median import MedianStoppingScheduler
+from hpotui.engine.schedulers.rungs import Dealer, deal_counts, hyperband_brackets, judged_rungs, ladder, s_max
+from hpotui.engine.space import SchedulerSpec
 
 
 def asha(min_r: float = 1, max_r: float = 27, eta: float = 3, mode: str = "max", metric: str = "val_acc"):

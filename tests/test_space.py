@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import SpaceError
-from engine.space import load_space, render_argv
+from hpotui.engine.errors import SpaceError
+from hpotui.engine.space import load_space, render_argv
 
 CONTRACT = """
 name: digits-mlp

@@ -1,7 +1,7 @@
 """Health detectors on real trainings, and the PyTorch update-ratio helper.
 
 A small MLP learns sklearn's 8x8 digits on the CPU (about 0.02 s an epoch on one thread). Each
-epoch goes the whole way a trial's report goes: ``engine.report.report`` writes the ``@hpotui``
+epoch goes the whole way a trial's report goes: ``hpotui.engine.report.report`` writes the ``@hpotui``
 line, ``engine.metricline`` parses it back (NaN and Infinity included), and the monitor sees the
 values the study loop would see. The loop kills a trial at a stopping flag; here training stops.
 
@@ -24,10 +24,10 @@ import pytest
 torch = pytest.importorskip("torch")
 datasets = pytest.importorskip("sklearn.datasets")
 
-from engine.health import Flag, HealthConfig, HealthMonitor, status_for  # noqa: E402
-from engine.metricline import Report, parse_metric_line  # noqa: E402
-from engine.report import report  # noqa: E402
-from engine.torch_health import UpdateRatioTracker  # noqa: E402
+from hpotui.engine.health import Flag, HealthConfig, HealthMonitor, status_for  # noqa: E402
+from hpotui.engine.metricline import Report, parse_metric_line  # noqa: E402
+from hpotui.engine.report import report  # noqa: E402
+from hpotui.engine.torch_health import UpdateRatioTracker  # noqa: E402
 
 nn = torch.nn
 

@@ -15,10 +15,10 @@ import yaml
 
 pytest.importorskip("optuna")
 
-from engine.sampling import RandomSampler, make_sampler
-from engine.space import parse_space
-from engine.store import Store
-from engine.tpe import TpeSampler
+from hpotui.engine.sampling import RandomSampler, make_sampler
+from hpotui.engine.space import parse_space
+from hpotui.engine.store import Store
+from hpotui.engine.tpe import TpeSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -143,9 +143,9 @@ def test_without_optuna_the_user_gets_one_line_naming_the_extra(tmp_path: Path):
         import sys, yaml
         sys.modules["optuna"] = None  # as if the extra were not installed
         from pathlib import Path
-        from engine.errors import UserError
-        from engine.sampling import make_sampler
-        from engine.space import parse_space
+        from hpotui.engine.errors import UserError
+        from hpotui.engine.sampling import make_sampler
+        from hpotui.engine.space import parse_space
         space = parse_space(yaml.safe_load({SPACE.replace("SEED", "0")!r}), "tpe.yaml", Path("."))
         try:
             make_sampler(space)
@@ -181,7 +181,7 @@ def test_tpe_with_asha_runs_a_real_study_and_prunes(tmp_path: Path):
           lr: {type: loguniform, low: 1e-5, high: 1}
         """))
     env = dict(os.environ, PYTHONPATH=str(REPO), PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "launch", "s.yaml", "--headless", "--db", "t.db"],
+    done = subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "launch", "s.yaml", "--headless", "--db", "t.db"],
                           cwd=tmp_path, env=env, text=True, capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     store = Store(tmp_path / "t.db")

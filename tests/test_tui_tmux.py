@@ -70,7 +70,7 @@ def test_launch_in_tmux_stop_a_trial_by_key_and_quit(tmp_path: Path):
     sock = f"hpotui-test-{os.getpid()}"
     tmux = ["tmux", "-L", sock]
     script = Path(sys.executable).parent / "hpotui"  # the installed console script, as a user types it
-    hpotui = str(script) if script.exists() else f"{sys.executable} -m engine.cli"
+    hpotui = str(script) if script.exists() else f"{sys.executable} -m hpotui.engine.cli"
     command = (f"cd {tmp_path} && env PATH='{env['PATH']}' PYTHONPATH='{env['PYTHONPATH']}' TERM=xterm-256color "
                f"{hpotui} launch tmuxed.yaml --db {db}; echo HPOTUI-EXITED; sleep 30")
 
@@ -93,6 +93,6 @@ def test_launch_in_tmux_stop_a_trial_by_key_and_quit(tmp_path: Path):
         assert "keep running" in pane().replace("\n", " ")
         assert one(db, "SELECT status FROM studies") == "running"  # quitting never stops the study
     finally:
-        subprocess.run([sys.executable, "-m", "engine.cli", "stop", "tmuxed", "--db", str(db)], env=env,
+        subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "stop", "tmuxed", "--db", str(db)], env=env,
                        capture_output=True, timeout=60)
         subprocess.run([*tmux, "kill-server"], capture_output=True)

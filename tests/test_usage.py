@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.resources import ResourceMonitor
-from engine.resources_nvml import FakeGpu, FakeNvml
-from engine.runner import LocalExecutor
-from engine.store import Store
-from engine.usage import UsageSampler
+from hpotui.engine.resources import ResourceMonitor
+from hpotui.engine.resources_nvml import FakeGpu, FakeNvml
+from hpotui.engine.runner import LocalExecutor
+from hpotui.engine.store import Store
+from hpotui.engine.usage import UsageSampler
 
 
 def make_store(tmp_path: Path) -> tuple[Store, int, int]:
@@ -67,7 +67,7 @@ def test_a_ray_executor_reports_node_gpus_and_no_local_trial_usage(tmp_path: Pat
         places_gpus = True
 
         def gpu_readings(self):
-            from engine.resources import GpuReading
+            from hpotui.engine.resources import GpuReading
             return {"node-b": [GpuReading(index=0, name="H100", util_percent=55.0)]}
 
     sampler = UsageSampler(store, study_id, Cluster(), ResourceMonitor(FakeNvml(0), cache_s=0))

@@ -10,15 +10,15 @@ engine acknowledges (or a timeout), so callers run them in worker threads.
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
-from engine.control import send_and_wait, stop
-from engine.errors import UserError
-from engine.liveness import engine_alive
-from engine.store import Store, StudyRow
+from ..engine.control import send_and_wait, stop
+from ..engine.errors import UserError
+from ..engine.self_command import hpotui_command
+from ..engine.liveness import engine_alive
+from ..engine.store import Store, StudyRow
 
 ENGINE_ACTIONS = ("pause_launching", "resume_launching", "pause_trial", "resume_trial", "set_max_parallel",
                   "clone_trial")
@@ -68,7 +68,7 @@ class Commander:
                edits: dict[str, dict[str, Any]], budget: dict[str, Any], launch: bool) -> str:
         """Write the next stage's space file with the engine's refine code, apply the user's edits, launch it."""
         try:
-            from engine.refine import refine_study
+            from ..engine.refine import refine_study
         except ImportError:
             return "refine is not available in this install (engine/refine.py is missing)"
         with self._lock:
@@ -98,7 +98,7 @@ def launch_stage(db_path: str, space_file: Path) -> int:
     """``hpotui launch SPACE --headless`` detached, its output in a log beside the space file."""
     log_path = space_file.with_suffix(".launch.log")
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "launch", str(space_file), "--headless",
-                                 "--db", str(Path(db_path).resolve())], stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen(hpotui_command("launch", str(space_file), "--headless", "--db",
+                                                str(Path(db_path).resolve())), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=log, start_new_session=True, close_fds=True, cwd=space_file.parent)
     return proc.pid

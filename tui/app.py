@@ -15,8 +15,8 @@ from typing import Callable
 from textual.app import App
 from textual.binding import Binding
 
-from tui.actions import Commander
-from tui.data import StudyReader
+from .actions import Commander
+from .data import StudyReader
 
 QUIT_NOTE = ("hpotui: the interface closed; studies keep running in the background. "
              "Attach again with `hpotui --db {db}`, stop one with `hpotui stop NAME`.")
@@ -39,7 +39,7 @@ class HpotuiApp(App[str]):
         self.commander = Commander(db_path, wait_s=ack_wait_s)
 
     def on_mount(self) -> None:
-        from tui.screens.study_list import StudyListScreen
+        from .screens.study_list import StudyListScreen
 
         self.push_screen(StudyListScreen())
         if self.start_study:
@@ -50,12 +50,12 @@ class HpotuiApp(App[str]):
                 self.open_study(row.id)
 
     def open_study(self, study_id: int) -> None:
-        from tui.screens.study import StudyScreen
+        from .screens.study import StudyScreen
 
         self.push_screen(StudyScreen(study_id))
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
+        from .screens.help import HelpScreen
 
         if isinstance(self.screen, HelpScreen):
             return

@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from engine.liveness import engine_alive
-from engine.store import StudyRow, connect
+from ..engine.liveness import engine_alive
+from ..engine.store import StudyRow, connect
 
 STATUS_FILTERS: tuple[str | None, ...] = (None, "running", "completed", "pruned", "failed", "stopped", "queued")
 """What the filter key cycles through; ``failed`` also shows diverged trials (both are failures)."""

@@ -28,18 +28,20 @@ import contextlib
 import logging
 import os
 import signal
+import shutil
 import socket
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import engine
-from engine.errors import UserError
-from engine.executors import ray_node
-from engine.runner import EXIT_UNKNOWN, TrialProcess
-from engine.space import Resources
+from ..errors import UserError
+from . import ray_node
+from ..runner import EXIT_UNKNOWN, TrialProcess
+from ..space import Resources
 
 PENDING_NODE = "(pending)"  # the node recorded for a trial that Ray has not placed yet
 PRIVATE_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials send log batches, not tensors
@@ -91,6 +93,7 @@ class RayExecutor:
         self._gpu_round: dict[Any, str] = {}  # pending NodeAgent.gpus call -> node id
         self._gpu_cache: dict[str, list[Any]] = {}  # node id -> its latest readings
         self._gpu_round_sent = 0.0
+        self._staged_dir: Path | None = None  # the package copy shipped to the nodes (removed at shutdown)
         if not self.ray.is_initialized():
             self._connect(address)
         remote = self.ray.remote
@@ -102,12 +105,28 @@ class RayExecutor:
             if n["Alive"]:
                 self._agent(n["NodeID"])
 
+    def _shippable_package(self) -> Path:
+        """A folder ``hpotui/`` holding the package and its engine, as Ray's ``py_modules`` ships it.
+
+        Installed from a wheel, ``hpotui/engine`` already sits inside ``hpotui/``; from a source
+        checkout the package-dir mapping keeps ``engine/`` beside it. A staged copy (the engine
+        only: nodes never draw the interface) gives the nodes the same import names either way.
+        """
+        engine_dir = Path(__file__).resolve().parents[1]
+        top = sys.modules[__name__.partition(".")[0]]
+        staged = Path(tempfile.mkdtemp(prefix="hpotui-ray-")) / "hpotui"
+        staged.mkdir()
+        shutil.copy(str(top.__file__), staged / "__init__.py")
+        shutil.copytree(engine_dir, staged / "engine", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        self._staged_dir = staged.parent
+        return staged
+
     def _connect(self, address: str | None) -> None:
         """Join the cluster at ``address``, or start a private Ray on this machine for this study."""
         # Nodes may not have hpotui installed: ship this engine with the job (also keeps versions equal).
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                    "logging_level": logging.ERROR,  # not its banner and notices in the study log
-                                   "runtime_env": {"py_modules": [str(Path(engine.__file__).parent)]}}
+                                   "runtime_env": {"py_modules": [str(self._shippable_package())]}}
         if address is None:  # "local": a new instance even when RAY_ADDRESS or a `ray start` cluster exists
             options.update(address="local", num_cpus=os.cpu_count() or 1,
                            object_store_memory=PRIVATE_OBJECT_STORE_BYTES)
@@ -375,6 +394,8 @@ class RayExecutor:
                 self.ray.kill(agent)  # also when the connection is not ours to close
         if self._owns_connection and self.ray.is_initialized():
             self.ray.shutdown()  # a private Ray stops entirely; a joined cluster just loses this driver
+        if self._staged_dir is not None:
+            shutil.rmtree(self._staged_dir, ignore_errors=True)
         self._owns_connection = False
 
 

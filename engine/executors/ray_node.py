@@ -1,7 +1,7 @@
 """What runs on a Ray node for one trial: start the command, stream its output back, clean up its group.
 
 This module is executed inside Ray workers, possibly on machines where hpotui is not installed
-(the executor ships the ``engine`` package to the cluster with ``runtime_env.py_modules``). It
+(the executor ships the ``hpotui`` package, engine included, to the cluster with ``runtime_env.py_modules``). It
 therefore imports only the standard library at the top; ``ray`` and :mod:`engine.resources` are
 imported inside the functions that need them, on the node.
 
@@ -157,7 +157,7 @@ class NodeAgent:
 
     def gpus(self) -> tuple[str, list[Any]]:
         """This node's hostname and GPU readings (engine.resources.GpuReading, NA where unknown)."""
-        from engine.resources import ResourceMonitor
+        from ..resources import ResourceMonitor
 
         if self._monitor is None:
             self._monitor = ResourceMonitor()  # NVML stays initialised and its short cache works

@@ -1,5 +1,5 @@
 """Early-stopping schedulers: each answers CONTINUE or STOP for every reported result."""
 
-from engine.schedulers.base import Action, Decision, Scheduler, make_scheduler
+from .base import Action, Decision, Scheduler, make_scheduler
 
 __all__ = ["Action", "Decision", "Scheduler", "make_scheduler"]

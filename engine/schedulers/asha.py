@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from bisect import insort
 
-from engine.schedulers.base import Action, Decision, Scheduler
-from engine.schedulers.rungs import EPS, ceil_, fmt, judged_rungs
-from engine.space import SchedulerSpec
+from .base import Action, Decision, Scheduler
+from .rungs import EPS, ceil_, fmt, judged_rungs
+from ..space import SchedulerSpec
 
 
 class RungLadder:

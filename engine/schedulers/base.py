@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
 
-from engine.space import SchedulerSpec
+from ..space import SchedulerSpec
 
 
 class Action(str, Enum):
@@ -62,10 +62,10 @@ class Scheduler(ABC):
 def make_scheduler(spec: SchedulerSpec, metric: str, mode: str) -> Scheduler:
     """The scheduler named by ``spec.type`` (fifo, asha, hyperband, median)."""
     # Imported here: the implementations import this module for the base class.
-    from engine.schedulers.asha import AshaScheduler
-    from engine.schedulers.fifo import FifoScheduler
-    from engine.schedulers.hyperband import HyperbandScheduler
-    from engine.schedulers.median import MedianStoppingScheduler
+    from .asha import AshaScheduler
+    from .fifo import FifoScheduler
+    from .hyperband import HyperbandScheduler
+    from .median import MedianStoppingScheduler
 
     kinds: dict[str, type[Scheduler]] = {
         "fifo": FifoScheduler,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.schedulers.base import Decision, Scheduler
+from .base import Decision, Scheduler
 
 
 class FifoScheduler(Scheduler):

@@ -11,10 +11,10 @@ trials of the same bracket only.
 
 from __future__ import annotations
 
-from engine.schedulers.asha import RungLadder
-from engine.schedulers.base import Decision, Scheduler
-from engine.schedulers.rungs import Bracket, Dealer, hyperband_brackets
-from engine.space import SchedulerSpec
+from .asha import RungLadder
+from .base import Decision, Scheduler
+from .rungs import Bracket, Dealer, hyperband_brackets
+from ..space import SchedulerSpec
 
 
 class HyperbandScheduler(Scheduler):

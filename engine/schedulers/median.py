@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import statistics
 
-from engine.schedulers.base import Action, Decision, Scheduler
-from engine.schedulers.rungs import EPS, fmt
-from engine.space import SchedulerSpec
+from .base import Action, Decision, Scheduler
+from .rungs import EPS, fmt
+from ..space import SchedulerSpec
 
 
 class MedianStoppingScheduler(Scheduler):

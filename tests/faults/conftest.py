@@ -3,7 +3,7 @@
 Everything a fault test needs to stage a study in ``tmp_path`` and then look at it the way a user
 would afterwards: the engine's exit code and output, the database (through fresh read-only
 connections, never held open), the trial log files, and which processes are still alive.
-Nothing here imports the engine's loop: the engine under test always runs as ``python -m engine.cli``.
+Nothing here imports the engine's loop: the engine under test always runs as ``python -m hpotui.engine.cli``.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Lab:
 
     # -- running ---------------------------------------------------------------------------------
     def hpotui(self, *args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine.cli", *args, "--db", str(self.db)], cwd=self.root,
+        return subprocess.run([sys.executable, "-m", "hpotui.engine.cli", *args, "--db", str(self.db)], cwd=self.root,
                               env=engine_env(), text=True, capture_output=True, timeout=timeout)
 
     def start(self, *args: str, preexec_fn: Callable[[], None] | None = None) -> Engine:
@@ -135,7 +135,7 @@ class Lab:
         self._outputs += 1
         out_path = self.root / f"engine-{self._outputs}.out"
         with open(out_path, "wb") as out:
-            popen = subprocess.Popen([sys.executable, "-m", "engine.cli", *args, "--db", str(self.db)],
+            popen = subprocess.Popen([sys.executable, "-m", "hpotui.engine.cli", *args, "--db", str(self.db)],
                                      cwd=self.root, env=engine_env(), stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn)
         engine = Engine(popen, out_path)

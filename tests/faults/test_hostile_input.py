@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import COMMAND_ACTIONS, Store
+from hpotui.engine.store import COMMAND_ACTIONS, Store
 from tests.faults.conftest import Lab, counting_study
 
 HOSTILE = ["two words", "it's \"quoted\"", "a; rm -rf ~", "$(touch PWNED)", "`touch PWNED2`", "line1\nline2",

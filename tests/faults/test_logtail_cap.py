@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.logtail import LogTail
+from hpotui.engine.logtail import LogTail
 
 
 def _drain(tail: LogTail, final: bool = True) -> list[str]:

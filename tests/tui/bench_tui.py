@@ -25,8 +25,8 @@ from pathlib import Path
 import psutil
 
 from tests.tui.bigdb import make_big_db
-from tui.app import HpotuiApp
-from tui.screens.study import StudyScreen
+from hpotui.tui.app import HpotuiApp
+from hpotui.tui.screens.study import StudyScreen
 
 
 async def open_time(db: Path) -> float:
@@ -92,7 +92,7 @@ def main() -> None:
         make_big_db(db)
     result: dict[str, float] = {"open_s": round(asyncio.run(open_time(db)), 2)}
     sock = f"hpotui-bench-{os.getpid()}"
-    cmd = f"{sys.executable} -m engine.cli --db {db.resolve()}"
+    cmd = f"{sys.executable} -m hpotui.engine.cli --db {db.resolve()}"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     subprocess.run(["tmux", "-L", sock, "new-session", "-d", "-s", "b", "-x", "160", "-y", "50", cmd],
                    check=True, env=env)

@@ -17,7 +17,7 @@ import random
 import sys
 from pathlib import Path
 
-from engine.store import Store
+from hpotui.engine.store import Store
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: "now" for every generated file
 STEP_SECONDS = 2.0

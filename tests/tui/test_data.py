@@ -9,7 +9,7 @@ import pytest
 
 from tests.tui.bigdb import FIXED_NOW, make_study_db
 from tests.tui.conftest import fixed_clock
-from tui.data import StudyReader, downsample, parse_plan, study_eta, trial_eta
+from hpotui.tui.data import StudyReader, downsample, parse_plan, study_eta, trial_eta
 
 
 def test_downsample_keeps_ends_and_spikes_and_fits_the_width():

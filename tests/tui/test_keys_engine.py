@@ -19,11 +19,11 @@ import pytest
 
 from tests.conftest import cli_env
 from tests.tui.conftest import wait_until
-from tui.app import HpotuiApp
-from tui.screens.dialogs import CloneScreen, ConfirmScreen
-from tui.screens.log import LogScreen
-from tui.screens.study import StudyScreen
-from tui.widgets.log_view import LogView
+from hpotui.tui.app import HpotuiApp
+from hpotui.tui.screens.dialogs import CloneScreen, ConfirmScreen
+from hpotui.tui.screens.log import LogScreen
+from hpotui.tui.screens.study import StudyScreen
+from hpotui.tui.widgets.log_view import LogView
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +66,7 @@ def live_study(tmp_path: Path):
     (tmp_path / "trainer.py").write_text(textwrap.dedent(TRAINER))
     (tmp_path / "live.yaml").write_text(textwrap.dedent(SPACE))
     db = tmp_path / "live.db"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "launch", "live.yaml", "--headless", "--db",
+    proc = subprocess.Popen([sys.executable, "-m", "hpotui.engine.cli", "launch", "live.yaml", "--headless", "--db",
                              str(db), "--grace", "2"], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -80,7 +80,7 @@ def live_study(tmp_path: Path):
         raise AssertionError("the engine did not start two trials")
     yield db
     if proc.poll() is None:
-        subprocess.run([sys.executable, "-m", "engine.cli", "stop", "live", "--db", str(db)], env=cli_env(),
+        subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "stop", "live", "--db", str(db)], env=cli_env(),
                        capture_output=True, timeout=60)
         try:
             proc.wait(timeout=30)
@@ -238,5 +238,5 @@ async def test_refine_enter_writes_and_launches_the_next_stage(live_study):
         assert parent == "live"
     finally:
         for (name,) in query(live_study, "SELECT name FROM studies WHERE stage = 2"):
-            subprocess.run([sys.executable, "-m", "engine.cli", "stop", name, "--db", str(live_study)],
+            subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "stop", name, "--db", str(live_study)],
                            env=cli_env(), capture_output=True, timeout=60, cwd=stage)

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from tests.tui.conftest import fixed_clock, wait_until
-from tui.app import HpotuiApp
-from tui.screens.help import HelpScreen
-from tui.screens.refine import RefineScreen
-from tui.screens.study import StudyScreen
+from hpotui.tui.app import HpotuiApp
+from hpotui.tui.screens.help import HelpScreen
+from hpotui.tui.screens.refine import RefineScreen
+from hpotui.tui.screens.study import StudyScreen
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tui.conftest import fixed_clock, wait_until
-from tui.app import HpotuiApp
-from tui.screens.study import StudyScreen
+from hpotui.tui.app import HpotuiApp
+from hpotui.tui.screens.study import StudyScreen
 
 SIZES = [(80, 24), (160, 50)]
 

@@ -12,7 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from tui import format as fmt
+from .. import format as fmt
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from tui.widgets.log_view import Chunk, LogView, read_more, read_tail
+from ..widgets.log_view import Chunk, LogView, read_more, read_tail
 
 FOLLOW_S = 0.5
 

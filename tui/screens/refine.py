@@ -22,12 +22,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from engine.store import StudyRow
-from tui.data import StudyPlan
-from tui.widgets.curve_chart import Series, render_chart
+from ...engine.store import StudyRow
+from ..data import StudyPlan
+from ..widgets.curve_chart import Series, render_chart
 
 if TYPE_CHECKING:
-    from tui.app import HpotuiApp
+    from ..app import HpotuiApp
 
 EDGE = 0.05  # a top-K span within 5 % of a bound (in the parameter's own scale) "touches" it
 SCATTER_W, SCATTER_H = 38, 8
@@ -78,9 +78,9 @@ def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[
     try:
         import yaml
 
-        from engine.boundary import RANKED_STATUSES
-        from engine.refine import param_spans
-        from engine.space import parse_space
+        from ...engine.boundary import RANKED_STATUSES
+        from ...engine.refine import param_spans
+        from ...engine.space import parse_space
 
         base = Path(study.space_file).parent if study.space_file else Path.cwd()
         space = parse_space(yaml.safe_load(study.space_yaml), study.space_file or "space.yaml", base)

@@ -25,15 +25,15 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static
 
-from tui import format as fmt
-from tui.data import SORT_KEYS, STATUS_FILTERS, StudyReader, StudyView, TrialInfo
-from tui.widgets.curve_chart import CurveChart, Series, render_chart
-from tui.widgets.gpu_panel import GpuPanel, render_resources
-from tui.widgets.health_panel import HealthPanel, render_flags
-from tui.widgets.trials_table import TrialsTable
+from .. import format as fmt
+from ..data import SORT_KEYS, STATUS_FILTERS, StudyReader, StudyView, TrialInfo
+from ..widgets.curve_chart import CurveChart, Series, render_chart
+from ..widgets.gpu_panel import GpuPanel, render_resources
+from ..widgets.health_panel import HealthPanel, render_flags
+from ..widgets.trials_table import TrialsTable
 
 if TYPE_CHECKING:
-    from tui.app import HpotuiApp
+    from ..app import HpotuiApp
 
 VIEWS = ("curves", "compare", "gpu", "health")
 COMPARE_DEFAULT = 5  # trials overlaid when none is marked: the best few
@@ -425,7 +425,7 @@ class StudyScreen(Screen[None]):
         self.send("set_max_parallel", args={"value": value}, note=f"max_parallel {current} → {value} ...")
 
     def action_clone(self) -> None:
-        from tui.screens.dialogs import CloneScreen
+        from .dialogs import CloneScreen
 
         trial = self.highlighted()
         if trial is None:
@@ -442,7 +442,7 @@ class StudyScreen(Screen[None]):
         self.app.push_screen(CloneScreen(trial.number, trial.params), done)
 
     def action_refine(self) -> None:
-        from tui.screens.refine import RefineScreen
+        from .refine import RefineScreen
 
         if self.view is None:
             return
@@ -472,7 +472,7 @@ class StudyScreen(Screen[None]):
         self.call_after_refresh(self.request, detail=True)
 
     def action_log(self) -> None:
-        from tui.screens.log import LogScreen
+        from .log import LogScreen
 
         trial = self.highlighted()
         if trial is None:
@@ -513,7 +513,7 @@ class StudyScreen(Screen[None]):
 
 
 def _confirm(question: str) -> Screen[bool]:
-    from tui.screens.dialogs import ConfirmScreen
+    from .dialogs import ConfirmScreen
 
     return ConfirmScreen(question)
 

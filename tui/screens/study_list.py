@@ -15,11 +15,11 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui import format as fmt
-from tui.data import StudySummary
+from .. import format as fmt
+from ..data import StudySummary
 
 if TYPE_CHECKING:
-    from tui.app import HpotuiApp
+    from ..app import HpotuiApp
 
 COLUMNS = ("study", "stage", "status", "trials", "best", "engine")
 

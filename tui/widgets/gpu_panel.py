@@ -10,8 +10,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.data import ResourceView
+from .. import format as fmt
+from ..data import ResourceView
 
 UNAVAILABLE = "GPU readings unavailable (no NVIDIA driver answered the engine, or no engine is sampling)"
 

@@ -12,8 +12,8 @@ from typing import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import format as fmt
-from tui.data import FlagLine
+from .. import format as fmt
+from ..data import FlagLine
 
 
 def render_flags(lines: Sequence[FlagLine], width: int) -> Text:

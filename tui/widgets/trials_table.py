@@ -24,8 +24,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui import format as fmt
-from tui.data import TrialInfo
+from .. import format as fmt
+from ..data import TrialInfo
 
 MAX_PARAM_COLUMNS = 4
 PARAM_WIDTH = 8
