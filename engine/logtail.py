@@ -21,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from .trial_files import ForeignFile, open_own_log
+
 READ_CHUNK = 1 << 20
 MIN_KEEP_BYTES = 64 * 1024  # the failed-trial event quotes the last 2000 bytes: never punch those
 PUNCH_GRANULE = 1 << 20  # punch in steps of at least 1 MiB (or the cap, if smaller): few system calls
@@ -73,13 +75,19 @@ class LogTail:
         self._punch_fd: int | None = None
         self._punch_ok = keep_bytes is not None
         self._final_size: int | None = None
+        self.refused: str | None = None  # why the file is not read (a link, another user's file)
+        self.refusal_recorded = False
 
     def _open(self) -> int | None:
-        if self._fd is None:
+        if self._fd is None and self.refused is None:
             try:
-                self._fd = os.open(self.path, os.O_RDONLY)
+                self._fd = open_own_log(self.path)  # never through a link, never another user's file
             except FileNotFoundError:
                 return None
+            except OSError as exc:  # a planted link (ELOOP) or a foreign file: not this trial's output
+                if not isinstance(exc, ForeignFile) and exc.errno != errno.ELOOP:
+                    raise
+                self.refused = f"{self.path} not read: {exc.strerror or exc}"
         return self._fd
 
     def read_lines(self, *, final: bool = False, budget: int = 4 * READ_CHUNK) -> list[tuple[str, int]]:
@@ -154,7 +162,7 @@ class LogTail:
             return 0
         try:
             if self._punch_fd is None:
-                self._punch_fd = os.open(self.path, os.O_WRONLY)
+                self._punch_fd = open_own_log(self.path, os.O_WRONLY)
             if not punch_hole(self._punch_fd, self._punched, limit - self._punched):
                 self._punch_ok = False  # this file system cannot: the log simply keeps growing
                 return 0
@@ -172,8 +180,8 @@ class LogTail:
     def tail_text(self, max_bytes: int = 2000) -> str:
         """The last bytes of the file, for a failed trial's event."""
         try:
-            size = self.path.stat().st_size
-            with open(self.path, "rb") as f:
+            with open(open_own_log(self.path), "rb") as f:
+                size = os.fstat(f.fileno()).st_size
                 f.seek(max(0, size - max_bytes))
                 return _decode(f.read()).lstrip("\x00")
         except OSError:

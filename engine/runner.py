@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .liveness import process_alive, process_create_time
+from .trial_files import create_trial_logs
 
 EXIT_UNKNOWN = -1000  # an adopted trial ended while no engine was its parent: its exit code is lost
 
@@ -49,12 +50,13 @@ class LocalExecutor:
     def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
               stderr_path: Path) -> TrialProcess:
         """Raises OSError (e.g. command not found) for the loop to record as a failed trial."""
-        stdout_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(stdout_path, "ab", buffering=0) as out, open(stderr_path, "ab", buffering=0) as err:
-            for f in (out, err):
-                os.chmod(f.fileno(), 0o600)
+        out, err = create_trial_logs(stdout_path, stderr_path)  # new files of ours, never a planted link
+        try:
             popen = subprocess.Popen(argv, cwd=cwd, env=self._encoded(env), stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=err, start_new_session=True, close_fds=True)
+        finally:
+            os.close(out)
+            os.close(err)
         create_time = process_create_time(popen.pid) or time.time()
         return TrialProcess(trial_id=trial_id, pid=popen.pid, pgid=popen.pid, create_time=create_time,
                             stdout_path=stdout_path, stderr_path=stderr_path, popen=popen)

@@ -32,6 +32,7 @@ from .sampling import Sampler, make_sampler
 from .schedulers import Action, make_scheduler
 from .space import Space, format_value, render_argv
 from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
+from .trial_files import append_engine_log, folder_warnings, make_trial_folder
 from .usage import UsageSampler
 
 FLUSH_ROWS = 500
@@ -127,6 +128,7 @@ class StudyLoop:
         self.store.acquire_engine_lock(self.study.id, me, process_create_time(me) or time.time())
         for folder in (self.runs_root, self.study_dir):  # each level owner-only, whatever the umask says
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._warn_about_folders()
         old_handlers = self._install_signals()
         try:
             self.store.set_study_status(self.study.id, "running")
@@ -169,6 +171,12 @@ class StudyLoop:
             os.close(self._wake_w)
         return self.exit_code
 
+    def _warn_about_folders(self) -> None:
+        """Say so when others could swap trial folders under us (shared project folders)."""
+        for warning in folder_warnings([self.runs_root, self.study_dir]):
+            self.store.add_event(self.study.id, None, "folder_mode", warning, level="warning")
+            self._say(f"warning: {warning}")
+
     # -- signals --------------------------------------------------------------------------------
     def _install_signals(self) -> dict[int, Any]:
         os.set_blocking(self._wake_w, False)
@@ -192,7 +200,7 @@ class StudyLoop:
 
     def _on_hangup(self, _signum: int, _frame: Any) -> None:
         """SSH dropped: the study goes on; output moves to the study's engine.log."""
-        fd = os.open(self.study_dir / "engine.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # owner only
+        fd = append_engine_log(self.study_dir / "engine.log")  # owner only, never through a planted link
         log = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (lives with the loop)
         self.out = log
 
@@ -329,7 +337,8 @@ class StudyLoop:
             return False
         params, sample_index, rerun_of = picked
         number = self.store.next_trial_number(self.study.id)
-        trial_dir = self.study_dir / str(number)
+        folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
+        trial_dir = folder.path
         seed = _trial_seed(self.space.search.seed, sample_index)
         values: dict[str, Any] = dict(params, trial_id=number, trial_dir=str(trial_dir))
         if self.space.scheduler.max_resource is not None:
@@ -341,10 +350,14 @@ class StudyLoop:
                                    stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
                                    rerun_of=rerun_of, seed=seed, number=number, gpu_picker=self._gpu_picker())
         if row is None:
+            os.rmdir(trial_dir)  # still empty and ours; the next try makes it again
             self._note_waiting_for_gpus()
             return False  # no GPU free right now: the next tick tries again
         self._consume_configuration()
         self._waiting_note = None
+        if folder.note:
+            self.store.add_event(self.study.id, row.id, "trial_folder", folder.note, level="warning")
+            self._say(folder.note)
         env = dict(self._base_env)
         env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
                    HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
@@ -441,6 +454,10 @@ class StudyLoop:
                 if lines:  # a long final drain lands batch by batch, offsets with their rows
                     self._buffer_progress(live)
                     self._maybe_flush()
+            if stream.refused and not stream.refusal_recorded:  # a planted link or a foreign file
+                stream.refusal_recorded = True
+                self.store.buffer_event(self.study.id, live.row.id, "foreign_log",
+                                        f"trial {live.row.number}: {stream.refused}", level="error")
         if got:
             self._buffer_progress(live)
         return got
@@ -675,8 +692,8 @@ class StudyLoop:
         if version == self._data_version:
             return  # nobody else wrote since the last look: no new command (microseconds, no query)
         self._data_version = version
-        for command in self.store.pending_commands(self.study.id):
-            result = self._apply_command(command.action, command.trial_number, command.args)
+        for command in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
+            result = command.problem or self._apply_command(command.action, command.trial_number, command.args)
             self.store.acknowledge_command(command.id, result)
             self.store.buffer_event(self.study.id, None, "command", f"{command.action}: {result}")
 

@@ -42,6 +42,7 @@ from ..errors import UserError
 from . import ray_node
 from ..runner import EXIT_UNKNOWN, TrialProcess
 from ..space import Resources
+from ..trial_files import create_trial_logs
 
 PENDING_NODE = "(pending)"  # the node recorded for a trial that Ray has not placed yet
 PRIVATE_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials send log batches, not tensors
@@ -147,21 +148,23 @@ class RayExecutor:
     def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
               stderr_path: Path) -> TrialProcess:
         """Submit the trial; returns at once with node ``(pending)`` (see :meth:`take_placed`)."""
-        stdout_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path in (stdout_path, stderr_path):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.close(fd)
+        out_fd, err_fd = create_trial_logs(stdout_path, stderr_path)  # new files of ours, never a planted link
         options: dict[str, Any] = {"num_cpus": self.resources.cpus_per_trial, "name": f"hpotui-trial-{trial_id}"}
         if self.resources.gpus_per_trial > 0:
             options["num_gpus"] = self.resources.gpus_per_trial
-        generator = self._run_trial.options(**options).remote(list(argv), str(cwd), env_delta(env),
-                                                               self.grace_period_s)
+        try:
+            generator = self._run_trial.options(**options).remote(list(argv), str(cwd), env_delta(env),
+                                                                   self.grace_period_s)
+        except BaseException:
+            os.close(out_fd)
+            os.close(err_fd)
+            raise
         proc = TrialProcess(trial_id=trial_id, pid=0, pgid=0, create_time=time.time(), stdout_path=stdout_path,
                             stderr_path=stderr_path, node=PENDING_NODE)
         stream = _Stream(generator=generator)
         proc.extra["ray"] = stream
         self._streams[trial_id] = stream
-        stream.thread = threading.Thread(target=self._read, args=(proc, stream), daemon=True,
+        stream.thread = threading.Thread(target=self._read, args=(proc, stream, out_fd, err_fd), daemon=True,
                                          name=f"hpotui-ray-trial-{trial_id}")
         stream.thread.start()
         return proc
@@ -178,11 +181,11 @@ class RayExecutor:
         return None
 
     # -- the reader thread ------------------------------------------------------------------------------
-    def _read(self, proc: TrialProcess, stream: _Stream) -> None:
+    def _read(self, proc: TrialProcess, stream: _Stream, out_fd: int, err_fd: int) -> None:
         """Write the task's output batches into the trial's files until it ends; record how it ended."""
         ray = self.ray
         try:
-            with open(proc.stdout_path, "ab", buffering=0) as out, open(proc.stderr_path, "ab", buffering=0) as err:
+            with open(out_fd, "ab", buffering=0) as out, open(err_fd, "ab", buffering=0) as err:
                 try:
                     for ref in stream.generator:
                         item = ray.get(ref)

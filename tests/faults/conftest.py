@@ -181,7 +181,10 @@ class Lab:
 
     def trial_dirs(self, study: str) -> list[Path]:
         root = self.run_dir(study)
-        return sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: int(p.name)) if root.exists() else []
+        if not root.exists():  # "<n>" or, when that name was taken by something else, "<n>-2" ...
+            return []
+        return sorted((p for p in root.iterdir() if p.is_dir() and p.name.split("-")[0].isdigit()),
+                      key=lambda p: (int(p.name.split("-")[0]), p.name))
 
     def printed_values(self, study: str, key: str) -> list[float]:
         """Every ``key`` value of every well-formed metric line any trial of ``study`` printed (the truth)."""
