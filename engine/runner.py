@@ -172,6 +172,32 @@ def terminate_group(pgid: int, grace_s: float) -> None:
         pass
 
 
+def ended_in_a_crash(stderr_tail: str) -> bool:
+    """What a crash leaves at the end of stderr when the exit code itself is lost."""
+    last = next((line.strip() for line in reversed(stderr_tail.splitlines()) if line.strip()), "")
+    return "Traceback (most recent call last)" in stderr_tail or "Error" in last
+
+
+def judge_ended_unwatched(stderr_tail: str, reports: int, last_step: float | None,
+                          max_resource: float | None) -> tuple[str, str] | None:
+    """(status, reason) of a trial that ended while no engine ran, from its output; None: run it again.
+
+    Its exit code is lost (it was no engine's child when it ended). It counts as finished only when
+    its log shows it reported to the end: it reported at all, and up to ``max_resource`` where the
+    scheduler names one; a crash at the end of its stderr makes it failed. A trial that never
+    reported, or stopped short of ``max_resource``, was most likely killed with the engine (or by a
+    reboot): it runs again.
+    """
+    if reports == 0:
+        return None
+    if ended_in_a_crash(stderr_tail):
+        return "failed", "exit code unknown (no engine was its parent when it ended); its stderr ends in a crash"
+    if max_resource is not None and (last_step is None or last_step < max_resource):
+        return None
+    return "completed", (f"exit code unknown (no engine was its parent when it ended); judged from its output: "
+                         f"{reports} reports" + (f", up to step {last_step:g}" if last_step is not None else ""))
+
+
 def signal_name(exit_code: int) -> str | None:
     """``SIGSEGV, segmentation fault: ...`` for an exit code of 128+N, so a failed trial's event says why."""
     if exit_code > 128:

@@ -27,7 +27,7 @@ from .health import HealthMonitor, status_for
 from .liveness import find_trial_process, process_create_time
 from .logtail import LogTail
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
-from .runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, signal_name
+from .runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, judge_ended_unwatched, signal_name
 from .sampling import Sampler, make_sampler
 from .schedulers import Action, make_scheduler
 from .space import Space, format_value, render_argv
@@ -229,7 +229,7 @@ class StudyLoop:
                                             f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
                     self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
                     continue
-                self._drain_unwatched(t)  # lines printed while no engine was reading
+                t = self._judge_unwatched(t, self._drain_unwatched(t))  # lines printed while no engine read
             if t.status in ("running", "queued"):
                 self.store.finish_trial(t.id, "interrupted", exit_code=None,
                                         reason="engine stopped while the trial was pending or running")
@@ -248,15 +248,50 @@ class StudyLoop:
                 self.store.mark_running(t.id, pid=found[0], pgid=found[0], proc_create_time=found[1],
                                         git_commit=self.git_commit)
                 return self.store.trial(t.id)  # type: ignore[return-value]
-        self._drain_unwatched(t)  # it ran and ended unrecorded: its lines still count
-        return t
+        return self._judge_unwatched(t, self._drain_unwatched(t))  # it ran and ended unrecorded
 
-    def _drain_unwatched(self, t: TrialRow) -> None:
-        """Record what a trial printed past its committed offsets while no engine was reading it."""
-        live = LiveTrial(row=t, proc=None, stdout=LogTail(Path(t.stdout_path), t.stdout_offset),  # type: ignore[arg-type]
-                         stderr=LogTail(Path(t.stderr_path), t.stderr_offset), reports=t.reports)
+    def _drain_unwatched(self, t: TrialRow) -> LiveTrial:
+        """Record what a trial printed past its committed offsets while no engine was reading it.
+
+        Once recorded, its logs are trimmed to ``logs.max_mb`` like a watched trial's.
+        """
+        logs = self.space.logs
+        live = LiveTrial(row=t, proc=None,  # type: ignore[arg-type]
+                         stdout=LogTail(Path(t.stdout_path), t.stdout_offset, logs.max_line_bytes,
+                                        keep_bytes=logs.max_bytes),
+                         stderr=LogTail(Path(t.stderr_path), t.stderr_offset, logs.max_line_bytes,
+                                        keep_bytes=logs.max_bytes),
+                         reports=t.reports, best=t.best_value, best_step=t.best_step, last_step=t.last_step)
         self._drain(live, final=True)
         self.store.flush()
+        for stream in (live.stdout, live.stderr):
+            stream.trim()
+            stream.close()
+        return live
+
+    def _judge_unwatched(self, t: TrialRow, live: LiveTrial) -> TrialRow:
+        """A local trial that ended while no engine ran: finished if its log shows it reported to the end.
+
+        Ray trials die with their engine, so theirs is never a finished run: they run again.
+        """
+        if getattr(self.executor, "name", "") != "local" or t.status not in ("running", "queued"):
+            return t
+        verdict = judge_ended_unwatched(live.stderr.tail_text(), live.reports, live.last_step,
+                                        self.space.scheduler.max_resource)
+        if verdict is None:
+            return t
+        status, reason = verdict
+        self.store.finish_trial(t.id, status, exit_code=None, reason=reason)
+        message = f"trial {t.number} {status} while no engine was running: {reason}; not run again"
+        self.store.add_event(self.study.id, t.id, status, message, level="error" if status == "failed" else "info",
+                             data={"exit_code": None, "best": live.best, "reports": live.reports})
+        self._say(message)
+        row = self.store.trial(t.id) or t
+        self.finished += 1
+        self._seed_counters(row)
+        self.sampler.observe(row.sample_index if row.sample_index is not None else -1, row.params, row.best_value,
+                             status=status, step=row.best_step)
+        return row
 
     def _seed_counters(self, t: TrialRow) -> None:
         if t.status in FINISHED and t.best_value is not None and not math.isnan(t.best_value):
@@ -491,12 +526,14 @@ class StudyLoop:
         live.reports += 1
         live.last_step = report.step
         self.store.buffer_metrics(live.row.id, report.step, report.values, time.time())
-        if live.proc is None or live.proc.final_status is not None:
-            return  # drained after the fact, or already being stopped: record, do not decide again
         objective = report.values.get(self.space.objective.metric)
+        if live.proc is not None and live.proc.final_status is not None:
+            return  # already being stopped: record, do not decide again
         if objective is not None and not math.isnan(objective):
             if live.best is None or self.space.objective.better(objective, live.best):
                 live.best, live.best_step = objective, report.step
+        if live.proc is None:
+            return  # drained after the fact (no engine was watching): its best counts, nothing to decide
         for flag in (self.health.observe(live.row.id, report.step, report.values)
                      if _health_due(live.reports, report.values) else ()):
             self.store.buffer_event(self.study.id, live.row.id, "flag", flag.message,
