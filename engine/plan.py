@@ -29,7 +29,8 @@ How each scheduler is drawn:
   With ``max_trials`` given, the trials are dealt to brackets by the very round-robin the
   scheduler uses, so the plan shows what this study will really start: 143 reproduces the
   paper, 286 two iterations, 20 the first 20 deals; brackets dealt no trial are left out.
-  ``total_trials`` is always the sum of the brackets' ``n``.
+  ``total_trials`` is always the sum of the brackets' ``n``; planning 10^12 trials takes no longer
+  than planning one Hyperband iteration (see :func:`dealt_counts`).
 """
 
 from __future__ import annotations
@@ -76,8 +77,32 @@ def _hyperband(spec: SchedulerSpec, max_trials: int | None) -> list[dict[str, An
     if max_trials is None:
         counts = [b.n for b in paper]
     else:
-        counts = deal_counts(tuple(b.n for b in paper), int(max_trials))
+        counts = dealt_counts(tuple(b.n for b in paper), int(max_trials))
     return [_bracket(b.s, n, b.resources, spec.reduction_factor) for b, n in zip(paper, counts) if n > 0]
+
+
+EXACT_DEALS = 1_000_000
+
+
+def dealt_counts(weights: tuple[int, ...], count: int) -> list[int]:
+    """``deal_counts(weights, count)`` without dealing ``count`` times (``max_trials`` may be 10^12).
+
+    The smooth round-robin comes back to its starting state every ``sum(weights)`` deals, each
+    slot having had exactly its weight, so whole periods are multiplied out and only the rest is
+    dealt. A rest beyond EXACT_DEALS (one Hyperband iteration of over a million trials) is shared
+    in proportion, largest remainders first: the dealer never strays a whole trial from the
+    proportional share, so this is within one trial per bracket of the engine's own deal.
+    """
+    total = sum(weights)
+    periods, rest = divmod(count, total)
+    if rest <= EXACT_DEALS:
+        tail = deal_counts(weights, rest)
+    else:
+        tail = [rest * w // total for w in weights]
+        by_remainder = sorted(range(len(weights)), key=lambda i: (-(rest * weights[i] % total), i))
+        for i in by_remainder[:rest - sum(tail)]:
+            tail[i] += 1
+    return [periods * w + extra for w, extra in zip(weights, tail)]
 
 
 def _bracket(s: int, n: int, resources: tuple[float, ...], eta: float) -> dict[str, Any]:

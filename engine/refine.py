@@ -223,8 +223,12 @@ def _describe(param: Param, spec: Mapping[str, Any]) -> str:
 
 def stage_name(parent: str, stage: int) -> str:
     """``digits`` -> ``digits-stage2``; ``digits-stage2`` -> ``digits-stage3`` (``stage`` is the new one)."""
+    from .names import MAX_NAME_LENGTH
+
     match = STAGE_SUFFIX.match(parent)
-    return f"{match.group(1) if match else parent}-stage{stage}"
+    suffix = f"-stage{stage}"
+    base = (match.group(1) if match else parent)[:MAX_NAME_LENGTH - len(suffix) - 3]  # room for "-NN" too
+    return f"{base}{suffix}"
 
 
 def _scale_number(value: float, factor: float, floor: float = 1) -> int | float:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import yaml
 
+from .conditions import check_command, check_conditions, parse_when, render_command
 from .errors import SpaceError
+from .names import NAME_FIX, name_problem
+from .yamlfile import YamlProblem, load_yaml
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")
@@ -25,7 +29,8 @@ PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 ALGORITHMS = ("random", "grid", "tpe")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median")
 EXECUTORS = ("local", "ray")
-STATUSES = ("queued", "running", "completed", "pruned", "stopped", "failed", "diverged", "interrupted")
+STATUSES = ("queued", "running", "completed", "pruned", "stopped", "failed", "diverged", "interrupted", "invalid")
+MAX_GRID_POINTS = 1_000_000  # per parameter: a grid axis is held in memory, and nobody runs more trials
 
 TOP_KEYS = ("name", "command", "workdir", "objective", "search", "budget", "resources", "space",
             "metrics", "scheduler", "health", "executor", "logs", "parent")
@@ -43,6 +48,7 @@ class Param:
     step: float | None = None
     values: tuple[Any, ...] = ()
     points: int = 3
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (choice parameter, values) that switch it on
 
     @property
     def is_numeric(self) -> bool:
@@ -67,6 +73,7 @@ class Objective:
 class Search:
     algorithm: str = "random"
     seed: int | None = None
+    warm_start: tuple[str, ...] = ()  # studies (same database) whose finished trials the sampler learns first
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Resources:
     busy_util_percent: float = 50.0
     busy_memory_percent: float = 50.0
     cpus_per_trial: float = 1.0
+    gpu_memory: int | str | None = None  # bytes per trial, "auto" (learned from the study), None: by fraction
+    on_oom: str = "retry_alone"  # a trial out of GPU memory while sharing: "retry_alone" once, or "fail"
 
 
 @dataclass(frozen=True)
@@ -129,9 +138,14 @@ class Space:
     parent: str | None = None
     source_file: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    objectives: tuple[Objective, ...] = ()  # all of them; ``objective`` is the first (schedulers decide on it)
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 class _Reader:
@@ -201,8 +215,15 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict, _SHORT_REPR.maxtuple = 2, 4, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
+    """A value as an error message shows it: bounded, whatever its size (a shared alias structure
+    can stand for billions of values; a plain ``repr`` would build all of them)."""
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -233,7 +254,11 @@ def load_space(path: str | Path) -> Space:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpaceError(file, "", f"cannot read file ({exc.__class__.__name__})", "check the path and permissions") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlProblem as exc:
+        where = f" at line {exc.line}" if exc.line else ""
+        fix = "write each key once" if "duplicate" in exc.problem else "use fewer aliases (*name) or write the values out"
+        raise SpaceError(file, "", f"refused YAML{where}: {exc.problem}", fix) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -253,24 +278,13 @@ def parse_space(data: Any, file: str, base_dir: Path) -> Space:
             raise r.fail(required, "missing", f"add `{required}:` (see sample_spaces/quick.yaml)")
 
     name = r.string(data["name"], "name").strip()
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise r.fail("name", f"{name!r} is not a usable study name", "use letters, digits, '.', '_' and '-' only")
+    problem = name_problem(name)
+    if problem:
+        raise r.fail("name", problem, NAME_FIX)
 
-    objective_raw = r.mapping(data["objective"], "objective")
-    r.only_keys(objective_raw, ("metric", "mode"), "objective")
-    if "metric" not in objective_raw:
-        raise r.fail("objective.metric", "missing", "add objective: {metric: val_acc, mode: max}")
-    objective = Objective(
-        metric=r.string(objective_raw["metric"], "objective.metric"),
-        mode=r.choice(objective_raw.get("mode", "max"), "objective.mode", ("max", "min")),
-    )
-
-    search_raw = r.mapping(data.get("search", {}) or {}, "search")
-    r.only_keys(search_raw, ("algorithm", "seed"), "search")
-    search = Search(
-        algorithm=r.choice(search_raw.get("algorithm", "random"), "search.algorithm", ALGORITHMS),
-        seed=r.integer(search_raw["seed"], "search.seed") if search_raw.get("seed") is not None else None,
-    )
+    objectives = _objectives(r, data["objective"])
+    objective = objectives[0]
+    search = _search(r, data.get("search"))
 
     budget = _budget(r, data["budget"])
     params = _params(r, data["space"])
@@ -294,7 +308,47 @@ def parse_space(data: Any, file: str, base_dir: Path) -> Space:
     return Space(name=name, command=command, workdir=workdir, objective=objective, search=search,
                  budget=budget, resources=resources, params=params, scheduler=scheduler, executor=executor,
                  logs=logs, metric_regex=metric_regex, health=health, parent=parent, source_file=file,
-                 raw=data)
+                 raw=data, objectives=objectives)
+
+
+def _objective(r: _Reader, raw: Any, key: str) -> Objective:
+    raw = r.mapping(raw, key)
+    r.only_keys(raw, ("metric", "mode"), key)
+    if "metric" not in raw:
+        raise r.fail(f"{key}.metric", "missing", "add objective: {metric: val_acc, mode: max}")
+    return Objective(metric=r.string(raw["metric"], f"{key}.metric"),
+                     mode=r.choice(raw.get("mode", "max"), f"{key}.mode", ("max", "min")))
+
+
+def _objectives(r: _Reader, raw: Any) -> tuple[Objective, ...]:
+    """One mapping (the usual study) or a list of them (several objectives; the first drives early stopping)."""
+    if not isinstance(raw, list):
+        return (_objective(r, raw, "objective"),)
+    if not raw:
+        raise r.fail("objective", "empty list", "write objective: [{metric: val_acc, mode: max}, {metric: size_mb, mode: min}]")
+    objectives = tuple(_objective(r, item, f"objective[{i}]") for i, item in enumerate(raw))
+    seen: set[str] = set()
+    for i, objective in enumerate(objectives):
+        if objective.metric in seen:
+            raise r.fail(f"objective[{i}].metric", f"{objective.metric!r} is listed twice", "list each metric once")
+        seen.add(objective.metric)
+    return objectives
+
+
+def _search(r: _Reader, raw: Any) -> Search:
+    raw = r.mapping(raw or {}, "search")
+    r.only_keys(raw, ("algorithm", "seed", "warm_start"), "search")
+    warm = raw.get("warm_start") or []
+    if isinstance(warm, str):
+        warm = [warm]
+    if not isinstance(warm, list):
+        raise r.fail("search.warm_start", f"expected a list of study names, got {_show(warm)}",
+                     "write warm_start: [earlier-study]")
+    return Search(
+        algorithm=r.choice(raw.get("algorithm", "random"), "search.algorithm", ALGORITHMS),
+        seed=r.integer(raw["seed"], "search.seed") if raw.get("seed") is not None else None,
+        warm_start=tuple(r.string(w, f"search.warm_start[{i}]").strip() for i, w in enumerate(warm)),
+    )
 
 
 def _budget(r: _Reader, raw: Any) -> Budget:
@@ -320,13 +374,15 @@ def _params(r: _Reader, raw: Any) -> tuple[Param, ...]:
     for name, spec in raw.items():
         key = f"space.{name}"
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise r.fail(key, f"{name!r} is not a usable parameter name", "use letters, digits and '_' (no leading digit)")
+            raise r.fail(key, f"{_show(name)} is not a usable parameter name", "use letters, digits and '_' (no leading digit)")
         if name in BUILTIN_PLACEHOLDERS:
-            raise r.fail(key, f"{name!r} is reserved for the engine", "rename the parameter")
+            raise r.fail(key, f"{_show(name)} is reserved for the engine", "rename the parameter")
         spec = r.mapping(spec, key)
         if "type" not in spec:
             raise r.fail(f"{key}.type", "missing", "add type: loguniform | uniform | int | choice")
         kind = r.choice(spec["type"], f"{key}.type", PARAM_TYPES)
+        when = parse_when(spec["when"], f"{key}.when", r.fail) if "when" in spec else ()
+        spec = {k: v for k, v in spec.items() if k != "when"}
         if kind == "choice":
             r.only_keys(spec, ("type", "values"), key)
             values = spec.get("values")
@@ -335,7 +391,7 @@ def _params(r: _Reader, raw: Any) -> tuple[Param, ...]:
             for i, v in enumerate(values):
                 if isinstance(v, (dict, list)) or v is None:
                     raise r.fail(f"{key}.values[{i}]", f"unsupported value {_show(v)}", "use numbers, strings or booleans")
-            params.append(Param(name=name, type=kind, values=tuple(values)))
+            params.append(Param(name=name, type=kind, values=tuple(values), when=when))
             continue
         allowed = ("type", "low", "high", "log", "step", "points")
         r.only_keys(spec, allowed, key)
@@ -348,6 +404,9 @@ def _params(r: _Reader, raw: Any) -> tuple[Param, ...]:
             raise r.fail(f"{key}.log", "loguniform is always log", "remove log or use type: uniform")
         if low >= high:
             raise r.fail(f"{key}.low", f"low ({_fmt(low)}) must be below high ({_fmt(high)})", "swap or fix the bounds")
+        if not math.isfinite(high - low):  # low + u * (high - low) would sample inf
+            raise r.fail(f"{key}.high", f"the range [{_fmt(low)}, {_fmt(high)}] is wider than a float can hold",
+                         "narrow the bounds, or use type: loguniform for a range over many orders of magnitude")
         if log and low <= 0:
             raise r.fail(f"{key}.low", f"log scale needs low > 0, got {_fmt(low)}", "use a small positive low such as 1e-6")
         if kind == "int":
@@ -362,7 +421,11 @@ def _params(r: _Reader, raw: Any) -> tuple[Param, ...]:
                 raise r.fail(f"{key}.step", f"step {_fmt(step)} does not fit in [{_fmt(low)}, {_fmt(high)}]",
                              "use a positive step smaller than high - low")
         points = r.integer(spec.get("points", 3), f"{key}.points", minimum=1)
-        params.append(Param(name=name, type=kind, low=low, high=high, log=log, step=step, points=points))
+        if points > MAX_GRID_POINTS:
+            raise r.fail(f"{key}.points", f"{points} grid points cannot be enumerated",
+                         f"use at most {MAX_GRID_POINTS:,} points, or search.algorithm: random")
+        params.append(Param(name=name, type=kind, low=low, high=high, log=log, step=step, points=points, when=when))
+    check_conditions(params, r.fail)
     return tuple(params)
 
 
@@ -401,8 +464,12 @@ def _resources(r: _Reader, raw: Any) -> Resources:
         return Resources()
     raw = r.mapping(raw, "resources")
     r.only_keys(raw, ("gpus_per_trial", "gpus", "avoid_busy", "busy_util_percent", "busy_memory_percent",
-                      "cpus_per_trial"), "resources")
-    per_trial = r.number(raw.get("gpus_per_trial", 0), "resources.gpus_per_trial")
+                      "cpus_per_trial", "gpu_memory", "on_oom"), "resources")
+    gpu_memory = _gpu_memory(r, raw)
+    per_trial = r.number(raw.get("gpus_per_trial", 1 if gpu_memory is not None else 0), "resources.gpus_per_trial")
+    if gpu_memory is not None and per_trial != 1:
+        raise r.fail("resources.gpu_memory", f"packs trials of one GPU each, but gpus_per_trial is {_fmt(per_trial)}",
+                     "remove gpus_per_trial (or set it to 1), or remove gpu_memory to share by fraction")
     if per_trial < 0 or (per_trial > 1 and per_trial != int(per_trial)):
         raise r.fail("resources.gpus_per_trial", f"{_fmt(per_trial)} GPUs per trial cannot be placed",
                      "use 0 (CPU), a fraction below 1 (0.5 shares a GPU) or a whole number")
@@ -418,7 +485,22 @@ def _resources(r: _Reader, raw: Any) -> Resources:
         busy_util_percent=r.number(raw.get("busy_util_percent", 50), "resources.busy_util_percent"),
         busy_memory_percent=r.number(raw.get("busy_memory_percent", 50), "resources.busy_memory_percent"),
         cpus_per_trial=r.number(raw.get("cpus_per_trial", 1), "resources.cpus_per_trial"),
+        gpu_memory=gpu_memory,
+        on_oom=r.choice(raw.get("on_oom", "retry_alone"), "resources.on_oom", ("retry_alone", "fail")),
     )
+
+
+def _gpu_memory(r: _Reader, raw: dict) -> int | str | None:
+    """``gpu_memory: 12GiB`` (bytes), ``auto``, or absent; units as :func:`engine.gpu_memory.parse_memory`."""
+    from .gpu_memory import AUTO, parse_memory
+
+    value = raw.get("gpu_memory")
+    if value is None or value == AUTO:
+        return value
+    try:
+        return parse_memory(value)
+    except ValueError as exc:
+        raise r.fail("resources.gpu_memory", str(exc), "write gpu_memory: 12GiB (or 12GB, 12000MiB, auto)") from None
 
 
 def _executor(r: _Reader, raw: Any) -> ExecutorSpec:
@@ -436,10 +518,15 @@ def _logs(r: _Reader, raw: Any) -> LogSpec:
         return LogSpec()
     raw = r.mapping(raw, "logs")
     r.only_keys(raw, ("max_mb", "max_line_kb"), "logs")
-    return LogSpec(
-        max_bytes=int(r.number(raw.get("max_mb", 64), "logs.max_mb") * 1024 * 1024),
-        max_line_bytes=int(r.number(raw.get("max_line_kb", 64), "logs.max_line_kb") * 1024),
-    )
+    max_mb = r.number(raw.get("max_mb", 64), "logs.max_mb")
+    max_line_kb = r.number(raw.get("max_line_kb", 64), "logs.max_line_kb")
+    # At 0 or below every line would be cut: no metric recorded, yet the study would "complete".
+    if max_line_kb < 1:
+        raise r.fail("logs.max_line_kb", f"must be at least 1, got {_fmt(max_line_kb)}",
+                     "write max_line_kb: 64 (the longest line kept, in KiB)")
+    if max_mb <= 0:
+        raise r.fail("logs.max_mb", f"must be positive, got {_fmt(max_mb)}", "write max_mb: 64")
+    return LogSpec(max_bytes=int(max_mb * 1024 * 1024), max_line_bytes=int(max_line_kb * 1024))
 
 
 def _metrics(r: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:
@@ -494,6 +581,7 @@ def _command(r: _Reader, raw: Any, params: tuple[Param, ...], scheduler: Schedul
         if p.name not in used:
             raise r.fail(f"space.{p.name}", f"parameter never reaches the trial: no {{{p.name}}} in command",
                          f"add e.g. --{p.name.replace('_', '-')} {{{p.name}}} to command")
+    check_command(argv, params, r.fail)
     return tuple(argv)
 
 
@@ -510,14 +598,18 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def render_argv(command: tuple[str, ...], values: Mapping[str, Any]) -> list[str]:
+def render_argv(command: tuple[str, ...], values: Mapping[str, Any], inactive: Collection[str] = ()) -> list[str]:
     """Substitute ``{identifier}`` placeholders per argument; other braces pass through.
 
     Each argument stays one argument whatever the value holds (spaces, quotes, ``;``),
-    because nothing is ever split or handed to a shell after substitution.
+    because nothing is ever split or handed to a shell after substitution. Arguments holding a
+    placeholder of an ``inactive`` (conditional, switched off) parameter are left out, with the
+    option flag before a bare ``{name}`` (see :func:`engine.conditions.render_command`).
     """
     def replace(match: re.Match[str]) -> str:
         key = match.group(1)
         return format_value(values[key]) if key in values else match.group(0)
 
-    return [PLACEHOLDER.sub(replace, arg) for arg in command]
+    if not inactive:
+        return [PLACEHOLDER.sub(replace, arg) for arg in command]
+    return render_command(command, values, inactive, lambda arg: PLACEHOLDER.sub(replace, arg))
