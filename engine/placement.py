@@ -19,7 +19,10 @@ anyway is a colleague's ("foreign-busy") and is skipped while ``avoid_busy`` is 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence, Union
+
+from .gpu_memory import gib
 
 if TYPE_CHECKING:  # annotations only: engine.resources re-exports these functions, so no import cycle at runtime
     from .resources import GpuReading, ResourceMonitor
@@ -28,12 +31,69 @@ if TYPE_CHECKING:  # annotations only: engine.resources re-exports these functio
 EPS = 1e-9  # 3 x (1/3) must fit on one GPU
 
 
-def claimed_fractions(claims: Iterable[tuple[int, float]]) -> dict[int, float]:
+@dataclass(frozen=True)
+class Claim:
+    """One GPU held by one trial (of any study, engine or user).
+
+    ``fraction`` is the share of the GPU (1.0: the whole GPU); a ``gpu_memory`` trial also has
+    ``memory_bytes`` (what it asked for) and records ``fraction`` as that memory's share of the
+    GPU, so that claims written by a fraction-only reader still add up. ``used_bytes`` is what
+    the claiming trial holds on this GPU right now per NVML (None: unknown or not started):
+    the difference is memory NVML still shows as free but that is promised.
+    """
+
+    gpu: int
+    fraction: float = 1.0
+    memory_bytes: int | None = None
+    used_bytes: int | None = None
+    owner: str = ""
+
+
+ClaimLike = Union[Claim, "tuple[int, float]"]
+
+
+def as_claims(claims: Iterable[ClaimLike]) -> list[Claim]:
+    """Claims from :class:`Claim` objects or the older ``(gpu_index, fraction)`` pairs."""
+    return [c if isinstance(c, Claim) else Claim(int(c[0]), float(c[1])) for c in claims]
+
+
+def claimed_fractions(claims: Iterable[ClaimLike]) -> dict[int, float]:
     """GPU index -> the sum of fractions claimed on it."""
     total: dict[int, float] = defaultdict(float)
-    for index, fraction in claims:
-        total[int(index)] += float(fraction)
+    for claim in as_claims(claims):
+        total[claim.gpu] += claim.fraction
     return dict(total)
+
+
+def reserved_bytes(claim: Claim, total: int | None) -> int | None:
+    """Memory a claim holds on a GPU of ``total`` bytes: its request, or its fraction of the GPU."""
+    if claim.memory_bytes is not None:
+        return claim.memory_bytes
+    return None if total is None else int(claim.fraction * total)
+
+
+def available_bytes(reading: GpuReading, claims: Sequence[Claim]) -> int | None:
+    """Memory a new trial may count on: NVML's free memory minus what claims promise but do not use yet.
+
+    ``None`` when NVML does not say how much memory the GPU has.
+    """
+    total = reading.memory_total_bytes
+    if total is None:
+        return None
+    free = total - (reading.memory_used_bytes or 0)
+    promised = 0
+    for claim in claims:
+        reserved = reserved_bytes(claim, total) or 0
+        promised += max(0, reserved - (claim.used_bytes or 0))
+    by_fraction = total - int(sum(c.fraction for c in claims) * total)  # never promise more than the GPU has
+    return max(0, min(free - promised, by_fraction))
+
+
+def _per_gpu(claims: Iterable[ClaimLike]) -> dict[int, list[Claim]]:
+    grouped: dict[int, list[Claim]] = defaultdict(list)
+    for claim in as_claims(claims):
+        grouped[claim.gpu].append(claim)
+    return grouped
 
 
 def claims_from_rows(rows: Iterable[tuple[str | None, float | None]]) -> list[tuple[int, float]]:
@@ -51,8 +111,17 @@ def claims_from_rows(rows: Iterable[tuple[str | None, float | None]]) -> list[tu
     return claims
 
 
-def claims_for(indices: Sequence[int], resources: Resources) -> list[tuple[int, float]]:
-    """The claims to record for a trial placed on ``indices`` (what the next placement reads back)."""
+def claims_for(indices: Sequence[int], resources: Resources,
+               readings: Sequence[GpuReading] = ()) -> list[tuple[int, float]]:
+    """The claims to record for a trial placed on ``indices`` (what the next placement reads back).
+
+    A ``gpu_memory`` trial records its memory's share of the GPU (``readings`` give the GPU's
+    size; unknown size: the whole GPU, as it was placed).
+    """
+    memory = resources.gpu_memory
+    if isinstance(memory, int):
+        totals = {r.index: r.memory_total_bytes for r in readings}
+        return [(int(i), min(1.0, memory / totals[i]) if totals.get(i) else 1.0) for i in indices]
     fraction = min(1.0, float(resources.gpus_per_trial))
     return [(int(i), fraction) for i in indices]
 
@@ -83,20 +152,26 @@ def _load(reading: GpuReading) -> tuple[float, float, int]:
 
 
 def place_trial(readings: Sequence[GpuReading], resources: Resources,
-                claims: Iterable[tuple[int, float]]) -> tuple[int, ...] | None:
+                claims: Iterable[ClaimLike]) -> tuple[int, ...] | None:
     """GPU indices for one new trial, ``()`` for a CPU trial, or ``None`` when it must wait.
 
     ``()`` is falsy like ``None``: test with ``is None``. Whole-GPU trials take the least
     loaded unclaimed GPUs. Fractional trials pack: they go to the GPU already most
     claimed that still has room (ties: least loaded), so that sharing happens as the user
-    asked and whole GPUs stay free for whole-GPU trials of other studies.
+    asked and whole GPUs stay free for whole-GPU trials of other studies. ``gpu_memory``
+    trials (``resources.gpu_memory`` in bytes) go to the GPU with the least
+    :func:`available_bytes` that still holds their request (best fit: big holes stay for
+    big trials); a GPU whose size NVML does not tell takes one only while nobody claims it.
     """
     per_trial = float(resources.gpus_per_trial)
     if per_trial <= 0:
         return ()
-    claimed = claimed_fractions(claims)
+    grouped = _per_gpu(claims)
+    claimed = {gpu: sum(c.fraction for c in held) for gpu, held in grouped.items()}
     usable = [r for r in _allowed(readings, resources)
               if not foreign_busy(r, resources, claimed.get(r.index, 0.0))]
+    if isinstance(resources.gpu_memory, int):
+        return _place_by_memory(usable, resources.gpu_memory, grouped)
     if per_trial >= 1:
         needed = int(round(per_trial))
         free = sorted((r for r in usable if claimed.get(r.index, 0.0) <= EPS), key=_load)
@@ -110,24 +185,64 @@ def place_trial(readings: Sequence[GpuReading], resources: Resources,
     return (best.index,)
 
 
+def _place_by_memory(usable: Sequence[GpuReading], wanted: int,
+                     grouped: dict[int, list[Claim]]) -> tuple[int, ...] | None:
+    fits: list[tuple[int, tuple[float, float, int], GpuReading]] = []
+    for r in usable:
+        held = grouped.get(r.index, [])
+        room = available_bytes(r, held)
+        if room is None:
+            if not held:
+                fits.append((0, _load(r), r))
+            continue
+        if room >= wanted:
+            fits.append((room - wanted, _load(r), r))
+    if not fits:
+        return None
+    return (min(fits, key=lambda f: (f[0], f[1]))[2].index,)
+
+
+def placement_reason(reading: GpuReading | None, index: int, claims: Iterable[ClaimLike]) -> str:
+    """What a GPU holds after a placement, for events, ``status`` and the TUI.
+
+    ``"GPU 1: 2 trials, 17.5 of 80 GiB claimed"``; fractions of a GPU whose size is unknown
+    read ``"GPU 1: 2 trials, 1 of 1 GPU claimed"``.
+    """
+    held = _per_gpu(claims).get(index, [])
+    count = f"{len(held)} trial" + ("s" if len(held) != 1 else "")
+    total = reading.memory_total_bytes if reading is not None else None
+    if total:
+        reserved = sum(reserved_bytes(c, total) or 0 for c in held)
+        return f"GPU {index}: {count}, {gib(reserved)} of {gib(total)} GiB claimed"
+    return f"GPU {index}: {count}, {sum(c.fraction for c in held):g} of 1 GPU claimed"
+
+
 def why_waiting(readings: Sequence[GpuReading], resources: Resources,
-                claims: Iterable[tuple[int, float]]) -> str:
+                claims: Iterable[ClaimLike]) -> str:
     """One line for the TUI and ``status`` saying why :func:`place_trial` returned ``None``."""
-    claimed = claimed_fractions(claims)
+    grouped = _per_gpu(claims)
     per_trial = float(resources.gpus_per_trial)
+    memory = resources.gpu_memory if isinstance(resources.gpu_memory, int) else None
     parts = []
     for r in _allowed(readings, resources):
-        held = claimed.get(r.index, 0.0)
-        if foreign_busy(r, resources, held):
+        held = grouped.get(r.index, [])
+        fraction = sum(c.fraction for c in held)
+        if foreign_busy(r, resources, fraction):
             what = []
             if r.util_percent is not None and r.util_percent >= resources.busy_util_percent:
                 what.append(f"{r.util_percent:.0f}% util")
             if r.memory_percent is not None and r.memory_percent >= resources.busy_memory_percent:
                 what.append(f"{r.memory_percent:.0f}% memory")
             parts.append(f"GPU {r.index} busy with other jobs ({', '.join(what)})")
-        elif held > EPS:
-            parts.append(f"GPU {r.index} {held:g} claimed by running trials")
-    need = f"{per_trial:g} GPU" + ("s" if per_trial > 1 else "")
+        elif memory is not None:
+            room = available_bytes(r, held)
+            parts.append(f"GPU {r.index} {gib(room)} GiB free ({placement_reason(r, r.index, held).split(': ', 1)[1]})")
+        elif fraction > EPS:
+            parts.append(f"GPU {r.index} {fraction:g} claimed by running trials")
+    if memory is not None:
+        need = f"{gib(memory)} GiB on one GPU"
+    else:
+        need = f"{per_trial:g} GPU" + ("s" if per_trial > 1 else "")
     detail = "; ".join(parts) if parts else "no allowed GPU has room"
     hint = " (resources.avoid_busy: false would use busy GPUs)" if any("busy" in p for p in parts) else ""
     return f"waiting for {need}: {detail}{hint}"
@@ -161,11 +276,27 @@ def check_request(resources: Resources, readings: Union[Sequence[GpuReading], Re
             return (f"resources.gpus: GPU{plural} {names} not on this machine (it has {_indices(present)}); "
                     f"list only those or remove resources.gpus")
     allowed = sorted(r.index for r in _allowed(readings, resources))
+    too_big = _memory_too_big(resources, _allowed(readings, resources))
+    if too_big:
+        return too_big
     if per_trial > len(allowed):
         where = f"resources.gpus allows {len(allowed)}" if resources.gpus is not None else f"this machine has {len(allowed)}"
         return (f"resources.gpus_per_trial: {asked} per trial asked but {where} ({_indices(allowed)}); "
                 f"lower gpus_per_trial" + (" or allow more GPUs in resources.gpus" if resources.gpus is not None else ""))
     return None
+
+
+def _memory_too_big(resources: Resources, allowed: Sequence[GpuReading]) -> str | None:
+    """An error when ``gpu_memory`` is more than every allowed GPU has (unknown sizes never are)."""
+    memory = resources.gpu_memory
+    sizes = [r.memory_total_bytes for r in allowed]
+    if not isinstance(memory, int) or not sizes or any(s is None for s in sizes):
+        return None
+    largest = max(s for s in sizes if s is not None)
+    if memory <= largest:
+        return None
+    return (f"resources.gpu_memory: {gib(memory)} GiB per trial asked but the largest allowed GPU has "
+            f"{gib(largest)} GiB; lower gpu_memory (or use gpus_per_trial: 2 and no gpu_memory)")
 
 
 def _asked(per_trial: float) -> str:

@@ -28,7 +28,7 @@ from typing import Callable, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 import psutil
 
-from .resources_nvml import NvmlLike, PynvmlBackend
+from .resources_nvml import NvmlLike, default_backend
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
@@ -115,7 +115,7 @@ class ResourceMonitor:
 
     def __init__(self, nvml: NvmlLike | None = None, *, cache_s: float = 2.0, retry_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._nvml: NvmlLike = nvml if nvml is not None else PynvmlBackend()
+        self._nvml: NvmlLike = nvml if nvml is not None else default_backend()
         self._cache_s = cache_s
         self._retry_s = retry_s
         self._clock = clock

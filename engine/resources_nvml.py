@@ -10,14 +10,25 @@ bytes); it raises whatever NVML raises. Turning errors into "unavailable" is the
 :class:`FakeNvml` is a deliberate part of the engine, not of the tests only: it is the
 simulated hardware the placement and monitor tests (and any demo of the GPU panel)
 run against. It can be told to fail, at start or in the middle of a run.
+
+:class:`FileFakeNvml` is the same simulated hardware for *other processes*: with
+``HPOTUI_FAKE_NVML=DIR`` every engine (and ``hpotui launch``'s GPU check) reads its GPUs from
+``DIR/gpus.json``, and trial processes "allocate" device memory with :func:`fake_cuda_allocate`,
+which refuses what does not fit, as ``cudaMalloc`` does. That is how several engines, several
+database files and several Unix users are tested against one scripted box without a GPU.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 GIB = 1024 ** 3
+FAKE_ENV = "HPOTUI_FAKE_NVML"
 
 
 class NvmlLike(Protocol):
@@ -217,3 +228,113 @@ class FakeNvml:
         gpu = self._check(index, reading)
         assert gpu is not None
         return gpu
+
+
+# --- the same simulated box shared by processes (HPOTUI_FAKE_NVML) ---------------------------------
+
+def default_backend() -> NvmlLike:
+    """The real NVML, or the file-backed fake when ``HPOTUI_FAKE_NVML`` names its folder."""
+    folder = os.environ.get(FAKE_ENV)
+    return FileFakeNvml(Path(folder)) if folder else PynvmlBackend()
+
+
+def write_fake_box(folder: Path, gpus: list[FakeGpu]) -> None:
+    """Describe the simulated GPUs in ``folder/gpus.json`` (memory_used: what other jobs hold)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "allocations").mkdir(exist_ok=True)
+    os.chmod(folder, 0o777)  # trials of other users in the multi-user tests allocate here too
+    os.chmod(folder / "allocations", 0o777)
+    rows = [{"name": g.name, "memory_total": g.memory_total, "memory_used": g.memory_used, "util": g.util,
+             "processes": {str(pid): used for pid, used in g.processes.items()}} for g in gpus]
+    (folder / "gpus.json").write_text(json.dumps(rows))
+    os.chmod(folder / "gpus.json", 0o644)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fake_allocations(folder: Path) -> dict[int, dict[int, int]]:
+    """GPU index -> {pid: bytes} that live processes allocated on the simulated box."""
+    result: dict[int, dict[int, int]] = {}
+    for path in (folder / "allocations").glob("*.json"):
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(int(entry["pid"])):
+            table = result.setdefault(int(entry["gpu"]), {})
+            table[int(entry["pid"])] = table.get(int(entry["pid"]), 0) + int(entry["bytes"])
+    return result
+
+
+def fake_cuda_allocate(folder: Path, gpu: int, size: int, pid: int | None = None) -> bool:
+    """Take ``size`` bytes on simulated GPU ``gpu`` for process ``pid`` (default: this one).
+
+    Refused (False) when it does not fit beside what other jobs and live processes hold;
+    the check and the write happen under one lock, so two processes never both get the
+    last bytes. A process's memory is freed when it exits (or :func:`fake_cuda_free`).
+    """
+    pid = os.getpid() if pid is None else pid
+    with open(folder / "allocations.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        box = json.loads((folder / "gpus.json").read_text())
+        used = int(box[gpu]["memory_used"]) + sum(fake_allocations(folder).get(gpu, {}).values())
+        if used + size > int(box[gpu]["memory_total"]):
+            return False
+        target = folder / "allocations" / f"{pid}-{gpu}-{os.urandom(4).hex()}.json"
+        target.write_text(json.dumps({"pid": pid, "gpu": gpu, "bytes": size}))
+        os.chmod(target, 0o666)
+        return True
+
+
+def fake_cuda_free(folder: Path, pid: int | None = None) -> None:
+    pid = os.getpid() if pid is None else pid
+    for path in (folder / "allocations").glob(f"{pid}-*.json"):
+        path.unlink(missing_ok=True)
+
+
+class FileFakeNvml(FakeNvml):
+    """:class:`FakeNvml` whose GPUs are ``folder/gpus.json`` plus the live fake allocations, re-read on each query."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(0)
+        self.folder = folder
+
+    def _reload(self) -> None:
+        try:
+            rows = json.loads((self.folder / "gpus.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise FakeNvmlError(f"fake NVML box unreadable: {exc}") from None
+        allocated = fake_allocations(self.folder)
+        gpus = []
+        for index, row in enumerate(rows):
+            processes: dict[int, int | None] = {int(pid): used for pid, used in (row.get("processes") or {}).items()}
+            mine = allocated.get(index, {})
+            processes.update(mine)
+            gpus.append(FakeGpu(name=row.get("name", "Fake GPU 80GB"), memory_total=int(row["memory_total"]),
+                                memory_used=int(row.get("memory_used", 0)) + sum(mine.values()),
+                                util=float(row.get("util", 0.0)), processes=processes))
+        self.gpus = gpus
+
+    def init(self) -> None:
+        super().init()
+        self._reload()
+
+    def device_count(self) -> int:
+        self._reload()
+        return super().device_count()
+
+    def memory(self, index: int) -> tuple[int, int]:
+        self._reload()
+        return super().memory(index)
+
+    def processes(self, index: int) -> dict[int, int | None]:
+        self._reload()
+        return super().processes(index)
