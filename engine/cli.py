@@ -165,7 +165,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
             raise UserError(f"{args.space}: parent: no study named {space.parent!r} in {store.path}; "
                             "remove parent: or launch with the database that holds it (--db)")
         parent_id = parent.id
-    wanted = args.name or space.name
+    wanted = space.name if args.name is None else args.name
+    _check_name(wanted, "--name" if args.name is not None else f"{args.space}: name")
     name = store.unused_study_name(wanted)
     if name != wanted:
         print(f"hpotui: a study named {wanted!r} already exists in {store.path}; this launch is recorded as "
@@ -179,6 +180,15 @@ def cmd_launch(args: argparse.Namespace) -> int:
     if args.headless:
         return _run_loop(store, space, study, headless=True, grace=args.grace, keep=args.keep_trials)
     return _detach_and_open(store, study, grace=args.grace)
+
+
+def _check_name(name: str, where: str) -> None:
+    """The one study-name rule (engine/names.py), for --name and names read back from the database."""
+    from .names import NAME_FIX, name_problem
+
+    problem = name_problem(name)
+    if problem:
+        raise UserError(f"{where}: {problem}; {NAME_FIX}")
 
 
 def _check_resources(space: Any) -> None:
@@ -212,6 +222,7 @@ def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: floa
     from .store import EngineLocked
     from .study import Options, StudyLoop
 
+    _check_name(study.name, f"{store.path}: study")  # a row written by hand or by an older hpotui
     executor = None
     if space.executor.type == "ray":
         from .executors.ray import RayExecutor

@@ -226,6 +226,7 @@ def _to_db(value: float) -> float | None:
 
 def _from_db(value: float | None) -> float:
     return math.nan if value is None else value
+    problem: str | None = None  # "refused: ..." when the row cannot be applied (engine/command_check.py)
 
 
 def connect(path: str | os.PathLike[str], *, readonly: bool = False) -> sqlite3.Connection:
@@ -328,15 +329,23 @@ class Store:
         return self.study_by_id(study_id)  # type: ignore[return-value]
 
     def unused_study_name(self, name: str) -> str:
-        """``name`` if free, else ``name-2``, ``name-3`` ...: two launches never share trials."""
+        """``name`` if free, else ``name-2``, ``name-3`` ...: two launches never share trials.
+
+        The base is shortened when the suffix would push the name past names.MAX_NAME_LENGTH.
+        """
+        from .names import MAX_NAME_LENGTH
+
         taken = {r[0] for r in self.conn.execute("SELECT name FROM studies WHERE name = ? OR name LIKE ?",
-                                                 (name, name + "-%"))}
+                                                 (name, name[:MAX_NAME_LENGTH - 8] + "%"))}
         if name not in taken:
             return name
         n = 2
-        while f"{name}-{n}" in taken:
+        while True:
+            suffix = f"-{n}"
+            candidate = name[:MAX_NAME_LENGTH - len(suffix)] + suffix
+            if candidate not in taken:
+                return candidate
             n += 1
-        return f"{name}-{n}"
 
     def study(self, name: str) -> StudyRow | None:
         row = self.conn.execute("SELECT * FROM studies WHERE name = ?", (name,)).fetchone()
@@ -641,8 +650,12 @@ class Store:
     def pending_commands(self, study_id: int) -> list[CommandRow]:
         rows = self.conn.execute("SELECT * FROM commands WHERE study_id = ? AND acknowledged_at IS NULL ORDER BY id",
                                  (study_id,))
-        return [CommandRow(r["id"], r["study_id"], r["trial_number"], r["action"], json.loads(r["args"] or "{}"),
-                           r["created_at"]) for r in rows]
+        commands = []
+        for r in rows:
+            checked = check_command(r["action"], r["trial_number"], r["args"], COMMAND_ACTIONS)
+            commands.append(CommandRow(r["id"], r["study_id"], r["trial_number"], str(r["action"]), checked.args,
+                                       r["created_at"], checked.problem))
+        return commands
 
     def acknowledge_command(self, command_id: int, result: str) -> None:
         with self.transaction() as conn:
@@ -661,6 +674,9 @@ class Store:
         with self.transaction() as conn:
             if gpu_rows:
                 conn.executemany("INSERT INTO gpu_samples (time, host, gpu, name, util, memory_used, memory_total, "
+        """Unacknowledged commands, each checked: a malformed row comes back with its ``problem`` set."""
+        from .command_check import check_command
+
                                  "temperature, power) VALUES (:time, :host, :gpu, :name, :util, :memory_used, "
                                  ":memory_total, :temperature, :power)", gpu_rows)
             if host_row:
