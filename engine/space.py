@@ -33,7 +33,7 @@ STATUSES = ("queued", "running", "completed", "pruned", "stopped", "failed", "di
 MAX_GRID_POINTS = 1_000_000  # per parameter: a grid axis is held in memory, and nobody runs more trials
 
 TOP_KEYS = ("name", "command", "workdir", "objective", "search", "budget", "resources", "space",
-            "metrics", "scheduler", "health", "executor", "logs", "parent")
+            "metrics", "scheduler", "health", "executor", "logs", "parent", "notify")
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ class Space:
     source_file: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     objectives: tuple[Objective, ...] = ()  # all of them; ``objective`` is the first (schedulers decide on it)
+    notify: Any = None  # engine.notify.NotifySpec: the command run on study events, or None
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
@@ -304,11 +305,14 @@ def parse_space(data: Any, file: str, base_dir: Path) -> Space:
 
     health = parse_health(data.get("health"), r.fail)
     parent = r.string(data["parent"], "parent") if data.get("parent") is not None else None
+    from .notify import parse_notify  # local: notify owns its own keys
+
+    notify = parse_notify(data.get("notify"), r.fail)
 
     return Space(name=name, command=command, workdir=workdir, objective=objective, search=search,
                  budget=budget, resources=resources, params=params, scheduler=scheduler, executor=executor,
                  logs=logs, metric_regex=metric_regex, health=health, parent=parent, source_file=file,
-                 raw=data, objectives=objectives)
+                 raw=data, objectives=objectives, notify=notify)
 
 
 def _objective(r: _Reader, raw: Any, key: str) -> Objective:

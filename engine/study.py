@@ -19,11 +19,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from .health import HealthMonitor, status_for
+from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
 from .liveness import find_trial_process, process_create_time
 from .logtail import LogTail
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
@@ -34,6 +35,7 @@ from .space import Space, format_value, render_argv
 from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
 from .usage import UsageSampler
+from .notify import Notifier
 
 FLUSH_ROWS = 500
 FLUSH_INTERVAL_S = 0.2
@@ -64,6 +66,9 @@ class LiveTrial:
     last_step: float | None = None
     regex: RegexMetrics | None = None
     rejected_notes: int = 0
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (resource, objective): the rung model's input
+    last: dict[str, float] = field(default_factory=dict)  # every metric's last value (several objectives)
+    invalid: str | None = None  # the trial said `@hpotui {"invalid": "why"}`
 
 
 @dataclass
@@ -82,6 +87,7 @@ class _Counters:
     failure_streak: int = 0
     global_best: float | None = None
     global_best_trial: int | None = None
+    invalid_streak: int = 0
 
 
 class StudyLoop:
@@ -99,11 +105,13 @@ class StudyLoop:
         self.live: dict[int, LiveTrial] = {}
         self.rerun_queue: list[TrialRow] = []  # interrupted trials whose configuration runs again
         self.clone_queue: list[dict[str, Any]] = []
+        self.clone_origins: list[int] = []  # the source trial number of each queued clone, in step with it
         self.counters = _Counters()
         self.stop_reason: str | None = None  # set once no new trial may start
         self.final_status = "completed"
         self.exit_code = EXIT_OK
         self.signal_received: int | None = None
+        self.hurried = False  # a second stop signal arrived: SIGKILL instead of waiting out the grace period
         self.deadline = None if space.budget.max_time_s is None else time.monotonic() + space.budget.max_time_s
         self.max_parallel = study.max_parallel or space.budget.max_parallel
         self.git_commit = _git_commit(space.workdir)
@@ -114,6 +122,7 @@ class StudyLoop:
         self._waiting_note: str | None = None
         self._last_claims: list[tuple[str, float]] = []
         self.usage = UsageSampler(store, study.id, self.executor)
+        self.notifier = Notifier(space.notify, study.name, self._notice)
         self._last_sample = 0.0
         self._warnings: list[str] = list(study.warnings)
         self.finished = 0
@@ -194,9 +203,16 @@ class StudyLoop:
         signal.set_wakeup_fd(self._old_wakeup)
 
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
-        if self.signal_received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: the user insists
-        self.signal_received = signum
+        if self.signal_received is None:
+            self.signal_received = signum
+            return
+        # A second Ctrl-C / SIGTERM: the user insists. No more grace period: every trial group gets
+        # SIGKILL on the loop's next turn (enforce_deadline), and the loop still records them.
+        self.hurried = True
+        if not self.options.keep_trials_on_exit:
+            for live in list(self.live.values()):
+                if live.proc is not None:
+                    live.proc.stop_deadline = 0.0
 
     def _on_hangup(self, _signum: int, _frame: Any) -> None:
         """SSH dropped: the study goes on; output moves to the study's engine.log."""
@@ -213,9 +229,13 @@ class StudyLoop:
         rerun_done = {t.rerun_of for t in trials if t.rerun_of is not None}
         for t in trials:
             self._seed_counters(t)
-            if t.status in FINISHED:  # model-based samplers (TPE) learn the history again
-                self.sampler.observe(t.sample_index if t.sample_index is not None else -1, t.params,
-                                     t.best_value, status=t.status, step=t.best_step)
+        from .warm_start import apply_warm_start, record_warm_start, replay_history
+
+        self.sampler, told = apply_warm_start(self.store, self.space, self.sampler)
+        note = record_warm_start(self.store, self.study.id, self.sampler, told)
+        if note:
+            self._say(note)
+        replay_history(self.store, self.space, self.sampler, self.study.id, trials, (*FINISHED, INVALID_STATUS))
         self.finished = sum(1 for t in trials if t.status in FINISHED)
         for t in trials:
             if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
@@ -363,6 +383,7 @@ class StudyLoop:
             self.rerun_queue.pop(0)
         elif self.clone_queue:
             self.clone_queue.pop(0)
+            self.clone_origins.pop(0)
         else:
             self.next_sample_index += 1
 
@@ -371,6 +392,7 @@ class StudyLoop:
         if picked is None:
             return False
         params, sample_index, rerun_of = picked
+        clone_of = self.clone_origins[0] if not self.rerun_queue and self.clone_origins else None
         number = self.store.next_trial_number(self.study.id)
         folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
         trial_dir = folder.path
@@ -379,7 +401,7 @@ class StudyLoop:
         if self.space.scheduler.max_resource is not None:
             mr = self.space.scheduler.max_resource
             values["max_resource"] = int(mr) if mr == int(mr) else mr
-        argv = render_argv(self.space.command, values)
+        argv = render_argv(self.space.command, values, [p.name for p in self.space.params if p.name not in params])
         row = self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
                                    stdout_path=str(trial_dir / "stdout.log"),
                                    stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
@@ -423,7 +445,8 @@ class StudyLoop:
         self.scheduler.on_trial_start(row.id)
         where = f" on GPU {row.gpus}" if row.gpus else ""
         self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started{where}: "
-                                f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus})
+                                f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus,
+                                                                  "clone_of": clone_of})
         self._say(f"trial {number} started{where}: {_show_params(params)}")
         return True
 
@@ -503,6 +526,10 @@ class StudyLoop:
                                    last_step=live.last_step, best_value=live.best, best_step=live.best_step)
 
     def _handle_line(self, live: LiveTrial, line: str) -> None:
+        reason = invalid_reason(line)
+        if reason is not None:
+            live.invalid = reason  # recorded when it exits: status `invalid`, the sampler asked again
+            return
         if live.regex is not None:
             for report in live.regex.parse(line):
                 self._handle_report(live, report)
@@ -527,11 +554,14 @@ class StudyLoop:
         live.last_step = report.step
         self.store.buffer_metrics(live.row.id, report.step, report.values, time.time())
         objective = report.values.get(self.space.objective.metric)
-        if live.proc is not None and live.proc.final_status is not None:
-            return  # already being stopped: record, do not decide again
-        if objective is not None and not math.isnan(objective):
+        live.last.update(report.values)
+        if objective is not None and math.isfinite(objective):
+            live.curve.append((report.resource if report.resource is not None else report.step, objective))
+        if objective is not None and not math.isnan(objective):  # best of what was recorded, decided or not
             if live.best is None or self.space.objective.better(objective, live.best):
                 live.best, live.best_step = objective, report.step
+        if live.proc is not None and live.proc.final_status is not None:
+            return  # already being stopped: record, do not decide again
         if live.proc is None:
             return  # drained after the fact (no engine was watching): its best counts, nothing to decide
         for flag in (self.health.observe(live.row.id, report.step, report.values)
@@ -609,6 +639,8 @@ class StudyLoop:
             last = _last_line(stderr_tail)
             if last:
                 reason += f": {last}"
+        if live.invalid is not None and status != "interrupted":
+            status, reason = INVALID_STATUS, live.invalid
         for stream in (live.stdout, live.stderr):
             stream.close()
         self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
@@ -624,6 +656,10 @@ class StudyLoop:
             if self.signal_received is None:
                 self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
             return
+        if status == INVALID_STATUS:
+            self._finish_invalid(live)
+            return
+        self.counters.invalid_streak = 0
         self.finished += 1
         objective_text = self._objective_text(live)
         message = f"trial {number} {status}" + (f" after {time.time() - (live.row.started_at or time.time()):.1f}s"
@@ -652,13 +688,30 @@ class StudyLoop:
         else:
             self.counters.failure_streak, self.counters.failure_signature = 0, None
         index = live.row.sample_index if live.row.sample_index is not None else -1
-        self.sampler.observe(index, live.row.params, live.best, status=status, step=live.best_step)
+        self.sampler.observe(index, live.row.params, live.best, status=status, step=live.best_step,
+                             curve=live.curve, last=live.last)
         self._note_result(live)
         from .boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS  # says nothing with fewer finished
 
         if self.finished >= BOUNDARY_MIN_TRIALS and (self.finished <= WARNINGS_EVERY_FINISH
                                                      or self.finished % (self.finished // WARNINGS_EVERY_FINISH) == 0):
             self._update_warnings()  # every finish at first, then thinning out: it ranks the whole study
+
+    def _finish_invalid(self, live: LiveTrial) -> None:
+        """Not a result and not a failure: the sampler learns the region is invalid and is asked again."""
+        number, reason = live.row.number, live.invalid or ""
+        self.store.buffer_event(self.study.id, live.row.id, INVALID_STATUS,
+                                f"trial {number} invalid: {reason}; not counted, another configuration runs",
+                                level="warning", data={"reason": reason})
+        self._say(f"trial {number} invalid: {reason}")
+        index = live.row.sample_index if live.row.sample_index is not None else -1
+        self.sampler.observe(index, live.row.params, None, status=INVALID_STATUS, curve=live.curve, last=live.last)
+        self.counters.invalid_streak += 1
+        if self.counters.invalid_streak >= INVALID_STREAK_LIMIT and not self.stop_reason:
+            self.stop_reason = (f"{INVALID_STREAK_LIMIT} trials in a row said their configuration is invalid; "
+                                "no new trials: check the space (or what the trial calls invalid)")
+            self.store.add_event(self.study.id, None, "invalid_storm", self.stop_reason, level="error")
+            self._say(self.stop_reason)
 
     def _update_warnings(self) -> None:
         """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
@@ -688,6 +741,7 @@ class StudyLoop:
                                       or self.space.objective.better(live.best, self.counters.global_best)):
             self.counters.global_best, self.counters.global_best_trial = live.best, live.row.number
             self.counters.no_improvement = 0
+            self.notifier.send("best", f"new best {self.space.objective.metric}={live.best:.4g}: trial {live.row.number}")
         else:
             self.counters.no_improvement += 1
         patience = self.space.budget.patience
@@ -710,6 +764,7 @@ class StudyLoop:
                 message += _interpreter_hint(self.space.command[0])
             self._set_launching_paused(True, message)
             self.store.add_event(self.study.id, None, "failure_storm", message, level="error")
+            self.notifier.send("paused", message)
             self._say(message)
             if self.options.headless:
                 self.stop_reason = message
@@ -793,6 +848,7 @@ class StudyLoop:
                 value = int(value) if param.type == "int" else float(value)
             params[name] = value
         self.clone_queue.append(params)
+        self.clone_origins.append(source.number)
         return f"clone of trial {number} queued: {_show_params(params)}"
 
     # -- housekeeping ----------------------------------------------------------------------------------------
@@ -824,7 +880,8 @@ class StudyLoop:
 
     def _summary(self) -> str:
         counts = self.store.status_counts(self.study.id)
-        parts = [f"{counts.get(s, 0)} {s}" for s in ("running", *FINISHED, "interrupted") if counts.get(s)]
+        parts = [f"{counts.get(s, 0)} {s}" for s in ("running", *FINISHED, "interrupted", INVALID_STATUS)
+                 if counts.get(s)]
         best = ""
         if self.counters.global_best is not None:
             best = f"; best {self.space.objective.metric}={self.counters.global_best:.4g} " \
@@ -903,6 +960,11 @@ class StudyLoop:
     def _wake_soon(self) -> None:
         self._tick = TICK_MIN_S
 
+    def _notice(self, text: str) -> None:
+        """A ``notify:`` command that failed: a warning event and a line in the engine's log, never fatal."""
+        self.store.buffer_event(self.study.id, None, "notify", text, level="warning")
+        self._say(text)
+
     def _say(self, text: str) -> None:
         try:
             self.out.write(f"[{time.strftime('%H:%M:%S')}] {text}\n")
@@ -927,7 +989,11 @@ class StudyLoop:
         for live in self.live.values():
             self.executor.request_stop(live.proc, "interrupted", f"engine received {name}")
         deadline = time.monotonic() + self.options.grace_period_s + 5
+        said_hurry = False
         while self.live and time.monotonic() < deadline:
+            if self.hurried and not said_hurry:
+                said_hurry = True
+                self._say(f"second {name}: killing {len(self.live)} trials now (SIGKILL), no grace period")
             self._pump_logs()
             self._reap()
             if self.live:
@@ -940,10 +1006,17 @@ class StudyLoop:
         if self.signal_received is not None and self.options.keep_trials_on_exit:
             status = "running"  # trials live on; `resume` picks the study up
         self.store.set_study_status(self.study.id, status)
+        budget_spent = self._finished_count() >= self.space.budget.max_trials
+        reason = self.stop_reason or {"interrupted": "the engine was stopped by a signal"}.get(status) or (
+            f"budget: {self.space.budget.max_trials} trials finished" if budget_spent
+            else "every configuration of the search ran")
+        end = {"status": status, "reason": reason}  # why, for the interface and the notify: command
         if self.stop_reason and status == "completed":
-            self.store.add_event(self.study.id, None, "study_end", f"study ended: {self.stop_reason}")
+            self.store.add_event(self.study.id, None, "study_end", f"study ended: {self.stop_reason}", data=end)
         else:
-            self.store.add_event(self.study.id, None, "study_end", f"study {status}")
+            self.store.add_event(self.study.id, None, "study_end", f"study {status}", data=end)
+        self.notifier.send("ended", f"study {self.study.name} {status}: {reason}")
+        self.notifier.close()
         self._print_final()
 
     def _print_final(self) -> None:
