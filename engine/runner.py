@@ -15,7 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from .liveness import process_alive, process_create_time
+from .process_tree import ProcessTree, set_subreaper
 from .trial_files import create_trial_logs
 
 EXIT_UNKNOWN = -1000  # an adopted trial ended while no engine was its parent: its exit code is lost
@@ -46,6 +49,15 @@ class LocalExecutor:
     def __init__(self, grace_period_s: float = 10.0) -> None:
         self.grace_period_s = grace_period_s
         self._memo: dict[str, bytes] = {}
+        self.tree = ProcessTree()  # descendants that leave a trial's group still end with it
+
+    def watch_descendants(self, on: bool) -> bool:
+        """While a study runs, orphans of its trials re-parent to the engine (see engine/process_tree.py)."""
+        return set_subreaper(on)
+
+    def sweep(self) -> None:
+        """Periodic: note descendants that left their trial's group, reap orphans that exited."""
+        self.tree.sweep()
 
     def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
               stderr_path: Path) -> TrialProcess:
@@ -57,6 +69,7 @@ class LocalExecutor:
         finally:
             os.close(out)
             os.close(err)
+        self.tree.leaders.add(popen.pid)
         create_time = process_create_time(popen.pid) or time.time()
         return TrialProcess(trial_id=trial_id, pid=popen.pid, pgid=popen.pid, create_time=create_time,
                             stdout_path=stdout_path, stderr_path=stderr_path, popen=popen)
@@ -117,8 +130,10 @@ class LocalExecutor:
             self.signal_group(proc, signal.SIGKILL)
 
     def reap_group(self, proc: TrialProcess) -> None:
-        """The leader is gone: kill what it left in its group (workers, grandchildren) so nothing is orphaned."""
-        terminate_group(proc.pgid, min(self.grace_period_s, 2.0))
+        """The leader is gone: kill what it left in its group (workers, grandchildren) and what left the group
+        (``setsid`` children, found by the process tree and the trial's environment), so nothing is orphaned."""
+        escaped = self.tree.leftovers(proc.pid, str(proc.stdout_path.parent), adopted=proc.popen is None)
+        terminate_group(proc.pgid, min(self.grace_period_s, 2.0), also=escaped)
 
     def pause(self, proc: TrialProcess) -> None:
         if self.signal_group(proc, signal.SIGSTOP):
@@ -149,27 +164,54 @@ SIGNAL_MEANINGS = {
 }
 
 
-def terminate_group(pgid: int, grace_s: float) -> None:
+def terminate_group(pgid: int, grace_s: float, also: list[psutil.Process] | None = None) -> None:
     """SIGCONT + SIGTERM to a whole process group, SIGKILL to what is left after ``grace_s``; blocks.
 
-    SIGCONT first because a paused (SIGSTOPped) trial cannot act on SIGTERM.
+    SIGCONT first because a paused (SIGSTOPped) trial cannot act on SIGTERM. ``also``: processes of
+    the trial outside the group, ended the same way within the same grace period.
     """
-    try:
-        os.killpg(pgid, signal.SIGCONT)
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
+    others = list(also or ())
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        for proc in others:
+            try:
+                proc.send_signal(sig)
+            except psutil.Error:
+                pass
+    group_alive = _signal_group(pgid, signal.SIGCONT) and _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
+    while (group_alive or others) and time.monotonic() < deadline:
+        group_alive = group_alive and _signal_group(pgid, 0)
+        others = [p for p in others if _running(p)]
+        if group_alive or others:
+            time.sleep(0.02)
+    if group_alive:
+        _signal_group(pgid, signal.SIGKILL)
+    for proc in others:
         try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(0.02)
+            proc.kill()
+        except psutil.Error:
+            pass
+    if others:
+        psutil.wait_procs(others, timeout=1.0)  # reaps those that are our children (re-parented orphans)
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, sig)
+        return True
     except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie; a zombie child of ours is reaped on the way."""
+    try:
+        if proc.status() != psutil.STATUS_ZOMBIE:
+            return True
+        proc.wait(timeout=0)
+    except (psutil.Error, ChildProcessError):
         pass
+    return False
 
 
 def ended_in_a_crash(stderr_tail: str) -> bool:

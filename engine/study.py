@@ -26,7 +26,7 @@ from typing import Any, TextIO
 from .health import HealthMonitor, status_for
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
 from .liveness import find_trial_process, process_create_time
-from .logtail import LogTail
+from .logtail import LogTail, Piece
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
 from .runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, judge_ended_unwatched, signal_name
 from .sampling import Sampler, make_sampler
@@ -35,6 +35,7 @@ from .space import Space, format_value, render_argv
 from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
 from .usage import UsageSampler
+from . import trial_reading as reading
 from .notify import Notifier
 
 FLUSH_ROWS = 500
@@ -69,6 +70,7 @@ class LiveTrial:
     curve: list[tuple[float, float]] = field(default_factory=list)  # (resource, objective): the rung model's input
     last: dict[str, float] = field(default_factory=dict)  # every metric's last value (several objectives)
     invalid: str | None = None  # the trial said `@hpotui {"invalid": "why"}`
+    reading: reading.TrialReading | None = None  # regex and file sources, and what they did not read
 
 
 @dataclass
@@ -122,9 +124,15 @@ class StudyLoop:
         self._waiting_note: str | None = None
         self._last_claims: list[tuple[str, float]] = []
         self.usage = UsageSampler(store, study.id, self.executor)
+        from .gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
+
+        self.gpu = GpuPlacer(store, study, space, lambda: self.usage.monitor, self._say)
         self.notifier = Notifier(space.notify, study.name, self._notice)
         self._last_sample = 0.0
         self._warnings: list[str] = list(study.warnings)
+        self.not_read = reading.ReadingLedger(space.objective.metric)  # what trials did not report, said loudly
+        self.not_read.rebuild(store.events(study.id, kinds=(reading.NOT_READ_EVENT,)),
+                              {t.id: t.number for t in store.trials(study.id)})
         self.finished = 0
         self.launching_paused = study.launching_paused
         self._data_version = -1
@@ -139,6 +147,8 @@ class StudyLoop:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._warn_about_folders()
         old_handlers = self._install_signals()
+        watch = getattr(self.executor, "watch_descendants", None)  # local trials: orphans come back to us
+        watching = bool(watch and watch(True))
         try:
             self.store.set_study_status(self.study.id, "running")
             self._recover()
@@ -159,22 +169,26 @@ class StudyLoop:
                     if not self.live and (self.stop_reason or not self._can_launch_more()):
                         break
                     self._wait()
-                except sqlite3.OperationalError as exc:  # disk full, I/O error, a writer that never lets go
+                except sqlite3.DatabaseError as exc:  # disk full, I/O error, a lock held, a damaged file
                     self._wait_for_storage(exc)
             while True:
                 try:
                     self._finish()
                     break
-                except sqlite3.OperationalError as exc:
+                except sqlite3.DatabaseError as exc:
                     self._wait_for_storage(exc)
         finally:
             try:
                 self.store.flush()
                 self.store.release_engine_lock(self.study.id, me)
             except sqlite3.OperationalError as exc:  # left unrecorded: `resume` re-reads it from the logs
-                self._say(f"could not record the last reports ({exc}); `hpotui resume {self.study.name}` "
-                          "reads them again from the trial logs")
+                if not self.store.damaged:  # a damaged file was already reported (_abandon_database)
+                        self._say(f"could not record the last reports ({exc}); `hpotui resume {self.study.name}` "
+                              "reads them again from the trial logs")
             self.usage.close()
+            self.gpu.close()
+            if watching:
+                watch(False)  # type: ignore[misc]
             self._restore_signals(old_handlers)
             os.close(self._wake_r)
             os.close(self._wake_w)
@@ -236,7 +250,9 @@ class StudyLoop:
         if note:
             self._say(note)
         replay_history(self.store, self.space, self.sampler, self.study.id, trials, (*FINISHED, INVALID_STATUS))
-        self.finished = sum(1 for t in trials if t.status in FINISHED)
+        oom_reruns = self.gpu.pending_reruns(trials, rerun_done)  # packed OOMs decided to run again alone
+        self.rerun_queue.extend(oom_reruns)
+        self.finished = sum(1 for t in trials if t.status in FINISHED and t.id not in self.gpu.oom.alone)
         for t in trials:
             if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
                 t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
@@ -245,6 +261,7 @@ class StudyLoop:
                                            Path(t.stdout_path), Path(t.stderr_path))
                 if proc is not None:
                     self._track(t, proc)
+                    self.gpu.adopted(t)
                     self.store.buffer_event(self.study.id, t.id, "adopted",
                                             f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
                     self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
@@ -402,10 +419,14 @@ class StudyLoop:
             mr = self.space.scheduler.max_resource
             values["max_resource"] = int(mr) if mr == int(mr) else mr
         argv = render_argv(self.space.command, values, [p.name for p in self.space.params if p.name not in params])
-        row = self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
-                                   stdout_path=str(trial_dir / "stdout.log"),
-                                   stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
-                                   rerun_of=rerun_of, seed=seed, number=number, gpu_picker=self._gpu_picker())
+        def insert(picker: Any) -> TrialRow | None:
+            return self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
+                                        stdout_path=str(trial_dir / "stdout.log"),
+                                        stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
+                                        rerun_of=rerun_of, seed=seed, number=number, gpu_picker=picker)
+
+        row = self.gpu.insert(insert, params, rerun_of) if self.gpu.uses_gpus(self.executor) else insert(None)
+        placement = self.gpu.placed(row) if row is not None else ""
         if row is None:
             os.rmdir(trial_dir)  # still empty and ours; the next try makes it again
             self._note_waiting_for_gpus()
@@ -442,34 +463,17 @@ class StudyLoop:
             raise
         row = self.store.trial(row.id)  # type: ignore[assignment]
         self._track(row, proc)
+        self.gpu.started(row, proc.pid, proc.create_time)
         self.scheduler.on_trial_start(row.id)
-        where = f" on GPU {row.gpus}" if row.gpus else ""
+        where = f" on GPU {row.gpus}" + (f" ({placement})" if placement else "") if row.gpus else ""
         self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started{where}: "
                                 f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus,
-                                                                  "clone_of": clone_of})
+                                                                  "clone_of": clone_of, "placement": placement})
         self._say(f"trial {number} started{where}: {_show_params(params)}")
         return True
 
-    def _gpu_picker(self) -> Any:
-        """The placement run inside the trial insert's transaction, or None for CPU trials."""
-        if self.space.resources.gpus_per_trial <= 0 or getattr(self.executor, "places_gpus", False):
-            return None  # CPU trials, or an executor (Ray) that picks GPUs on the trial's own node
-        from .placement import claims_from_rows, cuda_visible_devices, place_trial
-
-        readings = self.usage.monitor.gpus()
-        fraction = min(1.0, float(self.space.resources.gpus_per_trial))
-
-        def pick(claim_rows: list[tuple[str, float]]) -> tuple[str, float] | None:
-            indices = place_trial(readings, self.space.resources, claims_from_rows(claim_rows))
-            self._last_claims = claim_rows
-            return None if indices is None else (cuda_visible_devices(indices), fraction)
-
-        return pick
-
     def _note_waiting_for_gpus(self) -> None:
-        from .placement import claims_from_rows, why_waiting
-
-        note = why_waiting(self.usage.monitor.gpus(), self.space.resources, claims_from_rows(self._last_claims))
+        note = self.gpu.note_waiting()
         if note != self._waiting_note:
             self._waiting_note = note
             self.store.add_event(self.study.id, None, "waiting", note)
@@ -482,10 +486,8 @@ class StudyLoop:
                          stderr=LogTail(proc.stderr_path, row.stderr_offset, self.space.logs.max_line_bytes,
                                         keep_bytes=self.space.logs.max_bytes),
                          reports=row.reports, best=row.best_value, best_step=row.best_step, last_step=row.last_step)
-        if self.space.metric_regex:
-            live.regex = RegexMetrics(self.space.metric_regex)
-            if row.reports:  # re-adopted: go on counting where the recorded values stop
-                live.regex.resume(self.store.metric_counts(row.id), row.last_step)
+        live.reading = reading.open_reading(self.store, self.space, row)
+        live.regex = live.reading.regex
         self.live[row.id] = live
 
     # -- reading reports ---------------------------------------------------------------------------------
@@ -494,6 +496,7 @@ class StudyLoop:
         for live in list(self.live.values()):
             got |= self._drain(live)
             behind |= not (live.stdout.at_eof and live.stderr.at_eof)
+            self._poll_metric_files(live)
         if behind:  # a batch was cut short: more is waiting, go round the loop (and flush) at once
             self._tick = 0.0
         else:
@@ -503,10 +506,10 @@ class StudyLoop:
         got = False
         for stream in (live.stdout, live.stderr):
             while True:  # a final drain reads to the end in bounded batches (a trial may exit mid-flood)
-                lines = stream.read_lines(final=final, budget=DRAIN_BATCH_BYTES)
-                for line, _offset in lines:
+                lines = stream.read_pieces(final=final, budget=DRAIN_BATCH_BYTES)
+                for piece in lines:
                     got = True
-                    self._handle_line(live, line)
+                    self._handle_piece(live, piece, stream is live.stderr)
                 if not final or stream.at_eof:
                     break
                 if lines:  # a long final drain lands batch by batch, offsets with their rows
@@ -516,9 +519,36 @@ class StudyLoop:
                 stream.refusal_recorded = True
                 self.store.buffer_event(self.study.id, live.row.id, "foreign_log",
                                         f"trial {live.row.number}: {stream.refused}", level="error")
+        if live.regex is not None:  # what a progress bar said new, as soon as it was written
+            for report in (live.regex.finish() if final else live.regex.flush(time.monotonic())):
+                got = True
+                self._handle_report(live, report)
         if got:
             self._buffer_progress(live)
         return got
+
+    def _handle_piece(self, live: LiveTrial, piece: Piece, on_stderr: bool) -> None:
+        """A line or progress-bar segment: regex metrics from every piece, ``@hpotui`` from whole lines."""
+        if live.regex is not None:
+            for report in live.regex.feed(piece.text, ends_line=piece.ends_line, partial=piece.partial,
+                                          stream="err" if on_stderr else "out", now=time.monotonic()):
+                self._handle_report(live, report)
+        if piece.cut and live.reading is not None:
+            live.reading.cut_lines += 1
+        if not piece.partial:
+            self._handle_line(live, piece.text)
+
+    def _poll_metric_files(self, live: LiveTrial, final: bool = False) -> None:
+        """CSV / TensorBoard sources, read as they grow (every half second) and once more at the end."""
+        if live.reading is None or not live.reading.sources:
+            return
+        now = time.monotonic()
+        if not final and now - live.reading.last_poll < reading.FILE_POLL_S:
+            return
+        live.reading.last_poll = now
+        for report in reading.read_sources(live.reading, final):
+            self._handle_report(live, report)
+        self._buffer_progress(live)
 
     def _buffer_progress(self, live: LiveTrial) -> None:
         self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
@@ -530,9 +560,6 @@ class StudyLoop:
         if reason is not None:
             live.invalid = reason  # recorded when it exits: status `invalid`, the sampler asked again
             return
-        if live.regex is not None:
-            for report in live.regex.parse(line):
-                self._handle_report(live, report)
         parsed = parse_metric_line(line, live.reports, self.space.scheduler.resource, self.space.logs.max_line_bytes)
         if parsed is None:
             return
@@ -557,7 +584,10 @@ class StudyLoop:
         live.last.update(report.values)
         if objective is not None and math.isfinite(objective):
             live.curve.append((report.resource if report.resource is not None else report.step, objective))
-        if objective is not None and not math.isnan(objective):  # best of what was recorded, decided or not
+        if objective is not None and live.reading is not None:  # each step counts with its last value
+            live.reading.objective_seen = True
+            live.best, live.best_step = live.reading.best.add(report.step, objective)
+        elif objective is not None and not math.isnan(objective):  # best of what was recorded, decided or not
             if live.best is None or self.space.objective.better(objective, live.best):
                 live.best, live.best_step = objective, report.step
         if live.proc is not None and live.proc.final_status is not None:
@@ -613,6 +643,7 @@ class StudyLoop:
             if code is None:
                 continue
             self._drain(live, final=True)
+            self._poll_metric_files(live, final=True)  # what its CSV / event files hold at the end
             self.executor.reap_group(live.proc)
             self._finish_trial(live, code)  # drops it from self.live as soon as its status is recorded
             self.live.pop(trial_id, None)
@@ -648,6 +679,11 @@ class StudyLoop:
         self.usage.trial_ended(live.row.id)
         self.scheduler.on_trial_end(live.row.id)
         self.health.forget(live.row.id)
+        retry_alone = self.gpu.oom_retry(live.row, status, stderr_tail)  # out of GPU memory beside others
+        self.gpu.ended(live.row, status)  # its host-wide GPU claim goes
+        if retry_alone:  # recorded failed with flag oom; its configuration runs once more, alone on a GPU
+            self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
+            return
         if status == "interrupted":  # its node was lost, or the engine is stopping: not a result, it runs again
             self.store.add_event(self.study.id, live.row.id, "interrupted",
                                  f"trial {number} interrupted — {reason}; its configuration runs again",
@@ -868,6 +904,7 @@ class StudyLoop:
             self._last_sample = now
             self.usage.sample({tid: (lt.row.number, lt.proc.pid, lt.row.gpus)
                                for tid, lt in self.live.items() if lt.proc is not None})
+            getattr(self.executor, "sweep", lambda: None)()  # descendants that left their trial's group
         if now - self._last_heartbeat >= HEARTBEAT_S:
             self.store.heartbeat(self.study.id)
             self._last_heartbeat = now
@@ -901,7 +938,7 @@ class StudyLoop:
             except BlockingIOError:
                 pass
 
-    def _wait_for_storage(self, exc: sqlite3.OperationalError) -> None:
+    def _wait_for_storage(self, exc: sqlite3.DatabaseError) -> None:
         """The database cannot be written (disk full, I/O error, a lock held too long): wait, lose nothing.
 
         No trial starts while waiting. Nothing is lost: unwritten metrics and events stay in the
@@ -909,6 +946,9 @@ class StudyLoop:
         Once a test write succeeds the loop carries on where it stopped. A stop signal while
         waiting stops the trials (unless kept) and exits; `resume` reads their logs again.
         """
+        damage = self.store.diagnose(exc)  # deleted, replaced, truncated, corrupt: waiting would not help
+        if damage:
+            self._abandon_database(damage)
         if not _storage_trouble(exc):
             raise exc
         since = time.monotonic()
@@ -922,6 +962,8 @@ class StudyLoop:
                 self.store.heartbeat(self.study.id)  # a real write: succeeds once there is room again
                 self.store.flush()
             except sqlite3.OperationalError as again:
+                if self.store.diagnose(again):
+                    self._abandon_database(self.store.damaged or str(again))
                 if not _storage_trouble(again):
                     raise
                 continue
@@ -933,15 +975,38 @@ class StudyLoop:
         sig = self.signal_received
         self.exit_code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
         if not self.options.keep_trials_on_exit:
-            for live in self.live.values():
-                self.executor.request_stop(live.proc, "interrupted", "engine stopped while the disk was full")
-            deadline = time.monotonic() + self.options.grace_period_s + 2
-            while time.monotonic() < deadline and any(self.executor.poll(lt.proc) is None for lt in self.live.values()):
-                for live in self.live.values():
-                    self.executor.enforce_deadline(live.proc)
-                time.sleep(0.05)
+            self._stop_without_recording("engine stopped while the disk was full")
         self._say(f"{signal.Signals(sig).name}: exiting without recording more (database not writable); "
                   f"`hpotui resume {self.study.name}` reads the trial logs again")
+        raise SystemExit(self.exit_code)
+
+    def _stop_without_recording(self, reason: str) -> None:
+        """End every running trial (SIGTERM, SIGKILL after the grace period) with no database to record it in."""
+        for live in self.live.values():
+            self.executor.request_stop(live.proc, "interrupted", reason)
+        deadline = time.monotonic() + self.options.grace_period_s + 2
+        while time.monotonic() < deadline and any(self.executor.poll(lt.proc) is None for lt in self.live.values()):
+            for live in self.live.values():
+                self.executor.enforce_deadline(live.proc)
+            time.sleep(0.05)
+
+    def _abandon_database(self, problem: str) -> None:
+        """The study file was deleted, replaced, truncated or found corrupt: say so, start nothing, exit 1.
+
+        Nothing more is written to it (the store refuses), so nothing is recorded as if it were
+        safe. Running trials are stopped (left running with --keep-trials); what they printed
+        stays in their logs, which `resume` reads again once a good copy of the file is back.
+        """
+        self.stop_reason = problem
+        self.exit_code = EXIT_FAILED
+        running = len(self.live)
+        kept = self.options.keep_trials_on_exit
+        if not kept:
+            self._stop_without_recording("the study database was lost")
+        what = "left running" if kept else "stopped"
+        self._say(f"{problem}: no new trials; {running} running trials {what}; nothing more is recorded in it. "
+                  f"Their output stays in {self.study_dir}. Restore the file from a backup and run "
+                  f"`hpotui resume {self.study.name}`, or launch again with another --db")
         raise SystemExit(self.exit_code)
 
     def _wait_s(self, seconds: float) -> None:
@@ -1035,6 +1100,13 @@ class StudyLoop:
                       f"{_show_params(t.params)}")
         best = rows[0]
         self._say(f"best trial {best.number}: {shlex.join(best.argv)}")
+        if self.space.multi_objective:  # several objectives: the front is the answer, not one best trial
+            from .export import study_record
+            from .pareto import front_lines
+
+            record = study_record(self.store, self.store.study_by_id(self.study.id) or self.study)
+            for line in front_lines(record["trials"], record["study"]["objective"]):
+                self._say(line)
 
 
 def _storage_trouble(exc: sqlite3.OperationalError) -> bool:
