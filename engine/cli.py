@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resource-scale", type=float, default=1.0, help="multiply epochs / max_resource by this")
     p.add_argument("-o", "--output", help="where to write the space file")
 
+    p = sub.add_parser("helpers", parents=[common],
+                       help="copy the metric helper and framework callbacks next to a training script")
+    p.add_argument("folder", nargs="?", default=".", help="where the training script is (default: here)")
+
     p = sub.add_parser("_engine", parents=[common])  # the detached engine: no help, so not listed
     p.add_argument("study")
     p.add_argument("--grace", type=float, default=10.0)
@@ -94,11 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except sqlite3.Error as exc:  # disk full or unreadable file before the loop could handle it
+    except sqlite3.Error as exc:  # disk full, or a damaged file, before or outside the loop
         if debug:
             raise
-        print(f"hpotui: database error on {_db_path(args)}: {exc}; free disk space or check the file, "
-              "then run the command again (nothing recorded is lost)", file=sys.stderr)
+        from .dbfile import explain_error
+
+        line, _damaged = explain_error(Path(_db_path(args)), exc)
+        print(f"hpotui: {line}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
@@ -115,22 +121,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command is None:
         return _open_tui(_db_path(args), study=None)
     handler = {"launch": cmd_launch, "resume": cmd_resume, "status": cmd_status, "stop": cmd_stop,
-               "export": cmd_export, "plan": cmd_plan, "refine": cmd_refine, "_engine": cmd_engine}[command]
+               "export": cmd_export, "plan": cmd_plan, "refine": cmd_refine, "helpers": cmd_helpers,
+               "_engine": cmd_engine}[command]
     return handler(args)
 
 
-def _open_store(args: argparse.Namespace, *, must_exist: bool) -> Any:
-    from .store import Store
+def _open_store(args: argparse.Namespace, *, must_exist: bool, readonly: bool = False) -> Any:
+    """The study file: created only by `launch` (must_exist=False), never over a file that is not hpotui's.
+
+    ``readonly`` (status, export) writes nothing, so a finished study opens on read-only storage;
+    an older schema is migrated first where the file can be written.
+    """
+    from .store import SCHEMA_VERSION, Store
 
     path = _db_path(args)
-    if must_exist and not Path(path).exists():
-        raise UserError(f"{path}: no study database here; pass --db PATH or set HPOTUI_DB")
     try:
-        return Store(path)
-    except Exception as exc:  # sqlite3.DatabaseError: not a database, unreadable, ...
-        if exc.__class__.__name__ in ("DatabaseError", "OperationalError"):
-            raise UserError(f"{path}: cannot open the study database ({exc}); check --db") from None
-        raise
+        store = Store(path, create=not must_exist, readonly=readonly)
+        if readonly and store.schema_version() < SCHEMA_VERSION and os.access(path, os.W_OK):
+            store.close()
+            store = Store(path, create=False)
+    except sqlite3.DatabaseError as exc:  # unreadable, locked for good, ...
+        raise UserError(f"{path}: cannot open the study database ({exc}); check --db") from None
+    if getattr(store, "immutable", False):
+        wal = Path(str(path) + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            print(f"hpotui: {path}: read-only storage: opened as a snapshot without {wal.name} "
+                  f"({wal.stat().st_size:,} bytes of its last writes are not shown)", file=sys.stderr)
+    return store
 
 
 def _find_study(store: Any, name: str) -> Any:
@@ -165,6 +182,9 @@ def cmd_launch(args: argparse.Namespace) -> int:
             raise UserError(f"{args.space}: parent: no study named {space.parent!r} in {store.path}; "
                             "remove parent: or launch with the database that holds it (--db)")
         parent_id = parent.id
+    from .warm_start import check_warm_start
+
+    check_warm_start(store, space)  # every search.warm_start study is in this database
     wanted = space.name if args.name is None else args.name
     _check_name(wanted, "--name" if args.name is not None else f"{args.space}: name")
     name = store.unused_study_name(wanted)
@@ -318,7 +338,7 @@ def _open_tui(db_path: str, study: str | None) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from .export import status_text
 
-    store = _open_store(args, must_exist=True)
+    store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study) if args.study else None
     print(status_text(store, study))
     return 0
@@ -336,7 +356,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_csv, export_json, export_markdown
 
-    store = _open_store(args, must_exist=True)
+    store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study)
     text = {"json": export_json, "csv": export_csv, "md": export_markdown}[args.format](store, study)
     if args.output:
@@ -355,6 +375,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     result = plan(space.scheduler, space.budget.max_trials)
     print(json.dumps(result, indent=2) if args.format == "json" else format_plan(result))
+    return 0
+
+
+def cmd_helpers(args: argparse.Namespace) -> int:
+    from .trial_helpers import copy_helpers
+
+    print("\n".join(copy_helpers(args.folder)))
     return 0
 
 

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from .liveness import engine_alive
+from .pareto import front_lines, pareto_front, stored_objectives
 from .store import Store, StudyRow, TrialRow
 
 
@@ -61,9 +62,14 @@ def study_record(store: Store, study: StudyRow) -> dict[str, Any]:
             "host": t.host,
             "rerun_of": _number_of(store, t.rerun_of),
         })
+    objectives = stored_objectives(study.space_yaml)  # several objectives: the list, and each trial's place
+    if objectives:
+        front = pareto_front(trials, objectives)
+        for trial in trials:
+            trial["pareto"] = trial["id"] in front
     return {
         "study": {"name": study.name, "status": study.status,
-                  "objective": {"metric": study.objective_metric, "mode": study.objective_mode},
+                  "objective": objectives or {"metric": study.objective_metric, "mode": study.objective_mode},
                   "warnings": list(study.warnings), **lineage(store, study),
                   "engine_alive": engine_alive(study)},
         "trials": trials,
@@ -85,10 +91,15 @@ def _flat_rows(record: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     params = sorted({p for t in record["trials"] for p in t["params"]})
     metrics = sorted({m for t in record["trials"] for m in t["last"]})
     header = ["id", "status", *params, "best", *[f"last_{m}" for m in metrics], "resource", "flags", "exit_code"]
+    multi = isinstance(record["study"]["objective"], list)
+    if multi:
+        header.insert(header.index("best"), "pareto")
     rows = []
     for t in record["trials"]:
         row: dict[str, Any] = {"id": t["id"], "status": t["status"], "best": _text(t["best"]), "resource": t["resource"],
                                "flags": " ".join(t["flags"]), "exit_code": t["exit_code"]}
+        if multi:
+            row["pareto"] = "yes" if t["pareto"] else ""
         row.update({p: t["params"].get(p) for p in params})
         row.update({f"last_{m}": _text(t["last"].get(m)) for m in metrics})
         rows.append(row)
@@ -125,7 +136,7 @@ def export_markdown(store: Store, study: StudyRow) -> str:
     header, rows = _flat_rows(record)
     s = record["study"]
     lines = [f"## {s['name']} ({s['status']})", "",
-             f"Objective: {s['objective']['metric']} ({s['objective']['mode']}); stage {s['stage']}"
+             f"Objective: {objective_text(s['objective'])}; stage {s['stage']}"
              + (f", parent {s['parent']}" if s["parent"] else ""), ""]
     for warning in s["warnings"]:
         lines.append(f"> warning: {warning}")
@@ -136,6 +147,16 @@ def export_markdown(store: Store, study: StudyRow) -> str:
     for row in rows:
         lines.append("| " + " | ".join(_cell(row[h]) for h in header) + " |")
     return "\n".join(lines) + "\n"
+
+
+def objective_text(objective: Any) -> str:
+    """``val_acc (max)``, or ``val_acc (max), size_mb (min)`` for several objectives."""
+    items = objective if isinstance(objective, list) else [objective]
+    return ", ".join(f"{o['metric']} ({o['mode']})" for o in items)
+
+
+def _warm_start_lines(store: Store, study: StudyRow) -> list[str]:
+    return [event.message for event in store.events(study.id, kinds=("warm_start",))[-1:]]
 
 
 def status_text(store: Store, study: StudyRow | None = None) -> str:
@@ -157,7 +178,7 @@ def status_text(store: Store, study: StudyRow | None = None) -> str:
     s = record["study"]
     counts = store.status_counts(study.id)
     lines = [f"study {s['name']}: {s['status']} (engine {'alive' if s['engine_alive'] else 'not running'})",
-             f"objective: {s['objective']['metric']} ({s['objective']['mode']}), stage {s['stage']}"
+             f"objective: {objective_text(s['objective'])}, stage {s['stage']}"
              + (f", parent {s['parent']}" if s["parent"] else "")
              + (f", next stages: {', '.join(s['children'])}" if s["children"] else ""),
              "trials: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
@@ -165,11 +186,14 @@ def status_text(store: Store, study: StudyRow | None = None) -> str:
         lines.append(f"launching paused: {study.pause_reason}")
     for warning in s["warnings"]:
         lines.append(f"warning: {warning}")
+    lines += _warm_start_lines(store, study)
+    if isinstance(s["objective"], list):
+        lines += front_lines(record["trials"], s["objective"])
     best = top_trials(store, study.id, 5)
     if best:
-        lines.append(f"top {len(best)}:")
+        lines.append(f"top {len(best)}" + (f" by {study.objective_metric}:" if isinstance(s["objective"], list) else ":"))
         for t in best:
-            lines.append(f"  trial {t.number:<4} {s['objective']['metric']}={t.best_value:.4g} {t.status:<10} "
+            lines.append(f"  trial {t.number:<4} {study.objective_metric}={t.best_value:.4g} {t.status:<10} "
                          + " ".join(f"{k}={_cell(v)}" for k, v in t.params.items()))
     running = [t for t in record["trials"] if t["status"] == "running"]
     for t in running:

@@ -7,12 +7,14 @@ re-running an interrupted trial never shifts the configurations that follow.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from abc import ABC, abstractmethod
 import math
 import random
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
 
+from .conditions import active_only, dependency_order, fits, is_active, is_conditional
 from .space import Param, Space
 
 
@@ -24,8 +26,13 @@ class Sampler(ABC):
         """The configuration for the ``index``-th fresh trial (reruns reuse theirs)."""
 
     def observe(self, index: int, params: dict[str, Any], value: float | None, *, status: str | None = None,
-                step: float | None = None) -> None:
-        """A trial finished (``status``) with best objective ``value`` at ``step``; model-based samplers learn."""
+                step: float | None = None, curve: Sequence[tuple[float, float]] = (),
+                last: Mapping[str, float] | None = None) -> None:
+        """A trial finished (``status``) with best objective ``value`` at ``step``; model-based samplers learn.
+
+        ``curve`` is the first objective as (resource, value) per report (the rung model fits on
+        it) and ``last`` every metric's last reported value (several objectives are told those).
+        """
 
     def size(self) -> int | None:
         """How many configurations exist (grid), None when unbounded."""
@@ -66,7 +73,12 @@ class RandomSampler(Sampler):
 
     def suggest(self, index: int) -> dict[str, Any]:
         rng = random.Random(f"{self.seed}:{index}") if self.seed is not None else random.Random()
-        return {p.name: sample_param(p, rng) for p in self.params}
+        drawn = {p.name: sample_param(p, rng) for p in self.params}  # every one drawn: same stream per index
+        return active_only(self.params, drawn) if self.conditional else drawn
+
+    @property
+    def conditional(self) -> bool:
+        return is_conditional(self.params)
 
 
 def grid_values(param: Param) -> list[Any]:
@@ -80,34 +92,81 @@ def grid_values(param: Param) -> list[Any]:
         raw = [math.exp(math.log(low) + i * (math.log(high) - math.log(low)) / (n - 1)) for i in range(n)]
     else:
         raw = [low + i * (high - low) / (n - 1) for i in range(n)]
-    values: list[Any] = []
-    for x in raw:
-        v: Any = int(round(x)) if param.type == "int" else quantise(param, float(f"{x:.12g}"))
-        if v not in values:
-            values.append(v)
-    return values
+    values = [int(round(x)) if param.type == "int" else quantise(param, float(f"{x:.12g}")) for x in raw]
+    return list(dict.fromkeys(values))  # distinct, first-seen order, linear time
 
 
-class GridSampler(Sampler):
-    def __init__(self, space: Space) -> None:
-        self.names = [p.name for p in space.params]
-        self.axes = [grid_values(p) for p in space.params]
+class _Branch:
+    """One assignment of the choices that switch parameters on, and the axes active under it."""
 
-    def size(self) -> int:
-        return math.prod(len(axis) for axis in self.axes)
+    def __init__(self, fixed: dict[str, Any], names: list[str], axes: list[list[Any]]) -> None:
+        self.fixed, self.names, self.axes = fixed, names, axes
+        self.size = math.prod(len(axis) for axis in axes)
 
-    def suggest(self, index: int) -> dict[str, Any] | None:
-        if index >= self.size():
-            return None
+    def config(self, index: int, order: list[str]) -> dict[str, Any]:
         combo = []
         for axis in reversed(self.axes):  # mixed-radix digits: the last parameter varies fastest
             index, digit = divmod(index, len(axis))
             combo.append(axis[digit])
-        return dict(zip(self.names, reversed(combo)))
+        values = dict(self.fixed, **dict(zip(self.names, reversed(combo))))
+        return {name: values[name] for name in order if name in values}
+
+
+class GridSampler(Sampler):
+    """Every combination of the axes, computed from its index (nothing enumerated up front).
+
+    A conditional space is a list of branches, one per assignment of the controlling choices
+    (parameters other parameters' ``when`` names), so the grid holds only real combinations:
+    ``momentum`` is crossed with ``optimizer: sgd`` only, and ``adam`` runs once per beta2.
+    """
+
+    def __init__(self, space: Space) -> None:
+        self.params = space.params
+        self.names = [p.name for p in space.params]
+        self.axes = [grid_values(p) for p in space.params]
+        axes = dict(zip(self.names, self.axes))
+        controlling = {parent for p in space.params for parent, _ in p.when}
+        self.branches = [_Branch(fixed, [n for n in self.names if n in free], [axes[n] for n in self.names if n in free])
+                         for fixed, free in _branches(space.params, controlling)]
+        self._starts = list(itertools.accumulate((b.size for b in self.branches), initial=0))
+
+    def size(self) -> int:
+        return self._starts[-1]
+
+    def suggest(self, index: int) -> dict[str, Any] | None:
+        if index >= self.size():
+            return None
+        b = bisect.bisect_right(self._starts, index) - 1
+        return self.branches[b].config(index - self._starts[b], self.names)
+
+    def contains(self, config: dict[str, Any]) -> bool:
+        """Whether ``config`` is one of this grid's points (a warm start skips those already run)."""
+        if not fits(self.params, config):
+            return False
+        return all(config[n] in axis for n, axis in zip(self.names, self.axes) if n in config)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for combo in itertools.product(*self.axes):
-            yield dict(zip(self.names, combo))
+        for index in range(self.size()):
+            yield self.suggest(index)  # type: ignore[misc]
+
+
+def _branches(params: tuple[Param, ...], controlling: set[str]) -> list[tuple[dict[str, Any], set[str]]]:
+    """(fixed controlling values, names of the other active parameters) for every distinct branch."""
+    ordered = dependency_order(params)
+    result: list[tuple[dict[str, Any], set[str]]] = []
+
+    def walk(i: int, fixed: dict[str, Any]) -> None:
+        while i < len(ordered) and (ordered[i].name not in controlling or not is_active(ordered[i], fixed)):
+            i += 1
+        if i == len(ordered):
+            free = {p.name for p in params if p.name not in controlling and is_active(p, fixed)}
+            result.append((dict(fixed), free))
+            return
+        for value in ordered[i].values:
+            walk(i + 1, {**fixed, ordered[i].name: value})
+
+    walk(0, {})
+    return result
 
 
 def make_sampler(space: Space) -> Sampler:

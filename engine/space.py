@@ -134,6 +134,7 @@ class Space:
     executor: ExecutorSpec
     logs: LogSpec
     metric_regex: tuple[tuple[str, str], ...] = ()
+    metric_files: Any = None  # engine.metric_files.MetricFilesSpec: csv / tensorboard sources, or None
     health: Any = None
     parent: str | None = None
     source_file: str = ""
@@ -308,11 +309,14 @@ def parse_space(data: Any, file: str, base_dir: Path) -> Space:
     from .notify import parse_notify  # local: notify owns its own keys
 
     notify = parse_notify(data.get("notify"), r.fail)
+    from .metric_files import parse_metric_files  # local: the file sources own their keys
+
+    metric_files = parse_metric_files(data.get("metrics"), r.fail, {p.name for p in params})
 
     return Space(name=name, command=command, workdir=workdir, objective=objective, search=search,
                  budget=budget, resources=resources, params=params, scheduler=scheduler, executor=executor,
                  logs=logs, metric_regex=metric_regex, health=health, parent=parent, source_file=file,
-                 raw=data, objectives=objectives, notify=notify)
+                 raw=data, objectives=objectives, notify=notify, metric_files=metric_files)
 
 
 def _objective(r: _Reader, raw: Any, key: str) -> Objective:
@@ -537,18 +541,20 @@ def _metrics(r: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     raw = r.mapping(raw, "metrics")
-    r.only_keys(raw, ("regex",), "metrics")
+    r.only_keys(raw, ("regex", "csv", "tensorboard", "step"), "metrics")
     patterns = r.mapping(raw.get("regex", {}), "metrics.regex")
     result = []
+    from .metricline import expand_number  # `{number}`: a number, nan and inf included
+
     for metric, pattern in patterns.items():
         key = f"metrics.regex.{metric}"
         pattern = r.string(pattern, key)
         try:
-            compiled = re.compile(pattern)
+            compiled = re.compile(expand_number(pattern))
         except re.error as exc:
             raise r.fail(key, f"invalid regular expression ({exc})", "fix the pattern") from None
         if compiled.groups < 1:
-            raise r.fail(key, "the pattern captures nothing", "wrap the number in a group: 'val acc: ([0-9.eE+-]+)'")
+            raise r.fail(key, "the pattern captures nothing", "mark the number with {number}: 'val acc: {number}'")
         result.append((str(metric), pattern))
     return tuple(result)
 

@@ -21,9 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-SCHEMA_VERSION = 1
+from .dbfile import (DatabaseDamaged, DatabaseRefused, FileWatch, check_existing, integrity_problem, open_readonly,
+                     prepare_new, sidecar, sqlite_uri)
+
+SCHEMA_VERSION = 2
+WAL_SIZE_LIMIT = 32 * 1024 * 1024  # journal_size_limit: what a reset WAL is cut back to
+WAL_CHECKPOINT_BYTES = 8 * 1024 * 1024  # a WAL above this is truncated at the next heartbeat readers allow
 BUSY_TIMEOUT_MS = 30_000
 TERMINAL_STATUSES = ("completed", "pruned", "stopped", "failed", "diverged")
+INVALID_STATUSES = ("invalid",)  # ended, but not counted toward max_trials (engine/invalid.py)
+ENDED_STATUSES = TERMINAL_STATUSES + INVALID_STATUSES  # every status a trial never leaves
 COMMAND_ACTIONS = ("stop_trial", "stop_study", "pause_launching", "resume_launching", "pause_trial",
                    "resume_trial", "set_max_parallel", "clone_trial")
 HOSTNAME = socket.gethostname()
@@ -101,7 +108,16 @@ def _migration_1(db: Any) -> None:  # db: sqlite_utils.Database
     db["host_samples"].create_index(["host", "time"])
 
 
-MIGRATIONS = {1: _migration_1}
+def _migration_2(db: Any) -> None:
+    """GPU sharing (issue 17): each trial's claimed GPU memory; per GPU sample, what hpotui claims
+    (all engines on the host) and what other users' processes hold."""
+    db["trials"].add_column("gpu_memory", int)
+    db["gpu_samples"].add_column("claimed_memory", int)
+    db["gpu_samples"].add_column("claimed_trials", int)
+    db["gpu_samples"].add_column("other_memory", int)
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2}
 
 
 @dataclass(frozen=True)
@@ -217,6 +233,7 @@ class CommandRow:
     action: str
     args: dict[str, Any]
     created_at: float
+    problem: str | None = None  # "refused: ..." when the row cannot be applied (engine/command_check.py)
 
 
 def _to_db(value: float) -> float | None:
@@ -226,23 +243,47 @@ def _to_db(value: float) -> float | None:
 
 def _from_db(value: float | None) -> float:
     return math.nan if value is None else value
-    problem: str | None = None  # "refused: ..." when the row cannot be applied (engine/command_check.py)
 
 
 def connect(path: str | os.PathLike[str], *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection with the settings every hpotui process uses (WAL, long busy timeout)."""
+    """A connection with the settings every hpotui process uses (WAL, long busy timeout).
+
+    Read-only connections go through an escaped ``file:`` URI (``#``, ``?``, ``%`` in a path).
+    """
     if readonly:
-        conn = sqlite3.connect(f"file:{os.fspath(path)}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+        conn = sqlite3.connect(sqlite_uri(path, mode="ro"), uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
                                isolation_level=None, check_same_thread=False)
     else:
-        conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
+        conn = _plain_connect(path)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        _writer_settings(conn)
     return conn
+
+
+def _plain_connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """A writable connection that has not written anything yet (no journal-mode switch)."""
+    conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _writer_settings(conn: sqlite3.Connection) -> None:
+    """WAL for readers that never block the engine, with the WAL bounded once a checkpoint resets it."""
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+
+
+def _may_be_corrupt(exc: BaseException) -> bool:
+    """An error that can mean a damaged file (not a full disk or a held lock)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc).lower()
+    return (isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)) \
+        or name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text
 
 
 class EngineLocked(Exception):
@@ -252,32 +293,65 @@ class EngineLocked(Exception):
 class Store:
     """One process's handle on the study file; the engine's instance buffers metric writes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, readonly: bool = False) -> None:
+        """Open the study file; raises dbfile.DatabaseRefused (one line, exit 2) for a file hpotui must not use.
+
+        ``create``: a missing (or empty) file becomes a new study database; without it the file
+        must already be one. ``readonly`` (status, export): nothing is written, and a finished
+        study on read-only storage opens as an immutable snapshot (``self.immutable``).
+        Nothing is written to an existing file before it proved to be an hpotui database.
+        """
         self.path = Path(path)
-        created = not self.path.exists()
+        self.damaged: str | None = None  # set once the file was found deleted, replaced, truncated or corrupt
+        self.immutable = False
+        self.watch: FileWatch | None = None
+        self._init_buffers()
+        if readonly:
+            self._open_readonly()
+            return
+        created = prepare_new(self.path) if create else False
+        if not create and not self.path.is_file():
+            raise DatabaseRefused(f"{self.path}: no study database here; pass --db PATH or set HPOTUI_DB")
         if created:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             # Owner-only from the first byte: the box is shared and params/commands are private.
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
-        self.conn = connect(self.path)
+        fresh = created or (create and self.path.stat().st_size == 0)
+        self.conn = _plain_connect(self.path)
+        if not fresh:
+            check_existing(self.conn, self.path, SCHEMA_VERSION)
+        _writer_settings(self.conn)
         self._migrate()
+        self.watch = FileWatch(self.path)
         if created:
             for suffix in ("-wal", "-shm"):
                 side = Path(str(self.path) + suffix)
                 if side.exists():
                     os.chmod(side, 0o600)
+
+    def _init_buffers(self) -> None:
         self._metric_buffer: list[tuple[int, float, str, float | None, float]] = []
         self._offset_buffer: dict[int, tuple[Any, ...]] = {}
         self._event_buffer: list[tuple[int, int | None, float, str, str, str, str]] = []
         self._params_cache: dict[int, dict[str, Any]] = {}  # trial id -> parsed params (never change)
+
+    def _open_readonly(self) -> None:
+        if not self.path.is_file():
+            raise DatabaseRefused(f"{self.path}: no study database here; pass --db PATH or set HPOTUI_DB")
+        try:
+            self.conn, self.immutable = open_readonly(self.path, BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            raise DatabaseRefused(f"{self.path}: cannot open the study database ({exc}); check --db") from None
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        check_existing(self.conn, self.path, SCHEMA_VERSION)
 
     # -- schema -----------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self.transaction():
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: written by a newer hpotui (schema {version}); upgrade hpotui")
+                raise DatabaseRefused(f"{self.path}: written by a newer hpotui (schema {version}); upgrade hpotui")
             if version < SCHEMA_VERSION:
                 db = _sqlite_utils().Database(self.conn)
             for target in range(version + 1, SCHEMA_VERSION + 1):
@@ -306,8 +380,67 @@ class Store:
                 self.conn.execute("ROLLBACK")
 
     def transaction(self) -> "Store._Tx":
-        """A write transaction taken up front (BEGIN IMMEDIATE) so it never fails half-way on a lock."""
+        """A write transaction taken up front (BEGIN IMMEDIATE) so it never fails half-way on a lock.
+
+        Refused (DatabaseDamaged) once the file is known to be damaged: nothing is ever written
+        over a file that was deleted, replaced or truncated under us.
+        """
+        self.check_file()
         return Store._Tx(self.conn)
+
+    # -- the file itself (engine/dbfile.py) ---------------------------------------------------
+    def check_file(self, *, force: bool = False) -> None:
+        """Raise DatabaseDamaged if the file is gone, replaced or truncated (looked at twice a second)."""
+        if self.damaged is None and self.watch is not None:
+            self.damaged = self.watch.problem(force=force)
+        if self.damaged is not None:
+            raise DatabaseDamaged(self.damaged)
+
+    def diagnose(self, exc: BaseException) -> str | None:
+        """After a database error: what is wrong with the file itself, or None when it is sound.
+
+        The file's identity and size are looked at always; SQLite's integrity check runs when
+        the error says the file may be damaged. A problem found is kept: no write follows it.
+        """
+        if self.damaged is None and self.watch is not None:
+            self.damaged = self.watch.problem(force=True)
+        if self.damaged is None and _may_be_corrupt(exc):
+            found = integrity_problem(self.path)
+            if found:
+                self.damaged = f"the study database {self.path} is damaged ({found})"
+        return self.damaged
+
+    def leave_wal(self) -> bool:
+        """Back to a rollback journal once no one else has the file open, so that a finished study
+        opens read-only from storage where no ``-shm`` can be created; True when it switched."""
+        if self.damaged is not None:
+            return False
+        try:
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            mode = self.conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+        except sqlite3.Error:  # another engine or a reader has it open: it stays WAL (and opens immutable)
+            return False
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return str(mode).lower() == "delete"
+
+    def checkpoint_if_large(self) -> None:
+        """Truncate the WAL once readers let go of it; never waits for them (busy timeout 0)."""
+        if self.damaged is not None:
+            return
+        try:
+            size = os.stat(sidecar(self.path, "-wal")).st_size
+        except OSError:
+            return
+        if size < WAL_CHECKPOINT_BYTES:
+            return
+        try:
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()  # (busy, frames, copied)
+        except sqlite3.OperationalError:
+            pass  # a reader still holds an old snapshot: the next heartbeat tries again
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     # -- studies -----------------------------------------------------------------------------
     def create_study(self, *, name: str, objective_metric: str, objective_mode: str, space_file: str,
@@ -403,8 +536,10 @@ class Store:
                          "engine_heartbeat = ? WHERE id = ?", (pid, HOSTNAME, create_time, time.time(), study_id))
 
     def heartbeat(self, study_id: int) -> None:
+        """The engine's sign of life every few seconds; also where the WAL is cut back (checkpoint_if_large)."""
         with self.transaction() as conn:
             conn.execute("UPDATE studies SET engine_heartbeat = ? WHERE id = ?", (time.time(), study_id))
+        self.checkpoint_if_large()
 
     def release_engine_lock(self, study_id: int, pid: int) -> None:
         with self.transaction() as conn:
@@ -474,6 +609,19 @@ class Store:
         with self.transaction() as conn:
             conn.execute("UPDATE trials SET peak_gpu_memory = ?, mean_gpu_util = ? WHERE id = ?",
                          (peak_gpu_memory, mean_gpu_util, trial_id))
+
+    def set_trial_gpu_memory(self, trial_id: int, claimed_bytes: int | None) -> None:
+        """The GPU memory a ``gpu_memory`` trial claimed (its fraction already holds the same share)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET gpu_memory = ? WHERE id = ?", (claimed_bytes, trial_id))
+
+    def measured_gpu_memory(self, study_id: int) -> list[tuple[dict[str, Any], int]]:
+        """(params, peak GPU bytes) of the study's finished trials whose peak was measured (gpu_memory: auto)."""
+        marks = ",".join("?" * len(TERMINAL_STATUSES))
+        rows = self.conn.execute(f"SELECT params, peak_gpu_memory FROM trials WHERE study_id = ? AND status IN "
+                                 f"({marks}) AND status != 'failed' AND peak_gpu_memory > 0",
+                                 (study_id, *TERMINAL_STATUSES))
+        return [(json.loads(p or "{}"), int(peak)) for p, peak in rows]
 
     def trial(self, trial_id: int) -> TrialRow | None:
         row = self.conn.execute("SELECT * FROM trials WHERE id = ?", (trial_id,)).fetchone()
@@ -648,6 +796,9 @@ class Store:
             return cur.lastrowid  # type: ignore[return-value]
 
     def pending_commands(self, study_id: int) -> list[CommandRow]:
+        """Unacknowledged commands, each checked: a malformed row comes back with its ``problem`` set."""
+        from .command_check import check_command
+
         rows = self.conn.execute("SELECT * FROM commands WHERE study_id = ? AND acknowledged_at IS NULL ORDER BY id",
                                  (study_id,))
         commands = []
@@ -673,12 +824,11 @@ class Store:
         now = time.time()
         with self.transaction() as conn:
             if gpu_rows:
+                gpu_rows = [{"claimed_memory": None, "claimed_trials": None, "other_memory": None, **r} for r in gpu_rows]
                 conn.executemany("INSERT INTO gpu_samples (time, host, gpu, name, util, memory_used, memory_total, "
-        """Unacknowledged commands, each checked: a malformed row comes back with its ``problem`` set."""
-        from .command_check import check_command
-
-                                 "temperature, power) VALUES (:time, :host, :gpu, :name, :util, :memory_used, "
-                                 ":memory_total, :temperature, :power)", gpu_rows)
+                                 "temperature, power, claimed_memory, claimed_trials, other_memory) VALUES (:time, "
+                                 ":host, :gpu, :name, :util, :memory_used, :memory_total, :temperature, :power, "
+                                 ":claimed_memory, :claimed_trials, :other_memory)", gpu_rows)
             if host_row:
                 conn.execute("INSERT INTO host_samples (time, host, cpu_percent, ram_used, ram_total, load1) "
                              "VALUES (:time, :host, :cpu_percent, :ram_used, :ram_total, :load1)", host_row)

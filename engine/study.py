@@ -133,6 +133,7 @@ class StudyLoop:
         self.not_read = reading.ReadingLedger(space.objective.metric)  # what trials did not report, said loudly
         self.not_read.rebuild(store.events(study.id, kinds=(reading.NOT_READ_EVENT,)),
                               {t.id: t.number for t in store.trials(study.id)})
+        self._warnings = [w for w in self._warnings if w not in self.not_read.lines()]  # boundary ones only
         self.finished = 0
         self.launching_paused = study.launching_paused
         self._data_version = -1
@@ -710,11 +711,7 @@ class StudyLoop:
                 self.store.buffer_event(self.study.id, live.row.id, "flag",
                                         f"{OOM_FLAG}: trial {number} ran out of GPU memory — {OOM_HINT}",
                                         level="error", data={"flag": OOM_FLAG, "hint": OOM_HINT})
-        if status == "completed" and live.reports == 0:
-            silent = (f"trial {number} completed but never reported a metric: no `@hpotui {{...}}` line "
-                      "(or metrics.regex match) in its output; check that the command prints them")
-            self.store.buffer_event(self.study.id, live.row.id, "no_metrics", silent, level="warning")
-            self._say(silent)
+        self._note_not_read(live, status)
         self.store.buffer_event(self.study.id, live.row.id, status,  # flushed with the next batch (<= 0.2 s)
                                 message + (f" — {reason}" if reason and status != "completed" else ""),
                                 level="error" if status == "failed" else "info", data=data)
@@ -749,6 +746,33 @@ class StudyLoop:
             self.store.add_event(self.study.id, None, "invalid_storm", self.stop_reason, level="error")
             self._say(self.stop_reason)
 
+    def _note_not_read(self, live: LiveTrial, status: str) -> None:
+        """Say loudly what this trial's readers never read; ten silent trials in a row pause launching."""
+        if live.reading is None or status in ("pruned", "stopped"):
+            return  # stopped from outside: what it did not get to print says nothing about the readers
+        problems = reading.trial_problems(live.reading, self.space.objective.metric, self.space.metric_regex,
+                                          self.space.logs.max_line_bytes)
+        for problem in problems:
+            text = f"trial {live.row.number} {status}: {problem.detail}"
+            self.store.buffer_event(self.study.id, live.row.id, reading.NOT_READ_EVENT, text, level="warning",
+                                    data={"problem": problem.kind, "what": problem.what})
+            self._say(f"warning: {text}")
+        self.not_read.trial_finished(live.row.number, problems, counts_for_streak=True)
+        if problems:
+            self._store_warnings(self._warnings)
+        if self.not_read.silent_streak >= reading.SILENT_STREAK and not self.study_launching_paused():
+            message = self.not_read.pause_message(self.study.name)
+            self._set_launching_paused(True, message)
+            self.store.add_event(self.study.id, None, "failure_storm", message, level="error")
+            self._say(message)
+            if self.options.headless:
+                self.stop_reason = message
+                self.final_status, self.exit_code = "failed", EXIT_FAILED
+
+    def _store_warnings(self, boundary: list[str]) -> None:
+        """The study's warning lines: boundary warnings, then what trials did not report."""
+        self.store.set_warnings(self.study.id, boundary + self.not_read.lines())
+
     def _update_warnings(self) -> None:
         """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
         from .boundary import RANKED_STATUSES, boundary_warnings
@@ -758,7 +782,7 @@ class StudyLoop:
         warnings = [w.text for w in boundary_warnings(self.space.params, results, self.space.objective.mode)]
         if warnings == self._warnings:
             return
-        self.store.set_warnings(self.study.id, warnings)
+        self._store_warnings(warnings)
         for warning in warnings:
             if warning not in self._warnings:
                 self.store.add_event(self.study.id, None, "boundary", warning, level="warning")
