@@ -7,8 +7,8 @@ so it is tested without processes.
 
 What "similar configurations" means for ``auto``: the finished trials with a recorded peak
 that share every ``choice`` parameter value with the new trial (batch size, model family:
-the values memory depends on most) are the candidates; when none does, every measured trial
-is. Among the candidates the :data:`AUTO_NEIGHBOURS` nearest in the numeric parameters (each
+the values memory depends on most) are the candidates; when none does (a batch size not tried
+yet), the estimate is the largest peak measured so far, plus the margin. Among the candidates the :data:`AUTO_NEIGHBOURS` nearest in the numeric parameters (each
 scaled to its range, log-scaled where the space says log) count, and the estimate is the
 largest of their peaks plus a margin (:data:`AUTO_MARGIN` of it, at least
 :data:`AUTO_MARGIN_MIN_BYTES`). No measurement yet: no estimate, which placement turns into
@@ -76,7 +76,9 @@ def estimate_memory(params: Mapping[str, Any], measured: Iterable[tuple[Mapping[
         return None
     choices = [p.name for p in space_params if p.type == "choice"]
     same = [(p, peak) for p, peak in known if all(p.get(name) == params.get(name) for name in choices)]
-    candidates = same or known
+    if not same:  # a choice value never measured (a bigger batch?): the largest peak seen, to be safe
+        return with_margin(max(peak for _, peak in known))
+    candidates = same
     numeric = [p for p in space_params if p.type != "choice"]  # conditional parameters may be absent: far
     candidates.sort(key=lambda item: _distance(params, item[0], numeric))
     return with_margin(max(peak for _, peak in candidates[:AUTO_NEIGHBOURS]))

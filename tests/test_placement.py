@@ -227,3 +227,115 @@ def test_claims_read_back_from_the_database_block_the_same_gpus() -> None:
     assert claims == [(placed[0], 1.0), (placed[1], 1.0), (3, 0.5)]
     assert place_trial(gpus, half, claims) == (3,)
     assert place_trial(gpus, two, claims) is None
+
+
+# --- memory-aware packing (resources.gpu_memory) ------------------------------------------------
+
+from hpotui.engine.placement import Claim, available_bytes, placement_reason  # noqa: E402
+
+
+def memory(gib: float) -> Resources:
+    return Resources(gpus_per_trial=1, gpu_memory=int(gib * GIB))
+
+
+def start_by_memory(readings_: list[GpuReading], resources: Resources, claims: list[Claim]) -> tuple[int, ...] | None:
+    placed = place_trial(readings_, resources, claims)
+    if placed:
+        claims.extend(Claim(i, f, resources.gpu_memory) for i, f in claims_for(placed, resources, readings_))
+    return placed
+
+
+def test_mixed_sizes_pack_onto_one_gpu_while_they_fit() -> None:
+    gpus = readings(FakeNvml(2))  # 80 GiB each
+    claims: list[Claim] = []
+    assert start_by_memory(gpus, memory(30), claims) == (0,)
+    assert start_by_memory(gpus, memory(12), claims) == (0,)   # best fit: the fuller GPU still has room
+    assert start_by_memory(gpus, memory(30), claims) == (0,)   # 72 of 80
+    assert start_by_memory(gpus, memory(12), claims) == (1,)   # 8 GiB left on GPU 0: not enough
+    assert start_by_memory(gpus, memory(8), claims) == (0,)    # exactly the 8 GiB left
+    assert placement_reason(gpus[0], 0, claims) == "GPU 0: 4 trials, 80 of 80 GiB claimed"
+    assert placement_reason(gpus[1], 1, claims) == "GPU 1: 1 trial, 12 of 80 GiB claimed"
+
+
+def test_claimed_but_not_yet_used_memory_is_not_free() -> None:
+    """NVML says 80 GiB free, but a trial placed a second ago was promised 50 of them."""
+    gpu = readings(FakeNvml(1))[0]
+    fresh = [Claim(0, 50 / 80, 50 * GIB, used_bytes=None)]
+    assert available_bytes(gpu, fresh) == 30 * GIB
+    assert place_trial([gpu], memory(40), fresh) is None
+    line = why_waiting([gpu], memory(40), fresh)
+    assert line == "waiting for 40 GiB on one GPU: GPU 0 30 GiB free (1 trial, 50 of 80 GiB claimed)"
+
+
+def test_memory_a_trial_already_uses_counts_once() -> None:
+    fake = FakeNvml([FakeGpu(memory_used=45 * GIB)])  # the claimed trial now holds 45 of its 50 GiB
+    gpu = readings(fake)[0]
+    loaded = [Claim(0, 50 / 80, 50 * GIB, used_bytes=45 * GIB)]
+    assert available_bytes(gpu, loaded) == 30 * GIB
+
+
+def test_other_users_memory_is_taken_from_what_is_free() -> None:
+    fake = FakeNvml([FakeGpu(memory_used=60 * GIB, processes={4242: 60 * GIB}), FakeGpu(memory_used=10 * GIB)])
+    gpus = readings(fake)
+    both_on = Resources(gpus_per_trial=1, gpu_memory=15 * GIB, avoid_busy=False)
+    assert place_trial(gpus, both_on, []) == (0,)  # 20 GiB free there: the tighter fit
+    assert place_trial(gpus, Resources(gpus_per_trial=1, gpu_memory=25 * GIB, avoid_busy=False), []) == (1,)
+
+
+def test_a_whole_gpu_claim_or_fractions_leave_no_memory() -> None:
+    gpus = readings(FakeNvml(1))
+    assert place_trial(gpus, memory(1), [Claim(0, 1.0)]) is None
+    assert place_trial(gpus, memory(30), [Claim(0, 0.5), Claim(0, 0.25)]) is None  # 60 of 80 claimed by fractions
+    assert place_trial(gpus, memory(20), [Claim(0, 0.5), Claim(0, 0.25)]) == (0,)
+
+
+def test_unknown_gpu_size_means_one_memory_trial_per_gpu() -> None:
+    gpus = [GpuReading(index=0), GpuReading(index=1)]
+    claims: list[Claim] = []
+    assert start_by_memory(gpus, memory(4), claims) == (0,)
+    assert start_by_memory(gpus, memory(4), claims) == (1,)
+    assert start_by_memory(gpus, memory(4), claims) is None
+    assert placement_reason(gpus[0], 0, claims) == "GPU 0: 1 trial, 1 of 1 GPU claimed"
+
+
+def test_asking_for_more_memory_than_any_gpu_has_is_a_clear_error() -> None:
+    gpus = readings(FakeNvml([FakeGpu(memory_total=24 * GIB), FakeGpu(memory_total=48 * GIB)]))
+    assert check_request(memory(64), gpus) == ("resources.gpu_memory: 64 GiB per trial asked but the largest allowed "
+                                               "GPU has 48 GiB; lower gpu_memory (or use gpus_per_trial: 2 and no "
+                                               "gpu_memory)")
+    assert check_request(memory(40), gpus) is None
+    assert check_request(Resources(gpus_per_trial=1, gpus=(0,), gpu_memory=40 * GIB), gpus) is not None
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.sampled_from([4, 10, 12, 17.5, 30, 40, 79]), min_size=1, max_size=4),
+    others=st.lists(st.sampled_from([0, 10, 30]), min_size=2, max_size=2),
+    steps=st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=50),
+)
+def test_memory_claims_never_exceed_what_a_gpu_has(sizes: list[float], others: list[int],
+                                                   steps: list[tuple[int, bool]]) -> None:
+    """Studies of mixed gpu_memory sizes and fraction trials, other users' memory: never more than the GPU."""
+    fake = FakeNvml([FakeGpu(memory_used=o * GIB, processes={9000 + o: o * GIB} if o else {}) for o in others])
+    gpus = readings(fake)
+    studies = [memory(s) for s in sizes] + [Resources(gpus_per_trial=0.5, avoid_busy=False)]
+    running: list[Claim] = []
+    for who, release in steps:
+        if release and running:
+            running.pop(0)
+            continue
+        study = studies[who % len(studies)]
+        placed = start_by_memory(gpus, replace_busy(study), running)
+        for g in gpus:
+            held = [c for c in running if c.gpu == g.index]
+            assert sum(c.fraction for c in held) <= 1 + 1e-9
+            if study.gpu_memory is None or not placed or placed[0] != g.index:
+                continue  # a fraction is the user's share, not a memory figure: checked by the test above
+            reserved = sum(c.memory_bytes if c.memory_bytes is not None else c.fraction * g.memory_total_bytes for c in held)  # type: ignore[operator]
+            assert reserved + (g.memory_used_bytes or 0) <= g.memory_total_bytes + 1  # type: ignore[operator]
+
+
+def replace_busy(resources: Resources) -> Resources:
+    from dataclasses import replace
+
+    return replace(resources, avoid_busy=False)
