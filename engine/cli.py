@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", parents=[common], help="write a study as json, csv or a Markdown table")
     p.add_argument("study")
     p.add_argument("--format", choices=("json", "csv", "md"), default="json")
+    p.add_argument("--curves", action="store_true",
+                   help="json: add each trial's curves, {metric: [[step, value], ...]} (last value per step)")
     p.add_argument("-o", "--output", help="file to write (default: stdout)")
 
     p = sub.add_parser("plan", parents=[common], help="show what a space file's search will run and cost")
@@ -358,7 +360,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study)
-    text = {"json": export_json, "csv": export_csv, "md": export_markdown}[args.format](store, study)
+    if args.format == "json":
+        text = export_json(store, study, curves=args.curves)
+    else:
+        text = {"csv": export_csv, "md": export_markdown}[args.format](store, study)
     if args.output:
         Path(args.output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:

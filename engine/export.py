@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import os
 import time
 from typing import Any
 
@@ -61,6 +62,7 @@ def study_record(store: Store, study: StudyRow) -> dict[str, Any]:
             "gpus": t.gpus,
             "host": t.host,
             "rerun_of": _number_of(store, t.rerun_of),
+            "trial_dir": _absolute(store, t.trial_dir),
         })
     objectives = stored_objectives(study.space_yaml)  # several objectives: the list, and each trial's place
     if objectives:
@@ -83,8 +85,28 @@ def _number_of(store: Store, trial_id: int | None) -> int | None:
     return t.number if t else None
 
 
-def export_json(store: Store, study: StudyRow) -> str:
-    return json.dumps(study_record(store, study), indent=2, allow_nan=True)
+def _absolute(store: Store, path: str | None) -> str | None:
+    """A trial folder as an absolute path (relative ones are relative to the database's folder)."""
+    if not path:
+        return None
+    return os.path.abspath(path if os.path.isabs(path) else os.path.join(store.path.resolve().parent, path))
+
+
+def trial_curves(store: Store, trial_id: int) -> dict[str, list[list[float]]]:
+    """Each metric's curve: steps ascending, one point per step, the last value reported there."""
+    by_metric: dict[str, dict[float, float]] = {}
+    for row in store.metrics(trial_id):  # recording order: a later value at a step replaces an earlier one
+        by_metric.setdefault(row.name, {})[row.step] = row.value
+    return {name: [[step, points[step]] for step in sorted(points)] for name, points in sorted(by_metric.items())}
+
+
+def export_json(store: Store, study: StudyRow, curves: bool = False) -> str:
+    """The JSON export; ``curves`` adds each trial's ``"curves": {metric: [[step, value], ...]}``."""
+    record = study_record(store, study)
+    if curves:
+        for trial, row in zip(record["trials"], store.trials(study.id)):
+            trial["curves"] = trial_curves(store, row.id)
+    return json.dumps(record, indent=2, allow_nan=True)
 
 
 def _flat_rows(record: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:

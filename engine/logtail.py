@@ -11,6 +11,13 @@ punches a hole in it (``fallocate(FALLOC_FL_PUNCH_HOLE)``). The file keeps its l
 offset stays valid and ``tail -f`` works, but only the newest ``keep_bytes`` of recorded output
 (plus whatever is not read yet) occupy disk blocks; the punched part reads back as NUL bytes.
 Rotating or truncating would move offsets under a trial that holds the file open in append mode.
+
+Progress bars rewrite one line with carriage returns; each segment is a piece of its own, so a
+bar that runs for hours never makes a line longer than the cap, and the segment a bar leaves
+on screen (no terminator yet) is handed out as soon as it has stayed unchanged for one read,
+marked ``partial``, without moving the offset: it is handed out again once it ends. The cap
+bounds what is held in memory, never what is read: an over-long piece is handed out in
+``max_line_bytes`` parts (marked ``cut``) that overlap a little, so a pattern still matches.
 """
 
 from __future__ import annotations
@@ -18,14 +25,19 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from .trial_files import ForeignFile, open_own_log
 
 READ_CHUNK = 1 << 20
 MIN_KEEP_BYTES = 64 * 1024  # the failed-trial event quotes the last 2000 bytes: never punch those
 PUNCH_GRANULE = 1 << 20  # punch in steps of at least 1 MiB (or the cap, if smaller): few system calls
+
+CUT_OVERLAP = 512  # bytes of an over-long piece repeated at the start of its next part
+_TERMINATOR = re.compile(rb"\r?\n|\r")
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
@@ -59,6 +71,16 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
     raise OSError(err, os.strerror(err))
 
 
+class Piece(NamedTuple):
+    """A line or carriage-return segment of a trial's output."""
+
+    text: str
+    offset: int  # just past it (a partial piece: where it starts, nothing is consumed)
+    ends_line: bool  # a newline ended it; False for a carriage return, a cut part or a partial tail
+    partial: bool = False  # a bar's unterminated segment as it stands; handed out again once it ends
+    cut: bool = False  # a part of a piece longer than max_line_bytes
+
+
 class LogTail:
     def __init__(self, path: Path, offset: int = 0, max_line_bytes: int = 64 * 1024,
                  keep_bytes: int | None = None) -> None:
@@ -69,7 +91,9 @@ class LogTail:
         self.at_eof = False  # the last read reached the end of what the trial has written so far
         self._fd: int | None = None
         self._pending = b""  # bytes read past ``offset`` that do not yet end a line
-        self._skipping = False  # inside the rest of an over-long line
+        self._overlap = b""  # the end of the last part of an over-long piece, repeated in the next
+        self._tail_seen = -1  # length of the unterminated tail at the last read
+        self._tail_handed = False  # that tail was handed out as a partial piece
         self._handed_out = offset  # just past the last line handed out: recorded once the caller commits
         self._punched = 0  # everything before this has been punched already
         self._punch_fd: int | None = None
@@ -91,17 +115,21 @@ class LogTail:
         return self._fd
 
     def read_lines(self, *, final: bool = False, budget: int = 4 * READ_CHUNK) -> list[tuple[str, int]]:
-        """New complete lines with the offset just past each, at most ``budget`` bytes' worth per call.
+        """Complete pieces (lines and carriage-return segments) with the offset just past each."""
+        return [(p.text, p.offset) for p in self.read_pieces(final=final, budget=budget) if not p.partial]
 
-        ``final`` (the trial has exited) also returns an unterminated last line, once the end of the
-        file is reached; a caller draining a finished trial calls again until ``at_eof``.
+    def read_pieces(self, *, final: bool = False, budget: int = 4 * READ_CHUNK) -> list[Piece]:
+        """New pieces with the offset just past each, at most ``budget`` bytes' worth per call.
+
+        ``final`` (the trial has exited) also returns an unterminated last piece, once the end of
+        the file is reached; a caller draining a finished trial calls again until ``at_eof``.
         """
         fd = self._open()
         self.at_eof = False
         if fd is None:
             self.at_eof = True
             return []
-        lines: list[tuple[str, int]] = []
+        pieces: list[Piece] = []
         read_pos = self.offset + len(self._pending)
         if final and self._final_size is None:
             # The trial has exited: read what it wrote, not what a leftover grandchild keeps adding.
@@ -118,35 +146,58 @@ class LogTail:
                 break
             read_pos += len(chunk)
             budget -= len(chunk)
-            data = self._pending + chunk
-            start = 0
-            while True:
-                newline = data.find(b"\n", start)
-                if newline < 0:
-                    break
-                raw = data[start:newline]
-                self.offset += newline + 1 - start
-                if self._skipping:
-                    self._skipping = False
-                else:
-                    lines.append((_decode(raw), self.offset))
-                start = newline + 1
-            self._pending = data[start:]
-            if len(self._pending) > self.max_line_bytes:
-                # Over-long line: hand out its head once, then skip to the next newline.
-                if not self._skipping:
-                    lines.append((_decode(self._pending[: self.max_line_bytes]), self.offset + len(self._pending)))
-                self._skipping = True
-                self.offset += len(self._pending)
-                self._pending = b""
+            self._split(self._pending + chunk, pieces)
         if final and self.at_eof and self._pending:
             self.offset += len(self._pending)
-            if not self._skipping:
-                lines.append((_decode(self._pending), self.offset))
-            self._pending = b""
-        if lines:
+            pieces.append(self._piece(self._pending, ends_line=True))
+            self._pending, self._tail_seen = b"", -1
+        elif not final:
+            self._hand_out_still_tail(pieces)
+        if pieces:
             self._handed_out = self.offset
-        return lines
+        return pieces
+
+    def _split(self, data: bytes, pieces: list[Piece]) -> None:
+        """Cut ``data`` (pending bytes + a new chunk) at newlines and lone carriage returns."""
+        start = 0
+        if b"\r" not in data:  # the common case, as fast as before: newlines only
+            while (newline := data.find(b"\n", start)) >= 0:
+                self.offset += newline + 1 - start
+                pieces.append(self._piece(data[start:newline], ends_line=True))
+                start = newline + 1
+        else:
+            for match in _TERMINATOR.finditer(data):
+                self.offset += match.end() - start
+                pieces.append(self._piece(data[start:match.start()], ends_line=match.group() != b"\r"))
+                start = match.end()
+        self._pending = data[start:]
+        if start:
+            self._tail_seen = -1
+        while len(self._pending) > self.max_line_bytes:
+            # Over-long piece: hand it out in parts (memory stays bounded), overlapping a little.
+            part = self._pending[: self.max_line_bytes]
+            self.offset += len(part)
+            pieces.append(self._piece(self._overlap + part, ends_line=False, cut=True))
+            self._overlap = part[-CUT_OVERLAP:]
+            self._pending = self._pending[self.max_line_bytes:]
+            self._tail_seen = -1
+
+    def _piece(self, raw: bytes, *, ends_line: bool, cut: bool = False) -> Piece:
+        if self._overlap and not cut:  # the last part of an over-long piece
+            raw, cut = self._overlap + raw, True
+            self._overlap = b""
+        return Piece(_decode(raw), self.offset, ends_line, cut=cut)
+
+    def _hand_out_still_tail(self, pieces: list[Piece]) -> None:
+        """The unterminated last segment, once it stayed the same for a whole read: a bar's last word."""
+        if not self._pending or self._overlap:
+            return
+        if len(self._pending) == self._tail_seen:
+            if not self._tail_handed:
+                pieces.append(Piece(_decode(self._pending), self.offset, False, partial=True))
+                self._tail_handed = True
+        else:
+            self._tail_seen, self._tail_handed = len(self._pending), False
 
     def trim(self) -> int:
         """Punch out recorded output older than the newest ``keep_bytes``; returns the bytes freed.

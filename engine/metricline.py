@@ -42,7 +42,25 @@ def _constant(name: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_constant)
 
 
+_WORDS = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf, "+inf": math.inf,
+          "infinity": math.inf, "+infinity": math.inf, "-inf": -math.inf, "-infinity": -math.inf}
+# Bare nan / inf tokens (any case) outside strings, which JSON lacks: `{"loss": nan}` from a hand-made line.
+_BARE_WORD = re.compile(r'("(?:[^"\\]|\\.)*")|(?<![\w.])([-+]?(?i:nan|inf(?:inity)?))(?![\w.])')
+
+
+def _bare_words_as_json(body: str) -> str:
+    def swap(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)
+        word = match.group(2).lower().lstrip("+")
+        return "NaN" if "nan" in word else ("-Infinity" if word.startswith("-") else "Infinity")
+
+    return _BARE_WORD.sub(swap, body)
+
+
 def _number(value: object) -> float | None:
+    if isinstance(value, str):
+        return _WORDS.get(value.strip().lower())  # "nan", "Inf", "-Infinity" as strings are numbers too
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -62,7 +80,10 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
     try:
         payload = _DECODER.decode(body)
     except (ValueError, RecursionError):
-        return Rejected(f"metric line is not valid JSON: {_preview(body)}")
+        try:
+            payload = _DECODER.decode(_bare_words_as_json(body))
+        except (ValueError, RecursionError):
+            return Rejected(f"metric line is not valid JSON: {_preview(body)}")
     if not isinstance(payload, dict):
         return Rejected(f"metric line must hold one JSON object, got {type(payload).__name__}: {_preview(body)}")
     if len(payload) > MAX_KEYS:
@@ -89,44 +110,177 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
     return Report(step=step, values=values, resource=resource, ignored=tuple(ignored))
 
 
-class RegexMetrics:
-    """Reads metrics from ordinary lines of a script that cannot print ``@hpotui`` lines.
+# A number as trainers print it, NaN and the infinities included (any case): what ``{number}`` means.
+NUMBER = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
+NUMBER_PLACEHOLDER = "{number}"
+# ANSI escapes: CSI (colours, cursor moves), OSC (titles, links) and the two-byte ones.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+REVISE_S = 1.0  # a progress bar's running value at an open step is re-recorded at most this often
 
-    An ``epoch`` or ``step`` pattern, if given, sets the step of the metrics that follow it;
-    otherwise each metric's step is how many values of it were seen.
+
+def expand_number(pattern: str) -> str:
+    """``{number}`` in a metric pattern: the first becomes the captured value, later ones only match."""
+    if NUMBER_PLACEHOLDER not in pattern:
+        return pattern
+    head, _, rest = pattern.partition(NUMBER_PLACEHOLDER)
+    return f"{head}(?P<number>{NUMBER})" + rest.replace(NUMBER_PLACEHOLDER, f"(?:{NUMBER})")
+
+
+def plain_text(text: str) -> str:
+    """The text without ANSI colour and cursor codes (a coloured bar matches like a plain one)."""
+    return _ANSI.sub("", text) if "\x1b" in text else text
+
+
+def _same(a: float, b: float | None) -> bool:
+    return b is not None and (a == b or (a != a and b != b))
+
+
+class RegexMetrics:
+    """Reads metrics from the ordinary output of a script that cannot print ``@hpotui`` lines.
+
+    Output comes in pieces: a line, or one carriage-return segment of a progress bar that
+    rewrites itself. In each piece the *last* match of a pattern counts (a bar's postfix
+    holds the newest value). An ``epoch`` or ``step`` pattern sets the step of what follows;
+    without one, each metric's step is how many lines held it.
+
+    At one step the last value is the step's value. A plain line (no carriage return) is
+    recorded at once. A bar is recorded as it is written, but only what it says *new* at the
+    step: a bar's postfix goes on showing the previous epoch's values until the new ones
+    exist (Lightning's val metrics), so a value that only repeats the previous step's final
+    value waits until the step closes (the step pattern moves on) and is dropped if the trial
+    ends first. Running values (a loss averaged over the batches so far) are re-recorded at
+    most every ``REVISE_S`` seconds and once more, final, when the step closes.
     """
 
-    def __init__(self, patterns: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, patterns: tuple[tuple[str, str], ...], revise_s: float = REVISE_S) -> None:
         self.step_name = next((n for n, _ in patterns if n in ("epoch", "step")), None)
-        # The step pattern goes first so that a line holding both sets the step of its own metrics,
+        # The step pattern goes first so that a piece holding both sets the step of its own metrics,
         # whatever order the space file lists them in.
-        self.patterns = sorted(((name, re.compile(pattern)) for name, pattern in patterns),
+        self.patterns = sorted(((name, re.compile(expand_number(pattern))) for name, pattern in patterns),
                                key=lambda item: item[0] != self.step_name)
+        self.revise_s = revise_s
         self.current_step: float | None = None
         self.counts: dict[str, int] = {}
+        self.matched: set[str] = set()  # names that matched at least once (the others are warned about)
+        self._open: dict[str, float] = {}  # values at the open step (or in the open line), last wins
+        self._emitted: dict[str, float] = {}  # what was recorded at the open step
+        self._emitted_at: dict[str, float] = {}
+        self._live: set[str] = set()  # metrics that said something new at the open step
+        self._previous: dict[str, float] = {}  # the final values of the step before
+        self._in_bar: dict[str, bool] = {}  # per stream: the current line has carriage-return segments
 
-    def resume(self, counts: dict[str, int], last_step: float | None) -> None:
-        """Continue a re-adopted trial: per-metric counts and the step as already recorded."""
+    def resume(self, counts: dict[str, int], last_step: float | None, preceding: tuple[str, ...] = ()) -> None:
+        """Continue a re-adopted trial: per-metric counts, and the step its output last announced
+        before the committed offsets (``preceding``, per stream), else the last recorded step."""
         self.counts = dict(counts)
-        if self.step_name is not None:
-            self.current_step = last_step
+        self.matched |= set(counts)
+        if self.step_name is None:
+            return
+        self.current_step = last_step
+        pattern = self.patterns[0][1]
+        announced = []
+        for text in preceding:
+            for piece in reversed(re.split(r"[\r\n]", text)):
+                value = self._last_value(pattern, plain_text(piece))
+                if value is not None:
+                    announced.append(value)
+                    break
+        if announced:
+            self.current_step = max(announced)
 
     def parse(self, line: str) -> list[Report]:
+        """One complete plain line (the whole story for line-based output)."""
+        return self.feed(line, ends_line=True)
+
+    def feed(self, text: str, *, ends_line: bool, partial: bool = False, stream: str = "",
+             now: float = 0.0) -> list[Report]:
+        """One piece of output: ``ends_line`` when a newline ended it (else a carriage return did);
+        ``partial`` for a bar's unterminated last segment, seen as written and seen again once it ends."""
+        found = self._matches(plain_text(text))
         reports: list[Report] = []
-        for name, pattern in self.patterns:
-            match = pattern.search(line)
-            if not match:
-                continue
+        if self.step_name is not None and self.step_name in found:
+            step = found.pop(self.step_name)
+            if not _same(step, self.current_step):
+                reports += self._close_step()
+                self.current_step = step
+        plain = ends_line and not partial and not self._in_bar.get(stream, False)
+        for name, value in found.items():
+            self._open[name] = value
+            if plain or name in self._live or not _same(value, self._previous.get(name)):
+                self._live.add(name)
+        if self.current_step is None:
+            if ends_line and not partial:
+                reports += self._close_line()
+        elif plain:
+            reports += self._emit(now, revise=True)
+        if not partial:
+            self._in_bar[stream] = not ends_line
+        return reports
+
+    def flush(self, now: float) -> list[Report]:
+        """After each read: what a bar said new at the open step, as soon as it was written."""
+        if self.current_step is None:
+            return []
+        return self._emit(now, revise=False)
+
+    def finish(self) -> list[Report]:
+        """The trial ended: the open step's new values, final; repeats of the previous step are dropped."""
+        if self.current_step is None:
+            return self._close_line()
+        return self._emit(0.0, revise=True)
+
+    # -- internals ----------------------------------------------------------------------------
+    @staticmethod
+    def _last_value(pattern: re.Pattern[str], text: str) -> float | None:
+        value = None
+        for match in pattern.finditer(text):
             try:
-                value = float(match.group(1))
-            except (ValueError, IndexError):
+                value = float(match.group("number") if "number" in pattern.groupindex else match.group(1))
+            except (ValueError, IndexError, TypeError):
                 continue
-            if name == self.step_name:
-                self.current_step = value
-                continue
+        return value
+
+    def _matches(self, text: str) -> dict[str, float]:
+        found: dict[str, float] = {}
+        for name, pattern in self.patterns:
+            value = self._last_value(pattern, text)
+            if value is not None:
+                found[name] = value
+                self.matched.add(name)
+        return found
+
+    def _emit(self, now: float, *, revise: bool) -> list[Report]:
+        values: dict[str, float] = {}
+        for name in self._live:
+            value = self._open[name]
+            if name not in self._emitted:
+                values[name] = value
+            elif not _same(value, self._emitted[name]) and (revise or now - self._emitted_at[name] >= self.revise_s):
+                values[name] = value
+        if not values:
+            return []
+        self._emitted.update(values)
+        self._emitted_at.update(dict.fromkeys(values, now))
+        step = self.current_step
+        assert step is not None
+        return [Report(step=step, values=values, resource=step)]
+
+    def _close_step(self) -> list[Report]:
+        """The step pattern moved on: the open step's last values are final, repeats included."""
+        self._live |= set(self._open)
+        reports = self._emit(0.0, revise=True) if self.current_step is not None else self._close_line()
+        self._previous = dict(self._open)
+        self._open, self._emitted, self._emitted_at, self._live = {}, {}, {}, set()
+        return reports
+
+    def _close_line(self) -> list[Report]:
+        """Without a step pattern a line is a step of each metric it held (its last value)."""
+        reports = []
+        for name, value in self._open.items():
             self.counts[name] = self.counts.get(name, 0) + 1
-            step = self.current_step if self.current_step is not None else float(self.counts[name])
+            step = float(self.counts[name])
             reports.append(Report(step=step, values={name: value}, resource=step))
+        self._open, self._live = {}, set()
         return reports
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
 from .liveness import find_trial_process, process_create_time
@@ -116,6 +117,7 @@ class StudyLoop:
         self.hurried = False  # a second stop signal arrived: SIGKILL instead of waiting out the grace period
         self.deadline = None if space.budget.max_time_s is None else time.monotonic() + space.budget.max_time_s
         self.max_parallel = study.max_parallel or space.budget.max_parallel
+        self._fd_checked_for, self._fd_cap = 0, self.max_parallel  # see _parallel_allowed
         self.git_commit = _git_commit(space.workdir)
         self.next_sample_index = 0
         self._last_flush = self._last_heartbeat = self._last_summary = time.monotonic()
@@ -172,6 +174,10 @@ class StudyLoop:
                     self._wait()
                 except sqlite3.DatabaseError as exc:  # disk full, I/O error, a lock held, a damaged file
                     self._wait_for_storage(exc)
+                except OSError as exc:  # out of file descriptors: fewer trials at once, never a crash
+                    if not out_of_fds(exc):
+                        raise
+                    self._ran_out_of_fds(exc)
             while True:
                 try:
                     self._finish()
@@ -375,9 +381,35 @@ class StudyLoop:
     def _launch(self) -> None:
         if self.study_launching_paused():
             return
-        while len(self.live) < self.max_parallel and self._can_launch_more():
+        while len(self.live) < self._parallel_allowed() and self._can_launch_more():
             if not self._launch_one():
                 return
+
+    def _parallel_allowed(self) -> int:
+        """max_parallel, within what the open-file limit allows (raised where it can be; engine/fd_limits.py)."""
+        if self.max_parallel != self._fd_checked_for:
+            self._fd_checked_for = self.max_parallel
+            fit = fit_parallel(self.max_parallel)
+            self._fd_cap = fit.parallel
+            if fit.note:
+                self.store.add_event(self.study.id, None, "fd_limit", fit.note,
+                                     level="info" if fit.parallel == self.max_parallel else "warning")
+                self._say(fit.note)
+        return min(self.max_parallel, self._fd_cap)
+
+    def _ran_out_of_fds(self, exc: OSError) -> None:
+        """EMFILE / ENFILE anyway (other processes, a lower limit set from outside): stop launching, go on."""
+        cap = max(1, len(self.live))
+        if cap < self._fd_cap or not self.live:
+            self._fd_cap = cap
+            message = (f"out of file descriptors ({exc.strerror or exc}) with {len(self.live)} trials running: "
+                       f"no new trial until one ends, at most {cap} at once from now on; raise `ulimit -n`")
+            self.store.add_event(self.study.id, None, "fd_limit", message, level="warning")
+            self._say(message)
+        if not self.live and not self.stop_reason:
+            self.stop_reason = "out of file descriptors with no trial running: nothing can start"
+            self.final_status, self.exit_code = "failed", EXIT_FAILED
+        self._wait()
 
     def study_launching_paused(self) -> bool:
         return self.launching_paused
@@ -448,6 +480,11 @@ class StudyLoop:
             proc = self.executor.start(row.id, argv, cwd=self.space.workdir, env=env,
                                        stdout_path=Path(row.stdout_path), stderr_path=Path(row.stderr_path))
         except OSError as exc:
+            if out_of_fds(exc):  # not the trial's fault: it runs again once a running trial frees its files
+                self.store.finish_trial(row.id, "interrupted", exit_code=None,
+                                        reason=f"not started: the engine is out of file descriptors ({exc.strerror})")
+                self.rerun_queue.append(self.store.trial(row.id))  # type: ignore[arg-type]
+                raise
             reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
             self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
             self.finished += 1
