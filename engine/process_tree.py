@@ -52,7 +52,7 @@ def direct_children() -> list[int]:
     except OSError:
         try:
             return [c.pid for c in psutil.Process().children()]
-        except psutil.Error:
+        except (psutil.Error, OSError):  # OSError: out of file descriptors; the next sweep tries again
             return []
 
 
@@ -79,8 +79,11 @@ class ProcessTree:
         if not self.leaders:
             return
         children: dict[int, list[int]] = {}
-        for proc in psutil.process_iter(["ppid"]):
-            children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
+        try:
+            for proc in psutil.process_iter(["ppid"]):
+                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
+        except OSError:  # out of file descriptors: the next sweep tries again
+            return
         for leader in self.leaders:
             stack, seen = list(children.get(leader, ())), self.escaped.setdefault(leader, set())
             while stack:
@@ -111,11 +114,14 @@ class ProcessTree:
                 proc = psutil.Process(pid)
                 if abs(proc.create_time() - create_time) < 1.0:
                     found[pid] = proc
-            except psutil.Error:
+            except (psutil.Error, OSError):
                 continue
-        for proc in self._candidates(adopted):
-            if proc.pid not in found and _same_trial(proc, trial_dir):
-                found[proc.pid] = proc
+        try:
+            for proc in self._candidates(adopted):
+                if proc.pid not in found and _same_trial(proc, trial_dir):
+                    found[proc.pid] = proc
+        except OSError:  # out of file descriptors: end what is known, the group goes anyway
+            pass
         return [p for p in found.values() if p.pid != os.getpid()]
 
     def _candidates(self, adopted: bool) -> list[psutil.Process]:

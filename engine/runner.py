@@ -70,7 +70,10 @@ class LocalExecutor:
             os.close(out)
             os.close(err)
         self.tree.leaders.add(popen.pid)
-        create_time = process_create_time(popen.pid) or time.time()
+        try:
+            create_time = process_create_time(popen.pid) or time.time()
+        except OSError:  # out of file descriptors to read /proc with: it started just now anyway
+            create_time = time.time()
         return TrialProcess(trial_id=trial_id, pid=popen.pid, pgid=popen.pid, create_time=create_time,
                             stdout_path=stdout_path, stderr_path=stderr_path, popen=popen)
 
