@@ -281,7 +281,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _has_work_left(store: Any, study: Any) -> bool:
-    return bool(store.trials(study.id, statuses=("running", "queued", "interrupted")))
+    if store.trials(study.id, statuses=("running", "queued", "interrupted")) or store.pending_clones(study.id):
+        return True
+    return any(c.action == "clone_trial" for c in store.pending_commands(study.id))  # sent while no engine ran
 
 
 def cmd_engine(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from .dbfile import (DatabaseDamaged, DatabaseRefused, FileWatch, check_existing, integrity_problem, open_readonly,
                      prepare_new, sidecar, sqlite_uri)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 WAL_SIZE_LIMIT = 32 * 1024 * 1024  # journal_size_limit: what a reset WAL is cut back to
 WAL_CHECKPOINT_BYTES = 8 * 1024 * 1024  # a WAL above this is truncated at the next heartbeat readers allow
 BUSY_TIMEOUT_MS = 30_000
@@ -117,7 +117,18 @@ def _migration_2(db: Any) -> None:
     db["gpu_samples"].add_column("other_memory", int)
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2}
+def _migration_3(db: Any) -> None:
+    """Clones survive a kill -9 (issue 14 item 15): the queue is a table; a clone is done once a trial
+    carries its id (written in the trial's own insert, so it runs exactly once)."""
+    db.execute("""CREATE TABLE clones (
+        id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL, command_id INTEGER UNIQUE, source_number INTEGER,
+        params TEXT NOT NULL, note TEXT, created_at REAL NOT NULL)""")
+    db["clones"].create_index(["study_id"])
+    db["trials"].add_column("clone_id", int)
+    db["trials"].create_index(["clone_id"])
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
 
 
 @dataclass(frozen=True)
@@ -189,6 +200,7 @@ class TrialRow:
     git_commit: str | None = None
     seed: int | None = None
     bracket: int | None = None
+    clone_id: int | None = None  # the queued clone (clones table) this trial runs; None for the search's own
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "TrialRow":
@@ -202,7 +214,8 @@ class TrialRow:
                    gpu_fraction=row["gpu_fraction"], exit_code=row["exit_code"], status_reason=row["status_reason"],
                    paused=bool(row["paused"]), created_at=row["created_at"], started_at=row["started_at"],
                    finished_at=row["finished_at"], last_step=row["last_step"], best_value=row["best_value"],
-                   best_step=row["best_step"], git_commit=row["git_commit"], seed=row["seed"], bracket=row["bracket"])
+                   best_step=row["best_step"], git_commit=row["git_commit"], seed=row["seed"], bracket=row["bracket"],
+                   clone_id=row["clone_id"] if "clone_id" in row.keys() else None)
 
 
 @dataclass(frozen=True)
@@ -542,16 +555,18 @@ class Store:
         self.checkpoint_if_large()
 
     def release_engine_lock(self, study_id: int, pid: int) -> None:
+        """The engine lets go of the study; the file leaves WAL when nobody else has it open (leave_wal)."""
         with self.transaction() as conn:
             conn.execute("UPDATE studies SET engine_pid = NULL, engine_heartbeat = NULL "
                          "WHERE id = ? AND engine_pid = ?", (study_id, pid))
+        self.leave_wal()
 
     # -- trials ----------------------------------------------------------------------------------
     def add_trial(self, *, study_id: int, params: dict[str, Any], argv: list[str], trial_dir: str,
                   stdout_path: str, stderr_path: str, sample_index: int | None, rerun_of: int | None,
                   seed: int | None, number: int | None = None, bracket: int | None = None,
                   gpu_picker: Callable[[list[tuple[str, float]]], tuple[str, float] | None] | None = None,
-                  ) -> TrialRow | None:
+                  clone_id: int | None = None) -> TrialRow | None:
         """Insert a queued trial; with ``gpu_picker``, only if it finds GPUs.
 
         The picker sees every GPU claim on this host (any study, any engine) and the chosen GPUs
@@ -571,12 +586,35 @@ class Store:
                                       (study_id,)).fetchone()[0]
             cur = conn.execute(
                 "INSERT INTO trials (study_id, number, status, params, argv, sample_index, rerun_of, seed, "
-                "trial_dir, stdout_path, stderr_path, created_at, bracket, host, gpus, gpu_fraction) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "trial_dir, stdout_path, stderr_path, created_at, bracket, host, gpus, gpu_fraction, clone_id) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (study_id, number, json.dumps(params), json.dumps(argv), sample_index, rerun_of, seed, trial_dir,
-                 stdout_path, stderr_path, now, bracket, HOSTNAME, gpus, fraction))
+                 stdout_path, stderr_path, now, bracket, HOSTNAME, gpus, fraction, clone_id))
             trial_id = cur.lastrowid
         return self.trial(trial_id)
+
+    # -- clones (a queue that survives the engine) -------------------------------------------------
+    def queue_clone(self, study_id: int, *, command_id: int | None, source_number: int, params: dict[str, Any],
+                    note: str | None, result: str) -> int | None:
+        """Queue a clone and acknowledge its command in one transaction; None if that command queued one already."""
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT OR IGNORE INTO clones (study_id, command_id, source_number, params, note, "
+                               "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                               (study_id, command_id, source_number, json.dumps(params), note, time.time()))
+            if command_id is not None:
+                conn.execute("UPDATE commands SET acknowledged_at = ?, result = ? WHERE id = ?",
+                             (time.time(), result, command_id))
+            return cur.lastrowid if cur.rowcount else None
+
+    def pending_clones(self, study_id: int) -> list[tuple[int, int, dict[str, Any], str | None]]:
+        """(clone id, source trial number, params, note) of queued clones no trial runs yet, oldest first."""
+        rows = self.conn.execute("SELECT id, source_number, params, note FROM clones c WHERE study_id = ? AND NOT "
+                                 "EXISTS (SELECT 1 FROM trials t WHERE t.clone_id = c.id) ORDER BY id", (study_id,))
+        return [(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+
+    def clone_note(self, clone_id: int) -> str | None:
+        row = self.conn.execute("SELECT note FROM clones WHERE id = ?", (clone_id,)).fetchone()
+        return row[0] if row else None
 
     def next_trial_number(self, study_id: int) -> int:
         return self.conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM trials WHERE study_id = ?",

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from .clones import Refused, checked_value
 from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
@@ -109,6 +110,9 @@ class StudyLoop:
         self.rerun_queue: list[TrialRow] = []  # interrupted trials whose configuration runs again
         self.clone_queue: list[dict[str, Any]] = []
         self.clone_origins: list[int] = []  # the source trial number of each queued clone, in step with it
+        self.clone_ids: list[int] = []  # each queued clone's row in the clones table, in step with it
+        self.clones_finished = 0  # finished trials that ran a clone: outside max_trials
+        self._command_id: int | None = None  # the command being applied (a clone is queued with its ack)
         self.counters = _Counters()
         self.stop_reason: str | None = None  # set once no new trial may start
         self.final_status = "completed"
@@ -260,6 +264,10 @@ class StudyLoop:
         oom_reruns = self.gpu.pending_reruns(trials, rerun_done)  # packed OOMs decided to run again alone
         self.rerun_queue.extend(oom_reruns)
         self.finished = sum(1 for t in trials if t.status in FINISHED and t.id not in self.gpu.oom.alone)
+        self.clones_finished = sum(1 for t in trials if t.status in FINISHED and t.clone_id is not None
+                                   and t.id not in self.gpu.oom.alone)
+        for clone_id, source_number, params, _note in self.store.pending_clones(self.study.id):
+            self._queue_clone(clone_id, source_number, params)  # queued before a kill -9: they still run
         for t in trials:
             if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
                 t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
@@ -332,6 +340,7 @@ class StudyLoop:
         self._say(message)
         row = self.store.trial(t.id) or t
         self.finished += 1
+        self.clones_finished += row.clone_id is not None
         self._seed_counters(row)
         self.sampler.observe(row.sample_index if row.sample_index is not None else -1, row.params, row.best_value,
                              status=status, step=row.best_step)
@@ -371,12 +380,18 @@ class StudyLoop:
     def _can_launch_more(self) -> bool:
         if self.stop_reason:
             return False
-        if self._finished_count() + len(self.live) >= self.space.budget.max_trials:
+        if self.clone_queue or (self.rerun_queue and self.rerun_queue[0].clone_id is not None):
+            return True  # a clone runs in addition to max_trials, even once the budget is fully launched
+        if self._budget_used() >= self.space.budget.max_trials:
             return False
-        if self.rerun_queue or self.clone_queue:
+        if self.rerun_queue:
             return True
         size = self.sampler.size()
         return size is None or self.next_sample_index < size
+
+    def _budget_used(self) -> int:
+        """The search's own trials, finished or running; clones (the user's extra requests) are not counted."""
+        return self.finished - self.clones_finished + sum(1 for lt in self.live.values() if lt.row.clone_id is None)
 
     def _launch(self) -> None:
         if self.study_launching_paused():
@@ -434,6 +449,7 @@ class StudyLoop:
         elif self.clone_queue:
             self.clone_queue.pop(0)
             self.clone_origins.pop(0)
+            self.clone_ids.pop(0)
         else:
             self.next_sample_index += 1
 
@@ -443,6 +459,7 @@ class StudyLoop:
             return False
         params, sample_index, rerun_of = picked
         clone_of = self.clone_origins[0] if not self.rerun_queue and self.clone_origins else None
+        clone_id = self.rerun_queue[0].clone_id if self.rerun_queue else (self.clone_ids[0] if self.clone_ids else None)
         number = self.store.next_trial_number(self.study.id)
         folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
         trial_dir = folder.path
@@ -456,7 +473,8 @@ class StudyLoop:
             return self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
                                         stdout_path=str(trial_dir / "stdout.log"),
                                         stderr_path=str(trial_dir / "stderr.log"), sample_index=sample_index,
-                                        rerun_of=rerun_of, seed=seed, number=number, gpu_picker=picker)
+                                        rerun_of=rerun_of, seed=seed, number=number, gpu_picker=picker,
+                                        clone_id=clone_id)
 
         row = self.gpu.insert(insert, params, rerun_of) if self.gpu.uses_gpus(self.executor) else insert(None)
         placement = self.gpu.placed(row) if row is not None else ""
@@ -469,6 +487,10 @@ class StudyLoop:
         if folder.note:
             self.store.add_event(self.study.id, row.id, "trial_folder", folder.note, level="warning")
             self._say(folder.note)
+        clone_note = self.store.clone_note(clone_id) if clone_id is not None else None
+        if clone_note:  # values outside the searched ranges: it runs as asked, and says so
+            self.store.add_event(self.study.id, row.id, "clone_note", f"trial {number}: {clone_note}", level="warning")
+            self._say(f"trial {number}: {clone_note}")
         env = dict(self._base_env)
         env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
                    HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
@@ -488,6 +510,7 @@ class StudyLoop:
             reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
             self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
             self.finished += 1
+            self.clones_finished += row.clone_id is not None
             self.store.add_event(self.study.id, row.id, "failed", f"trial {number} failed: {reason}", level="error")
             self._say(f"trial {number} failed to start: {reason}")
             self._note_failure(reason)
@@ -735,6 +758,7 @@ class StudyLoop:
             return
         self.counters.invalid_streak = 0
         self.finished += 1
+        self.clones_finished += live.row.clone_id is not None
         objective_text = self._objective_text(live)
         message = f"trial {number} {status}" + (f" after {time.time() - (live.row.started_at or time.time()):.1f}s"
                                                  if live.row.started_at else "")
@@ -882,6 +906,7 @@ class StudyLoop:
             return  # nobody else wrote since the last look: no new command (microseconds, no query)
         self._data_version = version
         for command in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
+            self._command_id = command.id
             result = command.problem or self._apply_command(command.action, command.trial_number, command.args)
             self.store.acknowledge_command(command.id, result)
             self.store.buffer_event(self.study.id, None, "command", f"{command.action}: {result}")
@@ -928,25 +953,39 @@ class StudyLoop:
         return f"refused: unknown action {action!r}"
 
     def _clone(self, number: int | None, overrides: dict[str, Any]) -> str:
+        """Queue a copy of a trial with edited values; it runs in addition to max_trials (README: clones).
+
+        The queue is the clones table, written with the command's acknowledgement in one transaction:
+        a clone acknowledged "queued" survives kill -9 and runs exactly once, even when the budget
+        is fully launched.
+        """
         source = self.store.trial_by_number(self.study.id, number) if number is not None else None
         if source is None:
             return f"refused: no trial {number}"
-        params = dict(source.params)
+        if self.stop_reason:
+            return f"refused: the study is ending ({self.stop_reason})"
+        params, notes = dict(source.params), []
         for name, value in overrides.items():
             if name not in params:
                 return f"refused: {name!r} is not a parameter of this study"
-            param = self.space.param(name)
-            if param.type == "choice":
-                if value not in param.values:
-                    return f"refused: {name} must be one of {list(param.values)}"
-            else:
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                    return f"refused: {name} must be a number"
-                value = int(value) if param.type == "int" else float(value)
-            params[name] = value
+            try:
+                params[name], note = checked_value(self.space.param(name), value)
+            except Refused as exc:
+                return f"refused: {exc}"
+            if note:
+                notes.append(note)
+        note = "; ".join(notes) or None
+        result = f"clone of trial {number} queued: {_show_params(params)}" + (f" (note: {note})" if note else "")
+        clone_id = self.store.queue_clone(self.study.id, command_id=self._command_id, source_number=source.number,
+                                          params=params, note=note, result=result)
+        if clone_id is not None:
+            self._queue_clone(clone_id, source.number, params)
+        return result
+
+    def _queue_clone(self, clone_id: int, source_number: int, params: dict[str, Any]) -> None:
         self.clone_queue.append(params)
-        self.clone_origins.append(source.number)
-        return f"clone of trial {number} queued: {_show_params(params)}"
+        self.clone_origins.append(source_number)
+        self.clone_ids.append(clone_id)
 
     # -- housekeeping ----------------------------------------------------------------------------------------
     def _maybe_flush(self) -> None:
