@@ -149,6 +149,7 @@ class StudyLoop:
     def run(self) -> int:
         """Run the study to its end; returns the CLI exit code."""
         me = os.getpid()
+        took_over_at = time.time()
         self.store.acquire_engine_lock(self.study.id, me, process_create_time(me) or time.time())
         for folder in (self.runs_root, self.study_dir):  # each level owner-only, whatever the umask says
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -159,6 +160,7 @@ class StudyLoop:
         try:
             self.store.set_study_status(self.study.id, "running")
             self._recover()
+            self._drop_stale_stops(took_over_at)
             self._replay_decisions()
             self.store.flush()
             while True:
@@ -291,6 +293,28 @@ class StudyLoop:
                 t = self.store.trial(t.id)  # type: ignore[assignment]
             if t.status == "interrupted" and t.id not in rerun_done:
                 self.rerun_queue.append(t)
+
+    def _drop_stale_stops(self, took_over_at: float) -> None:
+        """Stops sent to an engine that died before acting on them are not applied by a later resume.
+
+        Resuming is the user's later decision; an old ``stop_study`` would end the resumed study at
+        once, without a word. Each is acknowledged "not applied" (so the sender's screen says so),
+        recorded as an event and printed; other waiting commands (pause, max_parallel, clones) still
+        apply, and the engine says that they came from before it started.
+        """
+        stale = [c for c in self.store.pending_commands(self.study.id) if c.created_at < took_over_at]
+        for command in stale:
+            sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(command.created_at))
+            if command.action in ("stop_study", "stop_trial"):
+                what = "study" if command.action == "stop_study" else f"trial {command.trial_number}"
+                result = (f"not applied: this stop of the {what} was sent at {sent} to an engine that died before "
+                          f"acting on it, and the study was resumed since; stop it again if you still mean it")
+                self.store.acknowledge_command(command.id, result)
+            else:
+                result = f"sent at {sent} while no engine was running; applied now"
+            self.store.add_event(self.study.id, None, "stale_command", f"{command.action}: {result}",
+                                 level="warning")
+            self._say(f"{command.action}: {result}")
 
     def _find_unrecorded_start(self, t: TrialRow) -> TrialRow:
         """A queued trial with a log file was started; find its process (to adopt) or read what it left."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 
+from hpotui.engine.store import Store
 from tests.faults.conftest import Lab, alive, counting_study, exactly_once, wait_for
 
 
@@ -78,3 +79,22 @@ def test_logs_drained_after_an_engine_death_are_trimmed_to_the_cap(lab: Lab) -> 
     assert lab.metric_values("flood", "val_acc") == [0.0, 0.5]
     assert log.stat().st_size > 6 * 2**20  # same length (offsets stay valid) ...
     assert log.stat().st_blocks * 512 <= 2 * 2**20 + 64 * 1024  # ... but only about max_mb left on disk
+
+
+def test_an_old_stop_that_no_engine_acted_on_is_not_applied_by_a_later_resume(lab: Lab) -> None:
+    space = counting_study(lab, "stale", max_trials=2, max_parallel=2, epochs=30, delay=0.03)
+    _kill_engine_once_trials_report(lab, "stale", [str(space)], 1)
+    store = Store(lab.db)  # what the TUI's `S` does when it still believed the engine alive
+    try:
+        command_id = store.send_command(store.study("stale").id, "stop_study")  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+    resumed = lab.hpotui("resume", "stale", "--headless", timeout=90)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert lab.study_row("stale")["status"] == "completed"  # the resume runs the study to its end
+    assert [t["status"] for t in lab.trials("stale")].count("completed") == 2
+    result = lab.query("SELECT result FROM commands WHERE id = ?", command_id)[0]["result"]
+    assert result.startswith("not applied: this stop of the study was sent at")
+    assert "stop_study: not applied" in resumed.stdout
+    assert [e["kind"] for e in lab.events("stale", "stale_command")] == ["stale_command"]
