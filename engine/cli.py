@@ -300,8 +300,14 @@ def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
     log_dir = store.path.resolve().parent / "hpotui_runs" / study.name
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = log_dir / "engine.log"
-    with open(log_path, "ab") as log:
-        os.chmod(log_path, 0o600)
+    from .trial_files import append_engine_log
+
+    try:
+        log_fd = append_engine_log(log_path)  # owner-only, never through a planted link
+    except OSError as exc:
+        raise UserError(f"{log_path}: cannot be the engine's log ({exc.strerror or exc}); remove it and launch "
+                        "again") from None
+    with open(log_fd, "ab") as log:
         proc = subprocess.Popen(hpotui_command("_engine", study.name, "--db", str(store.path.resolve()),
                                                 "--grace", str(grace)),
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,

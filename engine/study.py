@@ -243,7 +243,12 @@ class StudyLoop:
 
     def _on_hangup(self, _signum: int, _frame: Any) -> None:
         """SSH dropped: the study goes on; output moves to the study's engine.log."""
-        fd = append_engine_log(self.study_dir / "engine.log")  # owner only, never through a planted link
+        try:
+            fd = append_engine_log(self.study_dir / "engine.log")  # owner only, never through a planted link
+        except OSError as exc:  # a planted link or a foreign file: keep going, the database has everything
+            self.store.buffer_event(self.study.id, None, "engine_log", f"engine.log not opened: {exc}",
+                                    level="warning")
+            return
         log = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (lives with the loop)
         self.out = log
 

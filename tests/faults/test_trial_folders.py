@@ -105,3 +105,16 @@ def test_a_log_replaced_by_a_link_is_not_read_on_reopen(tmp_path: Path) -> None:
     assert tail.read_lines(final=True) == []
     assert tail.refused and "stdout.log" in tail.refused
     tail.close()
+
+
+def test_a_planted_engine_log_link_is_refused_with_one_line(lab: Lab) -> None:
+    victim = lab.root / "victim.txt"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    lab.run_dir("bg").mkdir(parents=True)
+    (lab.run_dir("bg") / "engine.log").symlink_to(victim)
+    space = counting_study(lab, "bg", max_trials=1, max_parallel=1, epochs=1, delay=0.0)
+    result = lab.hpotui("launch", str(space), timeout=60)  # interactive: the engine detaches, logging there
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "engine.log: cannot be the engine's log" in result.stderr and "Traceback" not in result.stderr
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
