@@ -94,16 +94,20 @@ def format_bound(x: float) -> str:
 
 def boundary_warnings(params: Sequence[Param], results: Sequence[Result], mode: str, *,
                       min_trials: int = MIN_TRIALS, top: int | None = None) -> list[BoundaryWarning]:
-    """Warnings for numeric parameters whose best trials sit in an outer tenth of the range."""
+    """Warnings for numeric parameters whose best trials sit in an outer tenth of the range.
+
+    A conditional parameter (``when:``) is judged on the trials where it was active only: the
+    best SGD trials say where momentum belongs, the Adam trials say nothing about it.
+    """
     ranked = rank(results, mode)
-    if len(ranked) < max(1, min_trials):
-        return []
-    k = top_count(len(ranked), top)
-    best = ranked[:k]
     warnings = []
     for param in params:
         if not param.is_numeric:
             continue
+        active = [r for r in ranked if param.name in r[0]] if param.when else ranked
+        if len(active) < max(1, min_trials):
+            continue
+        best = active[:top_count(len(active), top)]
         where = [position(param, r[0].get(param.name)) for r in best]
         known = [u for u in where if u is not None]
         if where[0] is None:

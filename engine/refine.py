@@ -34,6 +34,7 @@ import copy
 import math
 import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from .boundary import (
     rank,
     top_count,
 )
+from .conditions import dependency_order, render_command
 from .errors import UserError
 from .space import Param, Space, parse_space
 
@@ -195,13 +197,13 @@ def param_spans(space: Space, results: Sequence[Result], top: int, *,
                 min_trials: int = MIN_TRIALS) -> list[ParamSpan]:
     """Per parameter: the scatter, the top-K span, boundary warnings and the proposed new range."""
     ranked = rank(results, space.objective.mode)
-    k = top_count(len(ranked), top) if ranked else 0
-    best = ranked[:k]
     warnings = boundary_warnings(space.params, results, space.objective.mode, min_trials=min_trials, top=top)
     spans = []
     for param in space.params:
-        points = tuple((r[0][param.name], r[1]) for r in ranked if param.name in r[0])
-        top_values = tuple(r[0][param.name] for r in best if param.name in r[0])
+        active = [r for r in ranked if param.name in r[0]]  # a conditional one: the trials where it was on
+        k = top_count(len(active), top) if active else 0
+        points = tuple((r[0][param.name], r[1]) for r in active)
+        top_values = tuple(r[0][param.name] for r in active[:k])
         mine = tuple(w for w in warnings if w.param == param.name)
         numbers = [float(v) for v in top_values if _is_number(v)]
         span = (min(numbers), max(numbers)) if numbers and param.is_numeric else None
@@ -309,6 +311,8 @@ def refine_space(space: Space, results: Sequence[Result], top: int, resource_sca
             note = f"{note}; {top_text}" if note else top_text
         changes.append(Change(f"space.{param.name}", _describe(param, old), _describe(param, proposed), note))
 
+    changes.extend(_prune_conditions(raw, space))
+    changes.extend(_warm_start_from_parent(raw, parent))
     if resource_scale != 1:
         changes.extend(_scale_resources(raw, resource_scale))
     budget = raw.get("budget") or {}
@@ -331,6 +335,50 @@ def refine_space(space: Space, results: Sequence[Result], top: int, resource_sca
     changes.append(Change("name", space.name, name))
     changes.append(Change("parent", str(space.parent or "(none)"), parent))
     return ordered, changes
+
+
+def _prune_conditions(raw: dict[str, Any], space: Space) -> list[Change]:
+    """``when:`` values the narrowed choices no longer hold are dropped; a parameter left with none goes.
+
+    Without this the refined file would not parse (a ``when`` value must be one of the choices),
+    and a parameter that can never be active would still ask for its placeholder.
+    """
+    specs = raw.get("space") or {}
+    changes: list[Change] = []
+    gone: set[str] = set()
+    for param in dependency_order(space.params):
+        spec = specs.get(param.name)
+        if not param.when or not isinstance(spec, dict):
+            continue
+        when: dict[str, Any] = {}
+        for parent, values in param.when:
+            parent_values = (specs.get(parent) or {}).get("values", []) if parent not in gone else []
+            when[parent] = [v for v in values if any(_same(v, u) for u in parent_values)]
+        if all(when.values()):
+            new = {k: (v[0] if len(v) == 1 else v) for k, v in when.items()}
+            if new != spec.get("when"):
+                changes.append(Change(f"space.{param.name}.when", str(spec.get("when")), str(new),
+                                      "the narrowed choices hold only these"))
+                spec["when"] = new
+            continue
+        gone.add(param.name)
+        del specs[param.name]
+        changes.append(Change(f"space.{param.name}", "conditional", "removed",
+                              "no top trial used the choices that switch it on"))
+    if gone:
+        argv = render_command(space.command, {}, gone, lambda arg: arg)
+        raw["command"] = shlex.join(argv) if isinstance(raw.get("command"), str) else argv
+    return changes
+
+
+def _warm_start_from_parent(raw: dict[str, Any], parent: str) -> list[Change]:
+    """A stage learns from its parent's trials unless the file already says where to warm-start from."""
+    search = dict(raw.get("search") or {})
+    if "warm_start" in search:
+        return []
+    search["warm_start"] = [parent]
+    raw["search"] = search
+    return [Change("search.warm_start", "(none)", f"[{parent}]", "the sampler learns the parent's trials first")]
 
 
 def _scale_resources(raw: dict[str, Any], factor: float) -> list[Change]:
@@ -392,6 +440,14 @@ def _render(raw: Mapping[str, Any], study: Any, top: int, resource_scale: float,
     return "\n".join(lines) + "\n" + body
 
 
+def _budget_changes(changes: Sequence[Change], space: Any, budget: Mapping[str, Any]) -> list[Change]:
+    """Refine's own budget lines replaced by the values typed in the refine dialog."""
+    kept = [c for c in changes if c.key.removeprefix("budget.") not in budget]
+    before = {"max_trials": space.budget.max_trials, "max_parallel": space.budget.max_parallel}
+    typed = [Change(f"budget.{k}", str(before.get(k, "")), str(v), "set in the refine dialog") for k, v in budget.items()]
+    return kept + typed
+
+
 def refine_study(store: Any, study: Any, *, top: int, resource_scale: float = 1.0,
                  output: str | os.PathLike[str] | None = None,
                  bounds: dict[str, Any] | None = None, budget: dict[str, Any] | None = None) -> RefineResult:
@@ -409,6 +465,7 @@ def refine_study(store: Any, study: Any, *, top: int, resource_scale: float = 1.
     raw, changes = refine_space(space, results, top, resource_scale, bounds=bounds, parent=study.name, name=name)
     if budget:
         raw.setdefault("budget", {}).update(budget)
+        changes = _budget_changes(changes, space, budget)  # the header says what the file holds
     warnings = [w.text for w in boundary_warnings(space.params, results, space.objective.mode, top=top)]
 
     path = Path(output) if output else _default_path(study, base_dir, stage)

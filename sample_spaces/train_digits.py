@@ -14,8 +14,12 @@ Why this shape:
   up (losses in the hundreds to 1e20s, or ``NaN``) within the first epochs, and rates near
   1e-5 barely move. That spread is what the health detector
   and the TUI are meant to show, so it is honest rather than staged.
+* ``--optimizer adam`` (with ``--beta2``) instead of the default SGD (with ``--momentum``, 0.9):
+  the conditional sample space (``sample_spaces/conditional.yaml``) searches each optimiser's
+  own knob only where it exists. Adam is written out too (:class:`Adam`), for the same reason.
 * One metric line per epoch: ``@hpotui {"epoch", "train_loss", "train_acc", "val_loss",
-  "val_acc"}``, NaN written as ``NaN``. The script does not need hpotui installed: it uses
+  "val_acc", "size_mb"}`` (``size_mb``: the float32 weights, the second objective of
+  ``sample_spaces/two_objectives.yaml``), NaN written as ``NaN``. The script does not need hpotui installed: it uses
   ``hpotui.engine.report.report`` when importable and otherwise prints the same line itself.
 * When the training loss stops being finite the script reports that epoch and exits 0:
   a model whose weights are NaN cannot recover, further epochs only burn the GPU, and
@@ -64,7 +68,10 @@ def whole_number(text: str) -> int:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lr", type=float, default=0.05, help="SGD learning rate")
+    parser.add_argument("--lr", type=float, default=0.05, help="learning rate")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd (default) or adam")
+    parser.add_argument("--momentum", type=float, default=MOMENTUM, help="SGD momentum (default 0.9)")
+    parser.add_argument("--beta2", type=float, default=0.999, help="Adam's second-moment decay (default 0.999)")
     parser.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer")
     parser.add_argument("--width", type=whole_number, default=128, help="units per hidden layer")
     parser.add_argument("--hidden-layers", type=whole_number, default=2, help="number of hidden layers")
@@ -78,6 +85,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.lr <= 0:
         parser.error(f"--lr must be positive, got {args.lr}")
+    if not 0.0 <= args.momentum < 1.0:
+        parser.error(f"--momentum must be in [0, 1), got {args.momentum}")
+    if not 0.0 < args.beta2 < 1.0:
+        parser.error(f"--beta2 must be in (0, 1), got {args.beta2}")
     return args
 
 
@@ -146,7 +157,46 @@ class MomentumSGD:
             p.add_(buf, alpha=-self.lr)
 
 
-def train_epoch(model, optimiser: MomentumSGD, x, y, batch_size: int, generator: torch.Generator) -> tuple[float, float]:
+class Adam:
+    """Adam (Kingma & Ba), the same update as ``torch.optim.Adam(betas=(0.9, beta2), eps=1e-8)``.
+
+    Hand-written like :class:`MomentumSGD`, to keep ``torch._dynamo`` out of every trial's start-up.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, beta2: float, weight_decay: float,
+                 beta1: float = 0.9, eps: float = 1e-8) -> None:
+        self.params, self.lr, self.beta1, self.beta2, self.eps = params, lr, beta1, beta2, eps
+        self.weight_decay = weight_decay
+        self.first = [torch.zeros_like(p) for p in params]
+        self.second = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        correction1 = 1 - self.beta1 ** self.steps
+        correction2 = 1 - self.beta2 ** self.steps
+        for p, m, v in zip(self.params, self.first, self.second):
+            if p.grad is None:
+                continue
+            grad = p.grad.add(p, alpha=self.weight_decay) if self.weight_decay else p.grad
+            m.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+            denominator = (v / correction2).sqrt_().add_(self.eps)
+            p.addcdiv_(m, denominator, value=-self.lr / correction1)
+
+
+def make_optimiser(args: argparse.Namespace, params: list[torch.Tensor]) -> MomentumSGD | Adam:
+    if args.optimizer == "adam":
+        return Adam(params, args.lr, args.beta2, args.weight_decay)
+    return MomentumSGD(params, args.lr, args.momentum, args.weight_decay)
+
+
+def train_epoch(model, optimiser: MomentumSGD | Adam, x, y, batch_size: int, generator: torch.Generator) -> tuple[float, float]:
     """One pass over shuffled batches; returns (mean loss, accuracy) over the epoch."""
     model.train()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
@@ -182,15 +232,18 @@ def main(argv: list[str] | None = None) -> int:
 
     (x_train, y_train), (x_val, y_val) = split_and_standardise(*load_digits_arrays(), device)
     model = build_model(args.width, args.hidden_layers, args.dropout).to(device)
-    optimiser = MomentumSGD(list(model.parameters()), args.lr, MOMENTUM, args.weight_decay)
-    print(f"train_digits: {len(y_train)} train / {len(y_val)} val images on {device}, "
+    optimiser = make_optimiser(args, list(model.parameters()))
+    size_mb = sum(p.numel() for p in model.parameters()) * 4 / 1e6  # float32 weights
+    knob = f"beta2={args.beta2:g}" if args.optimizer == "adam" else f"momentum={args.momentum:g}"
+    print(f"train_digits: {len(y_train)} train / {len(y_val)} val images on {device}, {args.optimizer} {knob} "
           f"lr={args.lr:g} width={args.width} dropout={args.dropout:g} batch={args.batch_size}", flush=True)
 
     started = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         train_loss, train_acc = train_epoch(model, optimiser, x_train, y_train, args.batch_size, generator)
         val_loss, val_acc = evaluate(model, x_val, y_val)
-        report(epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc)
+        report(epoch, train_loss=train_loss, train_acc=train_acc, val_loss=val_loss, val_acc=val_acc,
+               size_mb=round(size_mb, 6))
         if not math.isfinite(train_loss):
             print(f"train_digits: training loss is {train_loss} at epoch {epoch}; stopping (diverged)",
                   file=sys.stderr, flush=True)

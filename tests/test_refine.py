@@ -104,7 +104,8 @@ def test_other_keys_are_kept_and_the_parent_and_stage_name_recorded(tmp_path: Pa
     assert result.path == tmp_path / "coarse.stage2.yaml"  # next to the original space file
     raw = yaml.safe_load(result.path.read_text())
     assert raw["name"] == "coarse-stage2" and raw["parent"] == "coarse"
-    assert raw["search"] == {"algorithm": "random", "seed": 3} and raw["budget"]["max_time"] == "10m"
+    assert raw["search"] == {"algorithm": "random", "seed": 3, "warm_start": ["coarse"]}  # learns from its parent
+    assert raw["budget"]["max_time"] == "10m"
     assert raw["objective"] == {"metric": "val_acc", "mode": "max"}
     assert list(raw)[:3] == ["name", "parent", "command"]
     assert result.path.read_text().startswith("# Stage 2 of study coarse")

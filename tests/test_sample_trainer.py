@@ -19,7 +19,7 @@ from hpotui.engine.metricline import Report, RegexMetrics, parse_metric_line
 from hpotui.engine.space import load_space
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
-METRICS = {"train_loss", "train_acc", "val_loss", "val_acc"}
+METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "size_mb"}
 
 
 def run_sample(args: list[str], env: dict[str, str] | None = None,

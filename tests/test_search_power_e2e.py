@@ -1,0 +1,172 @@
+"""Several objectives, invalid configurations, warm starts and a conditional space, through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+TOY = """
+import json, sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+x = float(args.get("--x", 0.5)); kind = args.get("--kind", "a")
+if "--invalid-above" in args and x > float(args["--invalid-above"]):
+    print("@hpotui " + json.dumps({"invalid": f"x={x:.3f} is too large for this model"}), flush=True)
+    sys.exit(0)
+for epoch in (1, 2):
+    acc = x * epoch / 2 + (0.05 if kind == "b" else 0.0)
+    print("@hpotui " + json.dumps({"epoch": epoch, "acc": acc, "size": x ** 2 + (0.5 if kind == "b" else 0.0)}),
+          flush=True)
+"""
+
+
+def study_file(tmp_path: Path, name: str, body: str) -> Path:
+    (tmp_path / "toy.py").write_text(textwrap.dedent(TOY))
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def export(tmp_path: Path, study: str, db: Path, fmt: str = "json") -> str:
+    done = run_cli("export", study, "--format", fmt, "--db", str(db), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def dominated(a: dict, others: list[dict]) -> bool:
+    """a is dominated when another trial has acc >= and size <= with one strictly better (acc max, size min)."""
+    return any(o["acc"] >= a["acc"] and o["size"] <= a["size"] and (o["acc"] > a["acc"] or o["size"] < a["size"])
+               for o in others)
+
+
+def test_two_objectives_export_the_list_and_mark_the_pareto_front(tmp_path: Path) -> None:
+    path = study_file(tmp_path, "mo", """
+    name: mo
+    command: python toy.py --x {x} --kind {kind}
+    objective:
+      - {metric: acc, mode: max}
+      - {metric: size, mode: min}
+    search: {algorithm: random, seed: 1}
+    budget: {max_trials: 8, max_parallel: 2}
+    space:
+      x:    {type: uniform, low: 0.1, high: 1}
+      kind: {type: choice, values: [a, b]}
+    """)
+    db = tmp_path / "mo.db"
+    done = run_cli("launch", str(path), "--headless", "--db", str(db), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "pareto front of acc (max), size (min)" in done.stdout
+
+    record = json.loads(export(tmp_path, "mo", db))
+    assert record["study"]["objective"] == [{"metric": "acc", "mode": "max"}, {"metric": "size", "mode": "min"}]
+    trials = record["trials"]
+    assert len(trials) == 8 and all(isinstance(t["pareto"], bool) for t in trials)
+    lasts = [t["last"] for t in trials]
+    for t in trials:
+        assert t["pareto"] == (not dominated(t["last"], [o for o in lasts if o is not t["last"]]))
+    front = {t["id"] for t in trials if t["pareto"]}
+    assert front
+
+    rows = list(csv.DictReader(io.StringIO(export(tmp_path, "mo", db, "csv"))))
+    assert {int(r["id"]) for r in rows if r["pareto"] == "yes"} == front
+    markdown = export(tmp_path, "mo", db, "md")
+    assert "| pareto |" in markdown and "Objective: acc (max), size (min)" in markdown
+
+    status = run_cli("status", "mo", "--db", str(db), cwd=tmp_path).stdout
+    assert f"pareto front of acc (max), size (min): {len(front)} of 8 completed trials" in status
+    for number in front:
+        assert f"  trial {number} " in status
+
+
+def test_invalid_trials_are_recorded_and_do_not_use_the_budget(tmp_path: Path) -> None:
+    path = study_file(tmp_path, "inv", """
+    name: inv
+    command: python toy.py --x {x} --invalid-above 0.5
+    objective: {metric: acc, mode: max}
+    search: {algorithm: random, seed: 0}
+    budget: {max_trials: 6, max_parallel: 2, failure_streak: 2}
+    space:
+      x: {type: uniform, low: 0, high: 1}
+    """)
+    db = tmp_path / "inv.db"
+    done = run_cli("launch", str(path), "--headless", "--db", str(db), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = json.loads(export(tmp_path, "inv", db))["trials"]
+    invalid = [t for t in trials if t["status"] == "invalid"]
+    completed = [t for t in trials if t["status"] == "completed"]
+    assert len(completed) == 6  # max_trials counts the valid ones only
+    assert invalid and all(t["params"]["x"] > 0.5 for t in invalid)
+    assert all(t["params"]["x"] <= 0.5 for t in completed)
+    assert "launching paused" not in done.stdout  # more than 2 invalid in a row is not a failure storm
+    assert "is too large for this model" in done.stdout
+    status = run_cli("status", "inv", "--db", str(db), cwd=tmp_path).stdout
+    assert f"{len(invalid)} invalid" in status
+
+
+def test_a_warm_started_grid_skips_what_the_earlier_study_ran(tmp_path: Path) -> None:
+    body = """
+    name: NAME
+    command: python toy.py --x {x} --kind {kind}
+    objective: {metric: acc, mode: max}
+    search: {algorithm: grid, WARM}
+    budget: {max_trials: 20, max_parallel: 2}
+    space:
+      x:    {type: choice, values: [0.2, 0.4, 0.6]}
+      kind: {type: choice, values: [a, b]}
+    """
+    db = tmp_path / "w.db"
+    first = study_file(tmp_path, "first", body.replace("NAME", "first").replace("WARM", "seed: 0").replace(
+        "max_trials: 20", "max_trials: 3"))
+    assert run_cli("launch", str(first), "--headless", "--db", str(db), cwd=tmp_path).returncode == 0
+    second = study_file(tmp_path, "second", body.replace("NAME", "second").replace("WARM", "warm_start: [first]"))
+    done = run_cli("launch", str(second), "--headless", "--db", str(db), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ran_first = [json.dumps(t["params"], sort_keys=True) for t in json.loads(export(tmp_path, "first", db))["trials"]]
+    ran_second = [json.dumps(t["params"], sort_keys=True) for t in json.loads(export(tmp_path, "second", db))["trials"]]
+    assert len(ran_first) == 3 and len(ran_second) == 3  # the 6-point grid, minus the 3 already run
+    assert not set(ran_first) & set(ran_second)
+    status = run_cli("status", "second", "--db", str(db), cwd=tmp_path).stdout
+    assert "warm start from first (3 of 3 ended trials fit this space); configurations already run are skipped" \
+        in status
+
+    missing = study_file(tmp_path, "third", body.replace("NAME", "third").replace("WARM", "warm_start: [nope]"))
+    refused = run_cli("launch", str(missing), "--headless", "--db", str(db), cwd=tmp_path)
+    assert refused.returncode == 2 and "search.warm_start[0]: no study named 'nope'" in refused.stderr
+
+
+def test_a_real_conditional_study_passes_only_each_optimizers_own_flag(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    shutil.copy(REPO / "sample_spaces" / "train_digits.py", tmp_path / "train_digits.py")
+    text = (REPO / "sample_spaces" / "conditional.yaml").read_text()
+    text = text.replace("max_trials: 12", "max_trials: 4").replace("--epochs 6", "--epochs 2")
+    text = text.replace("algorithm: tpe, seed: 0", "algorithm: random, seed: 3")
+    path = tmp_path / "conditional.yaml"
+    path.write_text(text)
+    db = tmp_path / "c.db"
+    done = run_cli("launch", str(path), "--headless", "--db", str(db), cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = json.loads(export(tmp_path, "digits-conditional", db))["trials"]
+    assert len(trials) == 4 and all(t["status"] == "completed" for t in trials)
+    optimizers = set()
+    for t in trials:
+        optimizer = t["params"]["optimizer"]
+        optimizers.add(optimizer)
+        argv = t["argv"]
+        if optimizer == "sgd":
+            assert "momentum" in t["params"] and "beta2" not in t["params"]
+            assert "--momentum" in argv and not any(a.startswith("--beta2") for a in argv)
+        else:
+            assert "beta2" in t["params"] and "momentum" not in t["params"]
+            assert f"--beta2={t['params']['beta2']}" in argv and "--momentum" not in argv
+        assert t["resource"] == 2 and 0.0 <= t["last"]["val_acc"] <= 1.0  # each trained its 2 epochs
+        log = (tmp_path / "hpotui_runs" / "digits-conditional" / str(t["id"]) / "stdout.log").read_text()
+        knob = f"beta2={t['params']['beta2']:g}" if optimizer == "adam" else f"momentum={t['params']['momentum']:g}"
+        assert f"{optimizer} {knob} " in log  # the trainer ran the optimiser it was given, with its own knob
+    assert optimizers == {"sgd", "adam"}
