@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .space import Param, format_value
+from .space import Param, Space, format_value
 
 
 class Refused(ValueError):
@@ -25,15 +25,30 @@ def checked_value(param: Param, value: Any) -> tuple[Any, str | None]:
         if value not in param.values:
             raise Refused(f"{param.name} must be one of {list(param.values)}")
         return value, None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise Refused(f"{param.name} must be a finite number")
-    if param.type == "int":
-        if value != int(value):
-            raise Refused(f"{param.name} must be a whole number, got {format_value(value)}")
-        value = int(value)
-    else:
-        value = float(value)
+    value = _number(param, value)
     if param.low is not None and param.high is not None and not param.low <= value <= param.high:
         return value, (f"{param.name}={format_value(value)} is outside the searched range "
                        f"[{format_value(param.low)}, {format_value(param.high)}]; it runs as asked")
     return value, None
+
+
+def _number(param: Param, value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise Refused(f"{param.name} must be a finite number")
+    if param.type != "int":
+        return float(value)
+    if value != int(value):
+        raise Refused(f"{param.name} must be a whole number, got {format_value(value)}")
+    return int(value)
+
+
+def with_overrides(space: Space, params: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The source trial's params with the edited values, and the notes on them (None when all in range)."""
+    params, notes = dict(params), []
+    for name, value in overrides.items():
+        if name not in params:
+            raise Refused(f"{name!r} is not a parameter of this study")
+        params[name], note = checked_value(space.param(name), value)
+        if note:
+            notes.append(note)
+    return params, "; ".join(notes) or None

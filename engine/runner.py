@@ -174,28 +174,34 @@ def terminate_group(pgid: int, grace_s: float, also: list[psutil.Process] | None
     the trial outside the group, ended the same way within the same grace period.
     """
     others = list(also or ())
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        for proc in others:
-            try:
-                proc.send_signal(sig)
-            except psutil.Error:
-                pass
+    _signal_each(others, signal.SIGCONT)
+    _signal_each(others, signal.SIGTERM)
     group_alive = _signal_group(pgid, signal.SIGCONT) and _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
+    group_alive, others = _wait_for_exit(pgid, group_alive, others, time.monotonic() + grace_s)
+    if group_alive:
+        _signal_group(pgid, signal.SIGKILL)
+    if others:
+        _signal_each(others, signal.SIGKILL)
+        psutil.wait_procs(others, timeout=1.0)  # reaps those that are our children (re-parented orphans)
+
+
+def _wait_for_exit(pgid: int, group_alive: bool, others: list[psutil.Process],
+                   deadline: float) -> tuple[bool, list[psutil.Process]]:
+    """Poll until the group and ``others`` are gone or ``deadline`` passes; what is still alive."""
     while (group_alive or others) and time.monotonic() < deadline:
         group_alive = group_alive and _signal_group(pgid, 0)
         others = [p for p in others if _running(p)]
         if group_alive or others:
             time.sleep(0.02)
-    if group_alive:
-        _signal_group(pgid, signal.SIGKILL)
-    for proc in others:
+    return group_alive, others
+
+
+def _signal_each(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
         try:
-            proc.kill()
+            proc.send_signal(sig)
         except psutil.Error:
             pass
-    if others:
-        psutil.wait_procs(others, timeout=1.0)  # reaps those that are our children (re-parented orphans)
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

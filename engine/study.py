@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .clones import Refused, checked_value
+from .clones import Refused, with_overrides
 from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
@@ -119,6 +119,7 @@ class StudyLoop:
         self.exit_code = EXIT_OK
         self.signal_received: int | None = None
         self.hurried = False  # a second stop signal arrived: SIGKILL instead of waiting out the grace period
+        self._watching = False  # the engine is its trials' subreaper (engine/process_tree.py)
         self.deadline = None if space.budget.max_time_s is None else time.monotonic() + space.budget.max_time_s
         self.max_parallel = study.max_parallel or space.budget.max_parallel
         self._fd_checked_for, self._fd_cap = 0, self.max_parallel  # see _parallel_allowed
@@ -155,8 +156,7 @@ class StudyLoop:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._warn_about_folders()
         old_handlers = self._install_signals()
-        watch = getattr(self.executor, "watch_descendants", None)  # local trials: orphans come back to us
-        watching = bool(watch and watch(True))
+        self._watch_descendants(True)  # local trials: their orphans come back to the engine
         try:
             self.store.set_study_status(self.study.id, "running")
             self._recover()
@@ -181,8 +181,6 @@ class StudyLoop:
                 except sqlite3.DatabaseError as exc:  # disk full, I/O error, a lock held, a damaged file
                     self._wait_for_storage(exc)
                 except OSError as exc:  # out of file descriptors: fewer trials at once, never a crash
-                    if not out_of_fds(exc):
-                        raise
                     self._ran_out_of_fds(exc)
             while True:
                 try:
@@ -200,12 +198,17 @@ class StudyLoop:
                               "reads them again from the trial logs")
             self.usage.close()
             self.gpu.close()
-            if watching:
-                watch(False)  # type: ignore[misc]
+            self._watch_descendants(False)
             self._restore_signals(old_handlers)
             os.close(self._wake_r)
             os.close(self._wake_w)
         return self.exit_code
+
+    def _watch_descendants(self, on: bool) -> None:
+        """Make the engine the subreaper of its trials' orphans while the study runs (local executor only)."""
+        watch = getattr(self.executor, "watch_descendants", None)
+        if watch is not None and (on or self._watching):
+            self._watching = bool(watch(on)) and on
 
     def _warn_about_folders(self) -> None:
         """Say so when others could swap trial folders under us (shared project folders)."""
@@ -271,10 +274,7 @@ class StudyLoop:
         oom_reruns = self.gpu.pending_reruns(trials, rerun_done)  # packed OOMs decided to run again alone
         self.rerun_queue.extend(oom_reruns)
         self.finished = sum(1 for t in trials if t.status in FINISHED and t.id not in self.gpu.oom.alone)
-        self.clones_finished = sum(1 for t in trials if t.status in FINISHED and t.clone_id is not None
-                                   and t.id not in self.gpu.oom.alone)
-        for clone_id, source_number, params, _note in self.store.pending_clones(self.study.id):
-            self._queue_clone(clone_id, source_number, params)  # queued before a kill -9: they still run
+        self._recover_clones(trials)
         for t in trials:
             if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
                 t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
@@ -298,6 +298,13 @@ class StudyLoop:
                 t = self.store.trial(t.id)  # type: ignore[assignment]
             if t.status == "interrupted" and t.id not in rerun_done:
                 self.rerun_queue.append(t)
+
+    def _recover_clones(self, trials: list[TrialRow]) -> None:
+        """Clones queued before the engine died still run; finished ones stay outside max_trials."""
+        self.clones_finished = sum(1 for t in trials if t.clone_id is not None and t.status in FINISHED
+                                   and t.id not in self.gpu.oom.alone)  # counted as self.finished counts them
+        for clone_id, source_number, params, _note in self.store.pending_clones(self.study.id):
+            self._queue_clone(clone_id, source_number, params)
 
     def _drop_stale_stops(self, took_over_at: float) -> None:
         """Stops sent to an engine that died before acting on them are not applied by a later resume.
@@ -401,6 +408,9 @@ class StudyLoop:
                 by_step.setdefault(m.step, {})[m.name] = m.value
             for step, values in by_step.items():
                 self.health.observe(trial_id, step, values)
+        # where the study's earlier trials started: the reference for blow-ups before a first report
+        for trial_id, name, value in self.store.first_values(self.study.id, self.health.start_metrics):
+            self.health.add_start(trial_id, name, value)
 
     # -- launching -----------------------------------------------------------------------------------
     def _finished_count(self) -> int:
@@ -442,7 +452,12 @@ class StudyLoop:
         return min(self.max_parallel, self._fd_cap)
 
     def _ran_out_of_fds(self, exc: OSError) -> None:
-        """EMFILE / ENFILE anyway (other processes, a lower limit set from outside): stop launching, go on."""
+        """EMFILE / ENFILE anyway (other processes, a lower limit set from outside): stop launching, go on.
+
+        Any other OSError is not ours to handle: raised again.
+        """
+        if not out_of_fds(exc):
+            raise exc
         cap = max(1, len(self.live))
         if cap < self._fd_cap or not self.live:
             self._fd_cap = cap
@@ -472,6 +487,22 @@ class StudyLoop:
         params = self.sampler.suggest(self.next_sample_index)
         return None if params is None else (params, self.next_sample_index, None)
 
+    def _next_clone_id(self) -> int | None:
+        """The clone the next trial runs (a rerun keeps its original's), or None for the search's own."""
+        if self.rerun_queue:
+            return self.rerun_queue[0].clone_id
+        return self.clone_ids[0] if self.clone_ids else None
+
+    def _note_new_trial(self, row: TrialRow, folder_note: str | None, clone_id: int | None) -> None:
+        """Say what is unusual about a trial about to start: a taken folder name, a clone's off-range values."""
+        notes = [("trial_folder", folder_note)]
+        if clone_id is not None:  # values outside the searched ranges: it runs as asked, and says so
+            notes.append(("clone_note", self.store.clone_note(clone_id)))
+        for kind, note in notes:
+            if note:
+                self.store.add_event(self.study.id, row.id, kind, f"trial {row.number}: {note}", level="warning")
+                self._say(f"trial {row.number}: {note}")
+
     def _consume_configuration(self) -> None:
         if self.rerun_queue:
             self.rerun_queue.pop(0)
@@ -488,7 +519,7 @@ class StudyLoop:
             return False
         params, sample_index, rerun_of = picked
         clone_of = self.clone_origins[0] if not self.rerun_queue and self.clone_origins else None
-        clone_id = self.rerun_queue[0].clone_id if self.rerun_queue else (self.clone_ids[0] if self.clone_ids else None)
+        clone_id = self._next_clone_id()
         number = self.store.next_trial_number(self.study.id)
         folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
         trial_dir = folder.path
@@ -513,13 +544,7 @@ class StudyLoop:
             return False  # no GPU free right now: the next tick tries again
         self._consume_configuration()
         self._waiting_note = None
-        if folder.note:
-            self.store.add_event(self.study.id, row.id, "trial_folder", folder.note, level="warning")
-            self._say(folder.note)
-        clone_note = self.store.clone_note(clone_id) if clone_id is not None else None
-        if clone_note:  # values outside the searched ranges: it runs as asked, and says so
-            self.store.add_event(self.study.id, row.id, "clone_note", f"trial {number}: {clone_note}", level="warning")
-            self._say(f"trial {number}: {clone_note}")
+        self._note_new_trial(row, folder.note, clone_id)
         env = dict(self._base_env)
         env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
                    HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
@@ -605,10 +630,7 @@ class StudyLoop:
                 if lines:  # a long final drain lands batch by batch, offsets with their rows
                     self._buffer_progress(live)
                     self._maybe_flush()
-            if stream.refused and not stream.refusal_recorded:  # a planted link or a foreign file
-                stream.refusal_recorded = True
-                self.store.buffer_event(self.study.id, live.row.id, "foreign_log",
-                                        f"trial {live.row.number}: {stream.refused}", level="error")
+            self._note_refused_log(live, stream)
         if live.regex is not None:  # what a progress bar said new, as soon as it was written
             for report in (live.regex.finish() if final else live.regex.flush(time.monotonic())):
                 got = True
@@ -639,6 +661,13 @@ class StudyLoop:
         for report in reading.read_sources(live.reading, final):
             self._handle_report(live, report)
         self._buffer_progress(live)
+
+    def _note_refused_log(self, live: LiveTrial, stream: LogTail) -> None:
+        """A log that is a planted link or another user's file is not read: the trial's events say so, once."""
+        if stream.refused and not stream.refusal_recorded:
+            stream.refusal_recorded = True
+            self.store.buffer_event(self.study.id, live.row.id, "foreign_log", f"trial {live.row.number}: "
+                                    f"{stream.refused}", level="error")
 
     def _buffer_progress(self, live: LiveTrial) -> None:
         self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
@@ -680,10 +709,8 @@ class StudyLoop:
         elif objective is not None and not math.isnan(objective):  # best of what was recorded, decided or not
             if live.best is None or self.space.objective.better(objective, live.best):
                 live.best, live.best_step = objective, report.step
-        if live.proc is not None and live.proc.final_status is not None:
-            return  # already being stopped: record, do not decide again
-        if live.proc is None:
-            return  # drained after the fact (no engine was watching): its best counts, nothing to decide
+        if live.proc is None or live.proc.final_status is not None:
+            return  # drained after the fact, or already being stopped: record (best too), do not decide again
         for flag in (self.health.observe(live.row.id, report.step, report.values)
                      if _health_due(live.reports, report.values) else ()):
             self.store.buffer_event(self.study.id, live.row.id, "flag", flag.message,
@@ -993,17 +1020,10 @@ class StudyLoop:
             return f"refused: no trial {number}"
         if self.stop_reason:
             return f"refused: the study is ending ({self.stop_reason})"
-        params, notes = dict(source.params), []
-        for name, value in overrides.items():
-            if name not in params:
-                return f"refused: {name!r} is not a parameter of this study"
-            try:
-                params[name], note = checked_value(self.space.param(name), value)
-            except Refused as exc:
-                return f"refused: {exc}"
-            if note:
-                notes.append(note)
-        note = "; ".join(notes) or None
+        try:
+            params, note = with_overrides(self.space, source.params, overrides)
+        except Refused as exc:
+            return f"refused: {exc}"
         result = f"clone of trial {number} queued: {_show_params(params)}" + (f" (note: {note})" if note else "")
         clone_id = self.store.queue_clone(self.study.id, command_id=self._command_id, source_number=source.number,
                                           params=params, note=note, result=result)
@@ -1185,14 +1205,18 @@ class StudyLoop:
         deadline = time.monotonic() + self.options.grace_period_s + 5
         said_hurry = False
         while self.live and time.monotonic() < deadline:
-            if self.hurried and not said_hurry:
-                said_hurry = True
-                self._say(f"second {name}: killing {len(self.live)} trials now (SIGKILL), no grace period")
+            said_hurry = said_hurry or self._say_hurry(name)
             self._pump_logs()
             self._reap()
             if self.live:
                 time.sleep(0.02)
         self.store.add_event(self.study.id, None, "engine_exit", f"engine exited on {name}; trials interrupted")
+
+    def _say_hurry(self, name: str) -> bool:
+        """Once a second stop signal came: say that the trials are being killed now (True once said)."""
+        if self.hurried:
+            self._say(f"second {name}: killing {len(self.live)} trials now (SIGKILL), no grace period")
+        return self.hurried
 
     def _finish(self) -> None:
         self.store.flush()
