@@ -25,6 +25,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from .study_starts import StudyStarts
+
 KINDS = ("nan", "divergence", "not_learning", "initial_loss", "overfitting", "underfitting", "update_ratio")
 STATUS_FOR_STOP = "diverged"  # a trial stopped by `nan` or `divergence`
 STATUS_FOR_OTHER_STOP = "pruned"  # a trial stopped by a flag the user added to stop_on (not_learning, ...)
@@ -37,6 +39,8 @@ NOISE_SIGMAS = 5  # a rise of val loss must beat this many times that noise (its
 FAR = 1.5  # "far outside" the update-ratio band: beyond a bound by this factor
 CHANCE_MARGIN = 0.05  # accuracy within 5% of the way from chance to perfect still counts as chance
 LEARNED_FRACTION = 0.5  # a loss below half of ln(C) has clearly learned something
+ACCURACY_RISE = 0.02  # an accuracy up this much (and beyond its noise) is learning, whatever the loss does
+BEHIND_FRACTION = 0.5  # an accuracy below half of where the study's other trials start is far behind
 
 
 @dataclass(frozen=True)
@@ -294,13 +298,15 @@ class _Series:
 
 
 class _Trial:
-    __slots__ = ("raised", "stopped", "series", "train_accs", "last_train_acc", "last_val_acc", "gap_streak",
-                 "val_best", "train_at_val_best", "rise_streak", "ratio_side", "ratio_streak")
+    __slots__ = ("id", "raised", "stopped", "series", "accs", "train_accs", "last_train_acc", "last_val_acc",
+                 "gap_streak", "val_best", "train_at_val_best", "rise_streak", "ratio_side", "ratio_streak")
 
-    def __init__(self, acc_window: int) -> None:
+    def __init__(self, trial_id: int, acc_window: int) -> None:
+        self.id = trial_id
         self.raised: set[str] = set()
         self.stopped = False
         self.series: dict[str, _Series] = {}
+        self.accs: dict[str, _Series] = {}  # train / val accuracy as fractions, by metric name
         self.train_accs: deque[float] = deque(maxlen=acc_window)
         self.last_train_acc: float | None = None
         self.last_val_acc: float | None = None
@@ -334,18 +340,36 @@ class HealthMonitor:
         self._series_window = max(c.not_learning_patience, NOISE_WINDOW)
         self._acc_window = max(c.not_learning_patience, c.underfitting_patience)
         self._trials: dict[int, _Trial] = {}
+        self.starts = StudyStarts(far=c.divergence_factor ** 2)
+
+    def add_start(self, trial_id: int, name: str, value: float) -> None:
+        """A trial's first value of a metric, for the study-level checks (the engine hands in the
+        trials recorded before it started; the monitor notes every trial it sees itself)."""
+        if name in (self.config.train_acc, self.config.val_acc):
+            fraction = _accuracy(value)
+            if fraction is not None:
+                self.starts.add(trial_id, name, fraction)
+        elif name in self._loss_names:
+            self.starts.add(trial_id, name, value)
+
+    @property
+    def start_metrics(self) -> tuple[str, ...]:
+        """The metrics whose first values :meth:`add_start` keeps."""
+        return self._loss_names + (self.config.train_acc, self.config.val_acc)
 
     def forget(self, trial_id: int) -> None:
-        """The trial ended: drop its state (a no-op for an unknown trial)."""
+        """The trial ended: drop its state (a no-op for an unknown trial); its first values stay, as
+        the reference the study's later trials are compared with."""
         self._trials.pop(trial_id, None)
 
     def observe(self, trial_id: int, step: float, metrics: Mapping[str, float]) -> list[Flag]:
         trial = self._trials.get(trial_id)
         if trial is None:
-            trial = self._trials[trial_id] = _Trial(self._acc_window)
+            trial = self._trials[trial_id] = _Trial(trial_id, self._acc_window)
         if trial.stopped:
             return []
         values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self._track_accuracies(trial, values)
         flags: list[Flag] = []
         for check in (self._nan, self._losses, self._accuracies, self._update_ratio):
             for flag in check(trial, step, values):
@@ -376,6 +400,19 @@ class HealthMonitor:
 
     def _losses(self, trial: _Trial, step: float, values: dict[str, float]) -> Iterable[Flag]:
         c = self.config
+        yield from self._add_losses(trial, step, values)
+        watched = next((trial.series[n] for n in self._loss_names if n in trial.series), None)
+        if watched is not None and _finite_in(values, watched.name):
+            yield from self._early_blowup(trial, step, watched)
+            yield from self._divergence(step, watched, values[watched.name])
+            yield from self._not_learning_loss(trial, step, watched)
+        train, val = trial.series.get(c.train_loss), trial.series.get(c.val_loss)
+        if train is not None and val is not None and _finite_in(values, c.val_loss):
+            yield from self._overfitting_loss(trial, step, train, val)
+
+    def _add_losses(self, trial: _Trial, step: float, values: dict[str, float]) -> Iterable[Flag]:
+        """Each finite loss into its series (a new series notes the study start); initial_loss on the first."""
+        c = self.config
         for name in self._loss_names:
             value = values.get(name)
             if value is None or not math.isfinite(value):
@@ -383,16 +420,32 @@ class HealthMonitor:
             series = trial.series.get(name)
             if series is None:
                 series = trial.series[name] = _Series(name, self._series_window)
+                self.starts.add(trial.id, name, value)
             series.add(value)
             if series.count == 1 and name in (c.train_loss, c.val_loss, "loss"):
                 yield from self._initial_loss(step, series)
-        watched = next((trial.series[n] for n in self._loss_names if n in trial.series), None)
-        if watched is not None and watched.name in values and math.isfinite(values[watched.name]):
-            yield from self._divergence(step, watched, values[watched.name])
-            yield from self._not_learning_loss(step, watched)
-        train, val = trial.series.get(c.train_loss), trial.series.get(c.val_loss)
-        if train is not None and val is not None and c.val_loss in values and math.isfinite(values[c.val_loss]):
-            yield from self._overfitting_loss(trial, step, train, val)
+
+    def _early_blowup(self, trial: _Trial, step: float, series: _Series) -> Iterable[Flag]:
+        """A run that blew up before its first report: that report is already far above where the
+        study's other trials start. Decided at once when it is factor^4 above (1e6 against 2.3),
+        or at the next report when it is factor^2 above both the others and the loss it fell back
+        to (a first epoch at 50, then 2.3 for ever). A healthy slow trial starts where untrained
+        models start and falls from there; it is never factor^2 above its own next reports.
+        """
+        if series.count > NOISE_WINDOW or step <= self.config.divergence_warmup:
+            return  # the signature is in the first reports; later ones are the climb check's
+        ceiling = self.starts.ceiling(series.name, trial.id)
+        if ceiling is None or ceiling <= 0:
+            return
+        far, first = self.config.divergence_factor ** 2, series.first
+        exploded = first > far * far * ceiling
+        after = series.recent[-1] if series.count == 2 else series.level()  # where it fell back to
+        fell_back = series.count >= 2 and first > far * ceiling and first > far * after
+        if exploded or fell_back:
+            yield self._flag("divergence", step, first, series.name,
+                             f"its first report is {first / ceiling:.3g}x where the study's other trials start "
+                             f"(up to {ceiling:.3g}): it blew up before reporting; lower the learning rate, "
+                             "add warm-up or clip gradients")
 
     def _divergence(self, step: float, series: _Series, value: float) -> Iterable[Flag]:
         """Far above its best and above where it started.
@@ -429,14 +482,17 @@ class HealthMonitor:
                              f"far below ln({classes}) = {expected:.2f} before any training; check initialisation "
                              "/ labels (labels leaking into the inputs? the wrong loss?)")
 
-    def _not_learning_loss(self, step: float, series: _Series) -> Iterable[Flag]:
+    def _not_learning_loss(self, trial: _Trial, step: float, series: _Series) -> Iterable[Flag]:
         """After ``patience`` reports the loss sits where it started, *confidently*: the distance
         moved plus twice the noise is within ``tolerance`` of the start. Noise therefore makes this
         flag rarer, never more frequent; "where it started" is the median of the first three
         reports, so a first epoch that exploded (962, then 2.31 for ever) still reads as flat.
+
+        An accuracy that is climbing overrules a flat loss: cross-entropy near ln(C) barely moves
+        while a slow learner's argmax already improves (val_acc 0.20 -> 0.50, loss down 1.2%).
         """
         c = self.config
-        if series.count < c.not_learning_patience:
+        if series.count < c.not_learning_patience or self._accuracy_rising(trial):
             return
         initial, current = series.initial(), series.tail_mean()
         if initial == 0:
@@ -469,37 +525,104 @@ class HealthMonitor:
                              f"{percent:.0f}% above its best ({best:.3g}) while {train.name} still falls; "
                              "more regularisation (L2, dropout) or data")
 
+    def _track_accuracies(self, trial: _Trial, values: dict[str, float]) -> None:
+        """Accuracy series first (the loss checks ask whether an accuracy is climbing)."""
+        for name in (self.config.train_acc, self.config.val_acc):
+            fraction = _accuracy(values.get(name))
+            if fraction is None:
+                continue
+            series = trial.accs.get(name)
+            if series is None:
+                series = trial.accs[name] = _Series(name, self._series_window)
+                self.starts.add(trial.id, name, fraction)
+            series.add(fraction)
+
+    def _accuracy_rising(self, trial: _Trial) -> bool:
+        """Some accuracy climbs: it gained more than 0.02 since it started, and more than
+        ``NOISE_SIGMAS - 1`` times its noise measured from second differences (a steady climb of
+        1.5 points an epoch is a trend, not noise; a jittery accuracy at chance does not count).
+        """
+        for series in trial.accs.values():
+            if series.count >= HEAD:
+                gained = series.tail_mean() - series.initial()
+                if gained > max(ACCURACY_RISE, (NOISE_SIGMAS - 1) * series.curvature_noise(NOISE_WINDOW)):
+                    return True
+        return False
+
     def _accuracies(self, trial: _Trial, step: float, values: dict[str, float]) -> Iterable[Flag]:
-        """Train/val gap (overfitting), chance level (not_learning, needs num_classes), and poor,
-        flat, gap-free accuracy (underfitting). Accuracies reported in percent are understood.
+        """Far behind the study (not_learning, no num_classes needed), train/val gap (overfitting),
+        chance level (not_learning, needs num_classes), and poor, flat, gap-free accuracy
+        (underfitting). Accuracies reported in percent are understood.
         """
         c = self.config
         train, val = _accuracy(values.get(c.train_acc)), _accuracy(values.get(c.val_acc))
+        if train is None and val is None:
+            return
+        yield from self._behind_the_study(trial, step)
         if train is not None:
             trial.last_train_acc = train
             trial.train_accs.append(train)
         if val is not None:
             trial.last_val_acc = val
-        if trial.last_train_acc is None or trial.last_val_acc is None or (train is None and val is None):
+        if trial.last_train_acc is None or trial.last_val_acc is None:
             return
         gap = trial.last_train_acc - trial.last_val_acc
         if val is not None:
-            trial.gap_streak = trial.gap_streak + 1 if gap > c.overfitting_gap else 0
-            if trial.gap_streak >= c.overfitting_patience:
-                yield self._flag("overfitting", step, gap, f"{c.train_acc} - {c.val_acc}",
-                                 f"train/val accuracy gap above {c.overfitting_gap:g} for {trial.gap_streak} reports; "
-                                 "more regularisation (L2, dropout) or data")
-        if train is None:
+            yield from self._overfitting_gap(trial, step, gap)
+        if train is not None:
+            yield from self._at_chance_or_underfitting(trial, step, gap)
+
+    def _behind_the_study(self, trial: _Trial, step: float) -> Iterable[Flag]:
+        """The last ``patience`` reports flat (within ``underfitting_tolerance``) at under half of
+        where the study's learning trials *start* (the upper quartile of the other trials' first
+        reports: a wide learning-rate range has many slow starters, and blown-up trials sit at
+        chance): they learn, this one does not, whether it never learned or collapsed to chance.
+        Only without ``num_classes``; with it, chance is known exactly.
+        """
+        c = self.config
+        if c.num_classes is not None:
             return
+        for name, series in trial.accs.items():
+            window = list(series.recent)[-c.not_learning_patience:]
+            if series.count < c.not_learning_patience or max(window) - min(window) > c.underfitting_tolerance:
+                continue
+            current = sum(window) / len(window)
+            reference = self.starts.quantile(name, trial.id, 0.75)
+            if reference is None or current > BEHIND_FRACTION * reference:
+                continue
+            yield self._flag("not_learning", step, current, name,
+                             f"flat at {current:.2f} for {len(window)} reports while the study's learning trials "
+                             f"start at {reference:.2f}; {_NOT_LEARNING_FIX}")
+            return
+
+    def _overfitting_gap(self, trial: _Trial, step: float, gap: float) -> Iterable[Flag]:
+        c = self.config
+        trial.gap_streak = trial.gap_streak + 1 if gap > c.overfitting_gap else 0
+        if trial.gap_streak >= c.overfitting_patience:
+            yield self._flag("overfitting", step, gap, f"{c.train_acc} - {c.val_acc}",
+                             f"train/val accuracy gap above {c.overfitting_gap:g} for {trial.gap_streak} reports; "
+                             "more regularisation (L2, dropout) or data")
+
+    def _at_chance_or_underfitting(self, trial: _Trial, step: float, gap: float) -> Iterable[Flag]:
+        flags = list(self._at_chance(trial, step))
+        yield from flags
+        if not flags:  # a model at chance is not learning, not under-fitting
+            yield from self._underfitting(trial, step, gap)
+
+    def _at_chance(self, trial: _Trial, step: float) -> Iterable[Flag]:
+        c = self.config
         accs = list(trial.train_accs)
-        if c.num_classes is not None and len(accs) >= c.not_learning_patience:
+        if c.num_classes is not None and len(accs) >= c.not_learning_patience and not self._accuracy_rising(trial):
             chance = 1 / c.num_classes
             recent = accs[-c.not_learning_patience:]
             mean = sum(recent) / len(recent)
             if mean <= chance + CHANCE_MARGIN * (1 - chance):
                 yield self._flag("not_learning", step, mean, c.train_acc,
                                  f"at chance (1/{c.num_classes}) for {len(recent)} reports; {_NOT_LEARNING_FIX}")
-                return  # a model at chance is not learning, not under-fitting
+
+    def _underfitting(self, trial: _Trial, step: float, gap: float) -> Iterable[Flag]:
+        c = self.config
+        accs = list(trial.train_accs)
         if len(accs) < c.underfitting_patience or "not_learning" in trial.raised:
             return
         window = accs[-c.underfitting_patience:]
@@ -507,7 +630,7 @@ class HealthMonitor:
         gained = sum(window[-half:]) / half - sum(window[:half]) / half
         diffs = [b - a for a, b in zip(window, window[1:])]
         noise = math.sqrt(sum(d * d for d in diffs) / (2 * len(diffs)))
-        poor = max(window[-1], trial.last_val_acc) < c.underfitting_accuracy
+        poor = max(window[-1], trial.last_val_acc or 0.0) < c.underfitting_accuracy
         if poor and gap < c.overfitting_gap and abs(gained) + 2 * noise <= c.underfitting_tolerance:
             yield self._flag("underfitting", step, window[-1], c.train_acc,
                              f"train {window[-1]:.2f} / val {trial.last_val_acc:.2f} accuracy, flat for {len(window)} "
@@ -541,6 +664,10 @@ class HealthMonitor:
 
 _NOT_LEARNING_FIX = ("raise the learning rate, check that gradients reach the weights "
                      "(zero_grad/backward/step order, frozen layers) and that labels match inputs")
+
+
+def _finite_in(values: dict[str, float], name: str) -> bool:
+    return name in values and math.isfinite(values[name])
 
 
 def _accuracy(value: float | None) -> float | None:

@@ -778,6 +778,19 @@ class Store:
                                      "ORDER BY id", (trial_id, name))
         return [MetricRow(r[0], r[1], _from_db(r[2]), r[3]) for r in rows]
 
+    def first_values(self, study_id: int, names: Iterable[str]) -> Iterator[tuple[int, str, float]]:
+        """(trial_id, name, value): each trial's first recorded value of each of ``names`` (health's
+        study-level reference when a study resumes); one pass over the index, not the whole table."""
+        names = tuple(dict.fromkeys(names))
+        if not names:
+            return
+        marks = ",".join("?" * len(names))
+        rows = self.conn.execute(
+            f"SELECT m.trial_id, m.name, m.value, MIN(m.id) FROM metrics m WHERE m.name IN ({marks}) AND m.trial_id IN "
+            "(SELECT id FROM trials WHERE study_id = ?) GROUP BY m.trial_id, m.name", (*names, study_id))
+        for trial_id, name, value, _ in rows:
+            yield trial_id, name, _from_db(value)
+
     def metric_history(self, study_id: int, name: str) -> Iterator[tuple[int, float, float]]:
         """(trial_id, step, value) of one metric over a whole study in recording order (scheduler replay)."""
         rows = self.conn.execute("SELECT m.trial_id, m.step, m.value FROM metrics m JOIN trials t ON t.id = m.trial_id "

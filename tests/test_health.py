@@ -7,6 +7,7 @@ user learns to ignore the badges. Real trainings are in test_torch_health.py.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -420,3 +421,135 @@ def test_observe_is_cheap_for_64_trials_and_long_histories():
             m.observe(trial, float(step + 1), rows[step])
     elapsed = time.perf_counter() - start
     assert elapsed < 4.0, f"{64 * 300} reports took {elapsed:.2f} s"  # about 0.3 s on a loaded 2-core box
+
+
+# -- the study as the reference (no num_classes) --------------------------------------------------------
+
+SWEEP = json.loads((Path(__file__).parent / "data" / "digits_lr_sweep.json").read_text())["trials"]
+
+
+def interleaved(m: HealthMonitor, runs: list[list[dict[str, float]]]) -> dict[int, list[Flag]]:
+    """Trials side by side, one report each per round, as a study with max_parallel = len(runs) runs them;
+    a stopping flag ends that trial."""
+    flags: dict[int, list[Flag]] = {t: [] for t in range(len(runs))}
+    stopped: set[int] = set()
+    for step in range(max(map(len, runs))):
+        for trial, rows in enumerate(runs):
+            if step < len(rows) and trial not in stopped:
+                new = m.observe(trial, float(step + 1), rows[step])
+                flags[trial] += new
+                stopped |= {trial} if any(f.stop for f in new) else set()
+    return flags
+
+
+def sweep_rows(run: dict) -> list[dict[str, float]]:
+    return [{k: v for k, v in r.items() if k != "epoch"} for r in run["reports"]]
+
+
+def test_half_the_study_blowing_up_before_its_first_report_is_divergence():
+    # The issue's study: 4 of 8 trials report a first loss of about 1e6, then sit at chance.
+    rng = random.Random(5)
+    healthy = [[{"train_loss": 2.0 * 0.7 ** e * math.exp(rng.gauss(0, 0.05)), "val_acc": 0.6 + 0.03 * e}
+                for e in range(8)] for _ in range(4)]
+    blown = [[{"train_loss": 1e6 * rng.uniform(0.5, 2)}] + [{"train_loss": 2.30 + rng.gauss(0, 0.01), "val_acc": 0.1}
+                                                           for _ in range(7)] for _ in range(4)]
+    flags = interleaved(monitor(), [run for pair in zip(healthy, blown) for run in pair])
+    assert all(flags[t] == [] for t in (0, 2, 4, 6))
+    for t in (1, 3, 5, 7):
+        assert [(f.kind, f.stop, f.metric) for f in flags[t]] == [("divergence", True, "train_loss")], t
+        assert flags[t][0].step <= 2 and status_for(flags[t][0]) == "diverged"
+        assert "where the study's other trials start" in flags[t][0].hint
+
+
+def test_a_first_epoch_that_blew_up_and_fell_back_is_divergence_at_the_next_report():
+    m = monitor()
+    for trial, first in enumerate((2.2, 1.9, 2.1)):
+        m.observe(trial, 1.0, {"train_loss": first})
+    assert m.observe(9, 1.0, {"train_loss": 50.0}) == []  # 50 / 2.2 = 23x: not yet an explosion
+    flags = m.observe(9, 2.0, {"train_loss": 2.31})
+    assert [(f.kind, f.step, f.value) for f in flags] == [("divergence", 2.0, 50.0)]
+
+
+def test_a_slow_starter_among_fast_learners_is_not_an_early_blowup():
+    m = monitor()
+    for trial in range(5):
+        m.observe(trial, 1.0, {"train_loss": 0.08 + 0.01 * trial})
+    assert feed(m, losses(2.30, 2.1, 1.8, 1.4, 1.0, 0.7), trial=9) == []
+
+
+def test_fewer_than_three_other_trials_are_no_reference():
+    m = monitor()
+    m.observe(1, 1.0, {"train_loss": 2.0})
+    m.observe(2, 1.0, {"train_loss": 2.1})
+    assert m.observe(3, 1.0, {"train_loss": 1e6}) == []
+
+
+def test_at_chance_while_the_others_learn_is_not_learning_without_num_classes():
+    m = monitor()
+    for trial in range(4):
+        feed(m, [{"train_loss": 1.0 - 0.1 * e, "val_acc": 0.8 + 0.02 * e} for e in range(3)], trial=trial)
+    rows = [{"train_loss": 2.3 + 0.6 * (-1) ** e, "val_acc": 0.1 + 0.01 * (-1) ** e} for e in range(6)]
+    flags = feed(m, rows, trial=9)
+    assert [(f.kind, f.step, f.metric, f.stop) for f in flags] == [("not_learning", 5.0, "val_acc", False)]
+    assert "flat at 0.10 for 5 reports while the study's learning trials start at 0.80" in flags[0].hint
+
+
+def test_the_slow_steady_learner_is_not_flagged():
+    # The real run from the issue: lr 3e-4, val_acc 0.13 -> 0.54 in 15 epochs while the loss moves 1.2%
+    # in the first five (2.310 -> 2.276); it was flagged "not_learning: moved 1.2%".
+    run = next(r for r in SWEEP if (r["lr"], r["seed"], r["width"]) == (3e-4, 0, 128))
+    rows = sweep_rows(run)
+    assert rows[0]["val_acc"] < 0.15 and rows[-1]["val_acc"] > 0.5
+    assert feed(monitor(), rows) == [] and feed(monitor(num_classes=10), rows) == []
+
+
+@pytest.mark.parametrize("num_classes", [None, 10])
+@pytest.mark.parametrize("together", [True, False])
+def test_the_real_learning_rate_sweep_flags_every_blowup_and_no_healthy_run(num_classes, together):
+    # 52 real trainings in one study, side by side or one after the other (shuffled).
+    runs = SWEEP if together else random.Random(1).sample(SWEEP, len(SWEEP))
+    m = monitor(num_classes=num_classes)
+    if together:
+        flags = interleaved(m, [sweep_rows(r) for r in runs])
+    else:
+        flags = {t: feed(m, sweep_rows(r), trial=t) for t, r in enumerate(runs)}
+    for t, run in enumerate(runs):
+        kinds = [f.kind for f in flags[t]]
+        if 3e-3 <= run["lr"] <= 0.1:  # healthy: 0.73-0.98 val_acc after 15 epochs
+            assert kinds == [], (run["lr"], run["seed"], run["width"], [f.message for f in flags[t]])
+        first = run["reports"][0]["train_loss"]
+        if not math.isfinite(first) or (first > 100 and together):  # a blow-up before the first report
+            assert kinds[-1] in ("nan", "divergence") and flags[t][-1].step <= 2, (run, kinds)
+
+
+def test_study_starts_leave_the_trial_itself_out_and_survive_forget():
+    m = monitor()
+    for trial, value in enumerate((2.0, 2.2, 2.4, 1e6)):
+        m.add_start(trial, "train_loss", value)
+    m.add_start(0, "train_loss", 99.0)  # a trial's first value never changes
+    assert m.starts.low_median("train_loss", 3) == 2.2 and m.starts.ceiling("train_loss", 3) == 2.4
+    assert m.starts.low_median("train_loss", 0) == 2.4  # others of trial 0: 2.2, 2.4, 1e6
+    m.add_start(5, "val_acc", 85.0)  # percent, as for every accuracy
+    assert (5, "val_acc") in m.starts and m.starts.quantile("val_acc", 9, 0.5) is None
+    m.forget(0)
+    assert m.starts.low_median("train_loss", 3) == 2.2
+
+
+def test_a_resumed_engine_gets_the_first_reports_of_the_study_so_far(tmp_path: Path, toy_study):
+    from hpotui.engine.store import Store
+    from tests.conftest import run_cli
+
+    db = tmp_path / "h.db"
+    result = run_cli("launch", str(toy_study(trials=3, parallel=2, epochs=3)), "--headless", "--db", str(db),
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    store = Store(db)
+    study = store.study("toy")
+    m = HealthMonitor(HealthConfig(), "val_acc", "max")
+    firsts = sorted(store.first_values(study.id, m.start_metrics))
+    first_reports = {t.id: store.metrics(t.id)[:4] for t in store.trials(study.id)}  # epoch 1: four metrics
+    assert firsts == sorted((tid, row.name, row.value) for tid, rows in first_reports.items() for row in rows
+                            if row.name in m.start_metrics)
+    for trial_id, name, value in firsts:
+        m.add_start(trial_id, name, value)
+    assert m.starts.low_median("train_loss", 99) is not None  # three earlier trials: a reference

@@ -282,6 +282,6 @@ def test_frozen_and_unused_parameters():
 
 
 def test_importing_the_health_modules_does_not_import_torch():
-    code = ("import sys, engine.health, engine.torch_health; "
+    code = ("import sys, hpotui.engine.health, hpotui.engine.torch_health; "
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
