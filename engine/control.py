@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from .liveness import engine_alive, process_alive
-from .runner import terminate_group
+from .process_tree import processes_of_trial
+from .runner import terminate_group, terminate_processes
 from .store import Store, StudyRow
 
 ACK_WAIT_S = 10.0
@@ -41,8 +42,11 @@ def stop(store: Store, study: StudyRow, trial_number: int | None) -> str:
             return f"trial {trial_number} of {study.name} is not running"
     stopped = 0
     for t in trials:
+        escaped = processes_of_trial(t.trial_dir) if t.trial_dir else []  # children that left its group too
         if t.pgid and process_alive(t.pid, t.proc_create_time):
-            terminate_group(t.pgid, KILL_GRACE_S)
+            terminate_group(t.pgid, KILL_GRACE_S, also=escaped)
+        elif escaped:
+            terminate_processes(escaped, KILL_GRACE_S)
         store.finish_trial(t.id, "stopped", exit_code=None, reason="stopped by the user (no engine was running)")
         store.add_event(study.id, t.id, "stopped", f"trial {t.number} stopped by the user")
         stopped += 1

@@ -145,3 +145,8 @@ class ProcessTree:
             except psutil.Error:
                 continue
         return procs
+
+
+def processes_of_trial(trial_dir: str) -> list[psutil.Process]:
+    """This user's live processes carrying the trial's ``HPOTUI_TRIAL_DIR`` (for use without an engine)."""
+    return ProcessTree().leftovers(0, trial_dir, adopted=True)

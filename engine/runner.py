@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 
 from .liveness import process_alive, process_create_time
-from .process_tree import ProcessTree, set_subreaper
+from .process_tree import ProcessTree, processes_of_trial, set_subreaper
 from .trial_files import create_trial_logs
 
 EXIT_UNKNOWN = -1000  # an adopted trial ended while no engine was its parent: its exit code is lost
@@ -138,6 +138,13 @@ class LocalExecutor:
         escaped = self.tree.leftovers(proc.pid, str(proc.stdout_path.parent), adopted=proc.popen is None)
         terminate_group(proc.pgid, min(self.grace_period_s, 2.0), also=escaped)
 
+    def end_leftovers(self, trial_dir: str) -> int:
+        """A trial whose leader died while no engine ran: end whatever of it still runs (found by its
+        ``HPOTUI_TRIAL_DIR``; never by its old group id, which a new process may have taken). Returns how many."""
+        procs = processes_of_trial(trial_dir)
+        terminate_processes(procs, min(self.grace_period_s, 2.0))
+        return len(procs)
+
     def pause(self, proc: TrialProcess) -> None:
         if self.signal_group(proc, signal.SIGSTOP):
             proc.paused = True
@@ -183,6 +190,16 @@ def terminate_group(pgid: int, grace_s: float, also: list[psutil.Process] | None
     if others:
         _signal_each(others, signal.SIGKILL)
         psutil.wait_procs(others, timeout=1.0)  # reaps those that are our children (re-parented orphans)
+
+
+def terminate_processes(procs: list[psutil.Process], grace_s: float) -> None:
+    """SIGCONT + SIGTERM to each of ``procs``, SIGKILL to those left after ``grace_s``; blocks."""
+    _signal_each(procs, signal.SIGCONT)
+    _signal_each(procs, signal.SIGTERM)
+    _, left = _wait_for_exit(0, False, list(procs), time.monotonic() + grace_s)
+    if left:
+        _signal_each(left, signal.SIGKILL)
+        psutil.wait_procs(left, timeout=1.0)
 
 
 def _wait_for_exit(pgid: int, group_alive: bool, others: list[psutil.Process],

@@ -288,6 +288,7 @@ class StudyLoop:
                                             f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
                     self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
                     continue
+                self._end_leftovers(t)
                 t = self._judge_unwatched(t, self._drain_unwatched(t))  # lines printed while no engine read
             if t.status in ("running", "queued"):
                 self.store.finish_trial(t.id, "interrupted", exit_code=None,
@@ -327,6 +328,14 @@ class StudyLoop:
             self.store.add_event(self.study.id, None, "stale_command", f"{command.action}: {result}",
                                  level="warning")
             self._say(f"{command.action}: {result}")
+
+    def _end_leftovers(self, t: TrialRow) -> None:
+        """Its leader died while no engine ran; children that left its group may still run: end them."""
+        end = getattr(self.executor, "end_leftovers", None)
+        ended = end(t.trial_dir) if end is not None and t.trial_dir else 0
+        if ended:
+            self.store.buffer_event(self.study.id, t.id, "leftovers", f"trial {t.number}: ended {ended} of its "
+                                    "processes still running after it", level="warning")
 
     def _find_unrecorded_start(self, t: TrialRow) -> TrialRow:
         """A queued trial with a log file was started; find its process (to adopt) or read what it left."""
@@ -651,7 +660,7 @@ class StudyLoop:
             self._handle_line(live, piece.text)
 
     def _poll_metric_files(self, live: LiveTrial, final: bool = False) -> None:
-        """CSV / TensorBoard sources, read as they grow (every half second) and once more at the end."""
+        """CSV / TensorBoard sources, read as they grow (every quarter second) and once more at the end."""
         if live.reading is None or not live.reading.sources:
             return
         now = time.monotonic()

@@ -82,3 +82,51 @@ def test_an_escaped_child_of_a_readopted_trial_ends_with_it(lab: Lab) -> None:
     assert "re-adopted" in resumed.stdout
     escaped = _escaped_pids(lab, "adopt")
     wait_for(lambda: not any(alive(pid) for pid in escaped), timeout=5, what="the escaped helper to be ended")
+
+
+def test_an_escaped_child_with_a_cleared_environment_is_still_tracked(lab: Lab) -> None:
+    lab.write_trial("bare.py", """
+        import json, os, subprocess, sys, time
+        helper = "import time\\nwhile True:\\n    time.sleep(0.05)\\n"
+        child = subprocess.Popen([sys.executable, "-c", helper], start_new_session=True, env={})
+        with open(os.path.join(os.environ["HPOTUI_TRIAL_DIR"], "escaped.pid"), "w") as f:
+            f.write(str(child.pid))
+        for epoch in range(1, 8 * 20 + 1):  # 8 s: past the engine's 5 s process-tree sweep
+            print("@hpotui " + json.dumps({"epoch": epoch, "val_acc": 0.5}), flush=True)
+            time.sleep(0.05)
+    """)
+    space = lab.write_space("bare", command="python bare.py {lr}", space={"lr": {"type": "choice", "values": [1]}},
+                            max_trials=1, max_parallel=1)
+    result = lab.hpotui("launch", str(space), "--headless", timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    escaped = _escaped_pids(lab, "bare")
+    wait_for(lambda: not any(alive(pid) for pid in escaped), timeout=5, what="the bare helper to be ended")
+
+
+def _orphaned_helper(lab: Lab, study: str, epochs: int) -> tuple[list[int], list[int]]:
+    """A trial with a setsid helper, left behind by a kill -9 of its engine: (trial pids, helper pids)."""
+    lab.write_trial("escape.py", ESCAPING_TRIAL)
+    space = lab.write_space(study, command="python escape.py setsid {epochs}",
+                            space={"epochs": {"type": "choice", "values": [epochs]}}, max_trials=1, max_parallel=1)
+    engine = lab.start("launch", str(space), "--headless")
+    wait_for(lambda: any(t["reports"] > 0 for t in lab.trials(study)), what="a reporting trial")
+    engine.signal(signal.SIGKILL)
+    engine.popen.wait()
+    return [t["pid"] for t in lab.trials(study)], _escaped_pids(lab, study)
+
+
+def test_stop_without_an_engine_also_ends_children_that_left_the_group(lab: Lab) -> None:
+    trial_pids, escaped = _orphaned_helper(lab, "nostop", epochs=400)
+    result = lab.hpotui("stop", "nostop", timeout=60)
+    assert result.returncode == 0 and "no engine was running" in result.stdout, result.stdout + result.stderr
+    wait_for(lambda: not any(alive(pid) for pid in trial_pids + escaped), timeout=10, what="the trial and helper")
+
+
+def test_resume_ends_what_a_trial_that_died_unwatched_left_running(lab: Lab) -> None:
+    trial_pids, escaped = _orphaned_helper(lab, "left", epochs=10)
+    wait_for(lambda: not any(alive(pid) for pid in trial_pids), what="the trial to end on its own")
+    assert all(alive(pid) for pid in escaped)  # its helper lives on, nobody's child
+    resumed = lab.hpotui("resume", "left", "--headless", timeout=60)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    wait_for(lambda: not any(alive(pid) for pid in escaped), timeout=10, what="the helper to be ended")
+    assert [e["kind"] for e in lab.events("left", "leftovers")] == ["leftovers"]
