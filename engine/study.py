@@ -8,7 +8,6 @@ be rebuilt from the database (that is what ``resume`` does).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -36,6 +35,7 @@ from .schedulers import Action, make_scheduler
 from .space import Space, format_value, render_argv
 from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
+from .trial_params import params_environment
 from .usage import UsageSampler
 from . import trial_reading as reading
 from .notify import Notifier
@@ -556,7 +556,10 @@ class StudyLoop:
         self._note_new_trial(row, folder.note, clone_id)
         env = dict(self._base_env)
         env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
-                   HPOTUI_PARAMS=json.dumps(params), PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
+                   PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
+        for inherited in ("HPOTUI_PARAMS", "HPOTUI_PARAMS_FILE"):  # never the engine's own, if it has one
+            env.pop(inherited, None)
+        env.update(params_environment(params, trial_dir))  # a file past the kernel's per-string limit
         if row.gpus:
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, which placement used
         if seed is not None:
