@@ -1,10 +1,9 @@
 """The trial-side helper: print one ``@hpotui {json}`` line per report.
 
 This file has no imports beyond the standard library and no dependency on the rest of
-hpotui, so a training environment without hpotui installed can simply copy it next to the
-training script (``cp "$(python -c 'import hpotui.engine, os; print(os.path.dirname(hpotui.engine.__file__))')/report.py" .``)
-and
-``from report import report``.
+hpotui, so a training environment without hpotui installed (hpotui as a pipx / uv tool) gets a
+copy next to the training script with ``hpotui helpers DIR`` (as ``hpotui_report.py``) and
+``from hpotui_report import report``.
 """
 
 from __future__ import annotations

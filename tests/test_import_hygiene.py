@@ -17,13 +17,11 @@ def test_engine_and_cli_do_not_import_textual_rich_or_torch() -> None:
 
 
 def test_report_helper_is_standalone_and_writes_the_contract_line(tmp_path) -> None:
-    import shutil
-    from pathlib import Path
-
-    import hpotui.engine
-
-    shutil.copy(Path(hpotui.engine.__file__).with_name("report.py"), tmp_path / "report.py")  # as the README says
-    code = "from report import report; report(3, train_loss=float('nan'), val_acc=0.5)"
+    copied = subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "helpers", str(tmp_path)],
+                            capture_output=True, text=True, check=True)  # as the README says
+    assert "from hpotui_report import report" in copied.stdout
+    code = ("import sys; sys.modules['hpotui'] = None\n"
+            "from hpotui_report import report; report(3, train_loss=float('nan'), val_acc=0.5)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout == '@hpotui {"epoch": 3, "train_loss": NaN, "val_acc": 0.5}\n'
 
