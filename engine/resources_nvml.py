@@ -248,6 +248,8 @@ def write_fake_box(folder: Path, gpus: list[FakeGpu]) -> None:
              "processes": {str(pid): used for pid, used in g.processes.items()}} for g in gpus]
     (folder / "gpus.json").write_text(json.dumps(rows))
     os.chmod(folder / "gpus.json", 0o644)
+    (folder / "allocations.lock").touch()
+    os.chmod(folder / "allocations.lock", 0o644)  # flock needs only a read-only descriptor
 
 
 def _pid_alive(pid: int) -> bool:
@@ -282,7 +284,7 @@ def fake_cuda_allocate(folder: Path, gpu: int, size: int, pid: int | None = None
     last bytes. A process's memory is freed when it exits (or :func:`fake_cuda_free`).
     """
     pid = os.getpid() if pid is None else pid
-    with open(folder / "allocations.lock", "a+") as lock:
+    with open(folder / "allocations.lock", "rb") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         box = json.loads((folder / "gpus.json").read_text())
         used = int(box[gpu]["memory_used"]) + sum(fake_allocations(folder).get(gpu, {}).values())
