@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true")
     p.add_argument("--keep-trials", action="store_true")
     p.add_argument("--grace", type=float, default=10.0)
+    p.add_argument("--workdir", help="the folder the study's space file is in now, if the project moved")
 
     p = sub.add_parser("status", parents=[common], help="list studies, or show one")
     p.add_argument("study", nargs="?")
@@ -197,7 +198,8 @@ def cmd_launch(args: argparse.Namespace) -> int:
     study = store.create_study(
         name=name, objective_metric=space.objective.metric, objective_mode=space.objective.mode,
         space_file=str(source), space_yaml=source.read_text(encoding="utf-8"),
-        space_json=json.dumps({"base_dir": str(source.parent)}), parent_id=parent_id,
+        space_json=json.dumps({"base_dir": str(source.parent), "db_dir": str(store.path.resolve().parent)}),
+        parent_id=parent_id,
         max_parallel=space.budget.max_parallel, headless=args.headless)
     if args.headless:
         return _run_loop(store, space, study, headless=True, grace=args.grace, keep=args.keep_trials)
@@ -227,15 +229,23 @@ def _check_resources(space: Any) -> None:
         raise UserError(f"{space.source_file}: {problem}")
 
 
-def _space_of(store: Any, study: Any) -> Any:
+def _space_of(store: Any, study: Any, workdir: str | None = None) -> Any:
     import yaml
 
+    from .errors import SpaceError
+    from .relocate import project_folder
     from .space import parse_space
 
-    base_dir = Path(store.space_json(study.id).get("base_dir") or Path(study.space_file).parent)
+    base_dir = project_folder(store, study, workdir)  # found again if the project moved, or --workdir
     from dataclasses import replace
 
-    space = parse_space(yaml.safe_load(study.space_yaml), study.space_file, base_dir)
+    try:
+        space = parse_space(yaml.safe_load(study.space_yaml), study.space_file, base_dir)
+    except SpaceError as exc:
+        if exc.key != "workdir":
+            raise
+        raise UserError(f"{exc}; or, if the project moved, `hpotui resume {study.name} --workdir NEW_FOLDER` "
+                        "(the folder its space file is in now)") from None
     return replace(space, name=study.name)
 
 
@@ -274,7 +284,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         return 0
     store.set_launching_paused(study.id, False)
     study = store.study_by_id(study.id)
-    space = _space_of(store, study)
+    space = _space_of(store, study, args.workdir)
     if args.headless:
         return _run_loop(store, space, study, headless=True, grace=args.grace, keep=args.keep_trials)
     return _detach_and_open(store, study, grace=args.grace)
@@ -372,11 +382,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         text = export_json(store, study, curves=args.curves)
     else:
         text = {"csv": export_csv, "md": export_markdown}[args.format](store, study)
-    if args.output:
-        Path(args.output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    else:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    _write_output(args.output, text if text.endswith("\n") else text + "\n")
     return 0
+
+
+def _write_output(output: str | None, text: str) -> None:
+    """``-o FILE`` or stdout; a folder, a missing folder or a full disk is one line, not a traceback."""
+    try:
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        where = f"-o {output}" if output else "stdout"
+        why = exc.strerror or exc.__class__.__name__
+        fix = ("pass -o a file path, not a folder" if isinstance(exc, IsADirectoryError)
+               else "create the folder first, or pass -o a path in an existing folder"
+               if isinstance(exc, FileNotFoundError) else "free disk space or pass -o another path")
+        if not output:  # what could not be written must not be flushed again at exit
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (the process ends right after)
+        raise UserError(f"{where}: cannot write the export ({why}); {fix}") from None
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

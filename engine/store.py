@@ -508,6 +508,11 @@ class Store:
         row = self.conn.execute("SELECT space_json FROM studies WHERE id = ?", (study_id,)).fetchone()
         return json.loads(row[0] or "{}") if row else {}
 
+    def set_space_json(self, study_id: int, value: dict[str, Any]) -> None:
+        """Where the study's project folder is now (engine/relocate.py, after it moved)."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE studies SET space_json = ? WHERE id = ?", (json.dumps(value), study_id))
+
     def set_study_status(self, study_id: int, status: str) -> None:
         now = time.time()
         finished = now if status in ("completed", "stopped", "failed", "interrupted") else None
