@@ -129,7 +129,7 @@ def folder_warnings(folders: list[Path]) -> list[str]:
         if info.st_uid != os.geteuid():
             warnings.append(f"{folder} belongs to uid {info.st_uid}, not to you: its owner can replace trial "
                             f"folders and logs in it; use your own folder (or `chmod 700` it as its owner)")
-        elif mode & 0o022:
+        elif mode & 0o022 and not mode & stat.S_ISVTX:  # sticky (like /tmp): others cannot rename our entries
             warnings.append(f"{folder} is writable by {'others' if mode & 0o002 else 'its group'} "
                             f"(mode {mode:o}): they can replace trial folders in it; `chmod 700 {folder}`")
     return warnings
