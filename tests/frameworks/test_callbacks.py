@@ -32,6 +32,7 @@ from tests.frameworks.cb_harness import (assert_equal_records, latencies, launch
                                          trial_number, wait_for, walk_epochs)
 
 EPOCHS = 3
+TRAINERS = Path(__file__).parent / "trainers"
 os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3 without TensorFlow; the trials get it too
 
 
@@ -176,3 +177,36 @@ def test_emit_writes_only_numbers_and_keeps_nan():
     assert out.getvalue() == '@hpotui {"epoch": 2, "loss": NaN, "acc": 0.25}\n'
     emit(3, {"note": "nothing numeric"}, out)
     assert out.getvalue().count("\n") == 1  # a line with no metric is not printed
+
+
+def test_lightning_hooks_epoch_end_logging_mid_epoch_validation_and_test(tmp_path: Path):
+    needs("lightning")
+    from hpotui.engine.metricline import Report, parse_metric_line
+
+    result = subprocess.run([sys.executable, str(TRAINERS / "cb_lightning_hooks.py"), "--csv", str(tmp_path / "csv")],
+                            capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reports: dict[float, dict[str, float]] = {}
+    for line in result.stdout.splitlines():
+        parsed = parse_metric_line(line, 0)
+        if isinstance(parsed, Report):
+            reports.setdefault(parsed.step, {}).update(parsed.values)
+    batches = 4  # 256 samples, batch 64
+    expected: dict[float, dict[str, float]] = {}
+    last_step_loss: dict[int, float] = {}
+    with open(tmp_path / "csv" / "version_0" / "metrics.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            epoch, step = int(row["epoch"]), int(row["step"])
+            if row["train_loss_step"]:
+                last_step_loss[epoch] = float(row["train_loss_step"])
+            if row["val_loss"]:  # a validation: at the fraction of the epoch trained
+                expected.setdefault((step + 1) / batches, {})["val_loss"] = float(row["val_loss"])
+            if row["train_loss_epoch"]:  # the epoch's end, with what on_train_epoch_end logged
+                expected[float(epoch + 1)].update({"train_loss": float(row["train_loss_epoch"]),
+                                                   "train_loss_epoch": float(row["train_loss_epoch"]),
+                                                   "train_loss_step": last_step_loss[epoch],
+                                                   "steps_seen": float(row["steps_seen"])})
+            if row["test_acc"]:
+                expected.setdefault(float(epoch), {})["test_acc"] = float(row["test_acc"])
+    assert sorted(expected) == [0.5, 1.0, 1.5, 2.0]
+    assert reports == expected
