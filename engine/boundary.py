@@ -104,10 +104,9 @@ def boundary_warnings(params: Sequence[Param], results: Sequence[Result], mode: 
     for param in params:
         if not param.is_numeric:
             continue
-        active = [r for r in ranked if param.name in r[0]] if param.when else ranked
-        if len(active) < max(1, min_trials):
+        best = _best_where_active(param, ranked, min_trials, top)
+        if not best:
             continue
-        best = active[:top_count(len(active), top)]
         where = [position(param, r[0].get(param.name)) for r in best]
         known = [u for u in where if u is not None]
         if where[0] is None:
@@ -121,6 +120,14 @@ def boundary_warnings(params: Sequence[Param], results: Sequence[Result], mode: 
                         f"{format_bound(param.high)}]: widen the range {direction}")  # type: ignore[arg-type]
                 warnings.append(BoundaryWarning(param.name, side, text))
     return warnings
+
+
+def _best_where_active(param: Param, ranked: Sequence[Result], min_trials: int, top: int | None) -> list[Result]:
+    """The top trials among those where ``param`` was active; none when fewer than ``min_trials`` had it."""
+    active = [r for r in ranked if param.name in r[0]] if param.when else list(ranked)
+    if len(active) < max(1, min_trials):
+        return []
+    return active[:top_count(len(active), top)]
 
 
 def finished_results(store: Any, study_id: int) -> list[Result]:

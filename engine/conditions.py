@@ -125,13 +125,16 @@ def active_names(params: Sequence[Param], config: Mapping[str, Any]) -> set[str]
     return set(active_only(params, config))
 
 
+def inactive_names(params: Sequence[Param], config: Mapping[str, Any]) -> list[str]:
+    """The parameters a configuration leaves out (their arguments leave the command)."""
+    return [p.name for p in params if p.name not in config]
+
+
 def fits(params: Sequence[Param], config: Mapping[str, Any]) -> bool:
     """Whether ``config`` is a configuration of this space: exactly the active names, each value in range."""
     by_name = {p.name: p for p in params}
     if set(config) - set(by_name) or set(active_only(params, config)) != set(config):
-        return False
-    if any(not is_active(by_name[n], config) for n in config):
-        return False
+        return False  # a name this space lacks, or one its own choices switch off
     missing = [p for p in params if p.name not in config and is_active(p, config)]
     return not missing and all(_in_range(by_name[n], v) for n, v in config.items())
 
@@ -169,13 +172,12 @@ def render_command(command: Sequence[str], values: Mapping[str, Any], inactive: 
 
 def check_command(argv: Sequence[str], params: Sequence[Param], fail: Fail) -> None:
     """An argument that is dropped with a conditional parameter must not carry anyone else's value."""
-    by_name = {p.name: p for p in params}
-    for i, arg in enumerate(argv):
-        names = [n for n in PLACEHOLDER.findall(arg) if n in by_name]
-        conditional = [n for n in names if by_name[n].when]
-        for name in conditional:
-            others = [n for n in names if n != name and by_name[n].when != by_name[name].when]
-            if others:
-                raise fail("command", f"argument {arg!r} holds {{{name}}} (conditional) and {{{others[0]}}}: "
-                           f"it is left out whenever {name} is inactive, and {others[0]} with it",
-                           f"give {{{name}}} its own argument, e.g. --{name} {{{name}}}")
+    when = {p.name: p.when for p in params}
+    for arg in argv:
+        names = [n for n in PLACEHOLDER.findall(arg) if n in when]
+        clash = next(((n, o) for n in names if when[n] for o in names if when[o] != when[n]), None)
+        if clash:
+            name, other = clash
+            raise fail("command", f"argument {arg!r} holds {{{name}}} (conditional) and {{{other}}}: "
+                       f"it is left out whenever {name} is inactive, and {other} with it",
+                       f"give {{{name}}} its own argument, e.g. --{name} {{{name}}}")

@@ -113,19 +113,24 @@ def _flat_rows(record: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     params = sorted({p for t in record["trials"] for p in t["params"]})
     metrics = sorted({m for t in record["trials"] for m in t["last"]})
     header = ["id", "status", *params, "best", *[f"last_{m}" for m in metrics], "resource", "flags", "exit_code"]
-    multi = isinstance(record["study"]["objective"], list)
-    if multi:
-        header.insert(header.index("best"), "pareto")
+    header[header.index("best"):header.index("best")] = _pareto_column(record)
     rows = []
     for t in record["trials"]:
         row: dict[str, Any] = {"id": t["id"], "status": t["status"], "best": _text(t["best"]), "resource": t["resource"],
-                               "flags": " ".join(t["flags"]), "exit_code": t["exit_code"]}
-        if multi:
-            row["pareto"] = "yes" if t["pareto"] else ""
+                               "flags": " ".join(t["flags"]), "exit_code": t["exit_code"], **_pareto_cell(t)}
         row.update({p: t["params"].get(p) for p in params})
         row.update({f"last_{m}": _text(t["last"].get(m)) for m in metrics})
         rows.append(row)
     return header, rows
+
+
+def _pareto_column(record: dict[str, Any]) -> list[str]:
+    """Several objectives: a ``pareto`` column before ``best``; none for one objective."""
+    return ["pareto"] if isinstance(record["study"]["objective"], list) else []
+
+
+def _pareto_cell(trial: dict[str, Any]) -> dict[str, str]:
+    return {"pareto": "yes" if trial["pareto"] else ""} if "pareto" in trial else {}
 
 
 def export_csv(store: Store, study: StudyRow) -> str:
@@ -177,8 +182,18 @@ def objective_text(objective: Any) -> str:
     return ", ".join(f"{o['metric']} ({o['mode']})" for o in items)
 
 
-def _warm_start_lines(store: Store, study: StudyRow) -> list[str]:
-    return [event.message for event in store.events(study.id, kinds=("warm_start",))[-1:]]
+def _by_first(study: StudyRow, objective: Any) -> str:
+    """With several objectives the top list is by the first one; say so."""
+    return f" by {study.objective_metric}" if isinstance(objective, list) else ""
+
+
+def _search_lines(store: Store, study: StudyRow, record: dict[str, Any]) -> list[str]:
+    """The warm start (if any) and, with several objectives, the Pareto front."""
+    lines = [event.message for event in store.events(study.id, kinds=("warm_start",))[-1:]]
+    objective = record["study"]["objective"]
+    if isinstance(objective, list):
+        lines += front_lines(record["trials"], objective)
+    return lines
 
 
 def status_text(store: Store, study: StudyRow | None = None) -> str:
@@ -208,12 +223,10 @@ def status_text(store: Store, study: StudyRow | None = None) -> str:
         lines.append(f"launching paused: {study.pause_reason}")
     for warning in s["warnings"]:
         lines.append(f"warning: {warning}")
-    lines += _warm_start_lines(store, study)
-    if isinstance(s["objective"], list):
-        lines += front_lines(record["trials"], s["objective"])
+    lines += _search_lines(store, study, record)
     best = top_trials(store, study.id, 5)
     if best:
-        lines.append(f"top {len(best)}" + (f" by {study.objective_metric}:" if isinstance(s["objective"], list) else ":"))
+        lines.append(f"top {len(best)}{_by_first(study, s['objective'])}:")
         for t in best:
             lines.append(f"  trial {t.number:<4} {study.objective_metric}={t.best_value:.4g} {t.status:<10} "
                          + " ".join(f"{k}={_cell(v)}" for k, v in t.params.items()))

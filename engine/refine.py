@@ -350,10 +350,7 @@ def _prune_conditions(raw: dict[str, Any], space: Space) -> list[Change]:
         spec = specs.get(param.name)
         if not param.when or not isinstance(spec, dict):
             continue
-        when: dict[str, Any] = {}
-        for parent, values in param.when:
-            parent_values = (specs.get(parent) or {}).get("values", []) if parent not in gone else []
-            when[parent] = [v for v in values if any(_same(v, u) for u in parent_values)]
+        when = _trimmed_when(param, specs, gone)
         if all(when.values()):
             new = {k: (v[0] if len(v) == 1 else v) for k, v in when.items()}
             if new != spec.get("when"):
@@ -369,6 +366,15 @@ def _prune_conditions(raw: dict[str, Any], space: Space) -> list[Change]:
         argv = render_command(space.command, {}, gone, lambda arg: arg)
         raw["command"] = shlex.join(argv) if isinstance(raw.get("command"), str) else argv
     return changes
+
+
+def _trimmed_when(param: Param, specs: Mapping[str, Any], gone: set[str]) -> dict[str, list[Any]]:
+    """Each ``when`` parent's wanted values that its refined choices still hold (none if it was removed)."""
+    when: dict[str, list[Any]] = {}
+    for parent, values in param.when:
+        parent_values = (specs.get(parent) or {}).get("values", []) if parent not in gone else []
+        when[parent] = [v for v in values if any(_same(v, u) for u in parent_values)]
+    return when
 
 
 def _warm_start_from_parent(raw: dict[str, Any], parent: str) -> list[Change]:

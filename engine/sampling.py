@@ -44,7 +44,7 @@ def quantise(param: Param, value: float) -> float:
         return value
     low = param.low or 0.0
     snapped = low + math.floor((value - low) / param.step + 0.5) * param.step  # half up, not banker's
-    snapped = min(max(snapped, param.low), param.high)  # type: ignore[type-var]
+    snapped = min(max(snapped, float(param.low or 0.0)), float(param.high if param.high is not None else snapped))
     return float(round(snapped, 12))
 
 
@@ -124,10 +124,7 @@ class GridSampler(Sampler):
         self.params = space.params
         self.names = [p.name for p in space.params]
         self.axes = [grid_values(p) for p in space.params]
-        axes = dict(zip(self.names, self.axes))
-        controlling = {parent for p in space.params for parent, _ in p.when}
-        self.branches = [_Branch(fixed, [n for n in self.names if n in free], [axes[n] for n in self.names if n in free])
-                         for fixed, free in _branches(space.params, controlling)]
+        self.branches = _grid_branches(space.params, self.names, self.axes)
         self._starts = list(itertools.accumulate((b.size for b in self.branches), initial=0))
 
     def size(self) -> int:
@@ -148,6 +145,13 @@ class GridSampler(Sampler):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for index in range(self.size()):
             yield self.suggest(index)  # type: ignore[misc]
+
+
+def _grid_branches(params: tuple[Param, ...], names: list[str], axes: list[list[Any]]) -> list[_Branch]:
+    by_name = dict(zip(names, axes))
+    controlling = {parent for p in params for parent, _ in p.when}
+    return [_Branch(fixed, [n for n in names if n in free], [by_name[n] for n in names if n in free])
+            for fixed, free in _branches(params, controlling)]
 
 
 def _branches(params: tuple[Param, ...], controlling: set[str]) -> list[tuple[dict[str, Any], set[str]]]:

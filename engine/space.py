@@ -389,34 +389,13 @@ def _params(r: _Reader, raw: Any) -> tuple[Param, ...]:
         if "type" not in spec:
             raise r.fail(f"{key}.type", "missing", "add type: loguniform | uniform | int | choice")
         kind = r.choice(spec["type"], f"{key}.type", PARAM_TYPES)
-        when = parse_when(spec["when"], f"{key}.when", r.fail) if "when" in spec else ()
-        spec = {k: v for k, v in spec.items() if k != "when"}
+        when, spec = _when(r, spec, key)
         if kind == "choice":
-            r.only_keys(spec, ("type", "values"), key)
-            values = spec.get("values")
-            if not isinstance(values, list) or not values:
-                raise r.fail(f"{key}.values", "empty or missing choice list", "give at least one value: values: [32, 64]")
-            for i, v in enumerate(values):
-                if isinstance(v, (dict, list)) or v is None:
-                    raise r.fail(f"{key}.values[{i}]", f"unsupported value {_show(v)}", "use numbers, strings or booleans")
-            params.append(Param(name=name, type=kind, values=tuple(values), when=when))
+            params.append(_choice_param(r, name, spec, key, when))
             continue
         allowed = ("type", "low", "high", "log", "step", "points")
         r.only_keys(spec, allowed, key)
-        for bound in ("low", "high"):
-            if bound not in spec:
-                raise r.fail(f"{key}.{bound}", "missing", f"add {bound}: NUMBER")
-        low, high = r.number(spec["low"], f"{key}.low"), r.number(spec["high"], f"{key}.high")
-        log = kind == "loguniform" or (r.boolean(spec.get("log", False), f"{key}.log") if "log" in spec else False)
-        if kind == "loguniform" and "log" in spec and not r.boolean(spec["log"], f"{key}.log"):
-            raise r.fail(f"{key}.log", "loguniform is always log", "remove log or use type: uniform")
-        if low >= high:
-            raise r.fail(f"{key}.low", f"low ({_fmt(low)}) must be below high ({_fmt(high)})", "swap or fix the bounds")
-        if not math.isfinite(high - low):  # low + u * (high - low) would sample inf
-            raise r.fail(f"{key}.high", f"the range [{_fmt(low)}, {_fmt(high)}] is wider than a float can hold",
-                         "narrow the bounds, or use type: loguniform for a range over many orders of magnitude")
-        if log and low <= 0:
-            raise r.fail(f"{key}.low", f"log scale needs low > 0, got {_fmt(low)}", "use a small positive low such as 1e-6")
+        low, high, log = _numeric_range(r, spec, key, kind)
         if kind == "int":
             low_i, high_i = r.integer(spec["low"], f"{key}.low"), r.integer(spec["high"], f"{key}.high")
             low, high = float(low_i), float(high_i)
@@ -428,13 +407,56 @@ def _params(r: _Reader, raw: Any) -> tuple[Param, ...]:
             if step <= 0 or step > high - low:
                 raise r.fail(f"{key}.step", f"step {_fmt(step)} does not fit in [{_fmt(low)}, {_fmt(high)}]",
                              "use a positive step smaller than high - low")
-        points = r.integer(spec.get("points", 3), f"{key}.points", minimum=1)
-        if points > MAX_GRID_POINTS:
-            raise r.fail(f"{key}.points", f"{points} grid points cannot be enumerated",
-                         f"use at most {MAX_GRID_POINTS:,} points, or search.algorithm: random")
+        points = _grid_points(r, spec, key)
         params.append(Param(name=name, type=kind, low=low, high=high, log=log, step=step, points=points, when=when))
     check_conditions(params, r.fail)
     return tuple(params)
+
+
+def _numeric_range(r: _Reader, spec: dict, key: str, kind: str) -> tuple[float, float, bool]:
+    """(low, high, log) of a numeric parameter: both bounds given, ordered, and a range a float can hold."""
+    for bound in ("low", "high"):
+        if bound not in spec:
+            raise r.fail(f"{key}.{bound}", "missing", f"add {bound}: NUMBER")
+    low, high = r.number(spec["low"], f"{key}.low"), r.number(spec["high"], f"{key}.high")
+    log = kind == "loguniform" or (r.boolean(spec.get("log", False), f"{key}.log") if "log" in spec else False)
+    if kind == "loguniform" and "log" in spec and not r.boolean(spec["log"], f"{key}.log"):
+        raise r.fail(f"{key}.log", "loguniform is always log", "remove log or use type: uniform")
+    if low >= high:
+        raise r.fail(f"{key}.low", f"low ({_fmt(low)}) must be below high ({_fmt(high)})", "swap or fix the bounds")
+    if not math.isfinite(high - low):  # low + u * (high - low) would sample inf
+        raise r.fail(f"{key}.high", f"the range [{_fmt(low)}, {_fmt(high)}] is wider than a float can hold",
+                     "narrow the bounds, or use type: loguniform for a range over many orders of magnitude")
+    if log and low <= 0:
+        raise r.fail(f"{key}.low", f"log scale needs low > 0, got {_fmt(low)}", "use a small positive low such as 1e-6")
+    return low, high, log
+
+
+def _when(r: _Reader, spec: dict, key: str) -> tuple[tuple[tuple[str, tuple[Any, ...]], ...], dict]:
+    """The parameter's ``when:`` condition (engine/conditions.py), and its spec without it."""
+    if "when" not in spec:
+        return (), spec
+    return parse_when(spec["when"], f"{key}.when", r.fail), {k: v for k, v in spec.items() if k != "when"}
+
+
+def _choice_param(r: _Reader, name: str, spec: dict, key: str, when: tuple) -> Param:
+    r.only_keys(spec, ("type", "values"), key)
+    values = spec.get("values")
+    if not isinstance(values, list) or not values:
+        raise r.fail(f"{key}.values", "empty or missing choice list", "give at least one value: values: [32, 64]")
+    for i, v in enumerate(values):
+        if isinstance(v, (dict, list)) or v is None:
+            raise r.fail(f"{key}.values[{i}]", f"unsupported value {_show(v)}", "use numbers, strings or booleans")
+    return Param(name=name, type="choice", values=tuple(values), when=when)
+
+
+def _grid_points(r: _Reader, spec: dict, key: str) -> int:
+    """``points:`` for grid search; an axis is held in memory, so an impossible one is refused now."""
+    points = r.integer(spec.get("points", 3), f"{key}.points", minimum=1)
+    if points > MAX_GRID_POINTS:
+        raise r.fail(f"{key}.points", f"{points} grid points cannot be enumerated",
+                     f"use at most {MAX_GRID_POINTS:,} points, or search.algorithm: random")
+    return points
 
 
 def _scheduler(r: _Reader, raw: Any) -> SchedulerSpec:

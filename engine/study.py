@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from .clones import Refused, with_overrides
 from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
+from .conditions import inactive_names
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
 from .liveness import find_trial_process, process_create_time
 from .logtail import LogTail, Piece
@@ -134,6 +135,8 @@ class StudyLoop:
         from .gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
 
         self.gpu = GpuPlacer(store, study, space, lambda: self.usage.monitor, self._say)
+        if self.gpu.uses_gpus(self.executor):
+            self.usage.gpu_sharing = self.gpu.sharing_columns  # claimed / other memory in each GPU sample
         self.notifier = Notifier(space.notify, study.name, self._notice)
         self._last_sample = 0.0
         self._warnings: list[str] = list(study.warnings)
@@ -537,7 +540,7 @@ class StudyLoop:
         if self.space.scheduler.max_resource is not None:
             mr = self.space.scheduler.max_resource
             values["max_resource"] = int(mr) if mr == int(mr) else mr
-        argv = render_argv(self.space.command, values, [p.name for p in self.space.params if p.name not in params])
+        argv = render_argv(self.space.command, values, inactive_names(self.space.params, params))
         def insert(picker: Any) -> TrialRow | None:
             return self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
                                         stdout_path=str(trial_dir / "stdout.log"),

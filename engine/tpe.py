@@ -75,6 +75,13 @@ def distribution(optuna: Any, param: Param) -> Any:
                                    step=None if param.log else param.step)  # Optuna has no log + step: we snap
 
 
+def _rung_observations(space: Space) -> RungObservations | None:
+    """The BOHB rule's bookkeeping with an early-stopping scheduler and one objective, else None."""
+    if space.scheduler.type == "fifo" or len(space.objectives or (space.objective,)) > 1:
+        return None
+    return RungObservations(rungs_for(space.scheduler), len(space.params))
+
+
 class TpeSampler(Sampler):
     def __init__(self, space: Space) -> None:
         optuna = _import_optuna()
@@ -94,9 +101,7 @@ class TpeSampler(Sampler):
             self.sampler = optuna.samplers.TPESampler(seed=space.search.seed, multivariate=True,
                                                       group=is_conditional(space.params), constant_liar=True,
                                                       warn_independent_sampling=False)
-        self.rungs: RungObservations | None = None
-        if space.scheduler.type != "fifo" and len(self.objectives) == 1:
-            self.rungs = RungObservations(rungs_for(space.scheduler), len(space.params))
+        self.rungs = _rung_observations(space)
         self._invalid: list[dict[str, Any]] = []  # re-told after every refit on a rung
         self._fitted: tuple[float, int, int] | None = None
         self.study = self._new_study()
@@ -181,19 +186,23 @@ class TpeSampler(Sampler):
         if status in INVALID_STATUSES:
             return states.PRUNED, None
         if len(self.objectives) > 1:
-            if status in RETRY_STATUSES:
-                return states.FAIL, None
-            if status in PRUNED_STATUSES:
-                return states.PRUNED, None  # Optuna has no intermediate values with several objectives
-            values = [(last or {}).get(o.metric) for o in self.objectives]
-            if any(v is None or not math.isfinite(v) for v in values):
-                return states.FAIL, None
-            return states.COMPLETE, [float(v) for v in values]  # type: ignore[arg-type]
+            return self._state_of_several(status, last)
         if value is None or not math.isfinite(value) or status in RETRY_STATUSES:
             return states.FAIL, None
         if status in PRUNED_STATUSES:
             return states.PRUNED, float(value)
         return states.COMPLETE, float(value)
+
+    def _state_of_several(self, status: str | None, last: Mapping[str, float] | None) -> tuple[Any, Any]:
+        states = self.optuna.trial.TrialState
+        if status in RETRY_STATUSES:
+            return states.FAIL, None
+        if status in PRUNED_STATUSES:
+            return states.PRUNED, None  # Optuna has no intermediate values with several objectives
+        values = [(last or {}).get(o.metric) for o in self.objectives]
+        if any(v is None or not math.isfinite(v) for v in values):
+            return states.FAIL, None
+        return states.COMPLETE, [float(v) for v in values]  # type: ignore[arg-type]
 
     def _pending_with(self, params: dict[str, Any]) -> Any:
         """The asked trial with exactly these parameters (the loop may not know the index)."""
@@ -209,17 +218,17 @@ class TpeSampler(Sampler):
             return None
         kwargs: dict[str, Any] = {"params": {n: params[n] for n in names},
                                   "distributions": {n: self.distributions[n] for n in names}, "state": state}
-        if state == self.optuna.trial.TrialState.PRUNED:
-            if value is not None:
-                kwargs["intermediate_values"] = {int(step or 0): value}
-        elif isinstance(value, list):
-            kwargs["values"] = value
-        else:
-            kwargs["value"] = value
+        kwargs.update(self._told_as(state, value, step))
         try:
             return self.optuna.trial.create_trial(**kwargs)
         except (ValueError, TypeError):
             return None  # outside this space (a refined stage replaying its parent): not this model's business
+
+    def _told_as(self, state: Any, value: Any, step: float | None) -> dict[str, Any]:
+        """``create_trial`` keywords for the result: an intermediate value (pruned), values, or a value."""
+        if state == self.optuna.trial.TrialState.PRUNED:
+            return {} if value is None else {"intermediate_values": {int(step or 0): value}}
+        return {"values": value} if isinstance(value, list) else {"value": value}
 
     def _add_finished(self, params: dict[str, Any], state: Any, value: Any, step: float | None) -> None:
         """A trial this sampler never asked: record it so the model learns from history too."""

@@ -97,17 +97,26 @@ def apply_warm_start(store: Any, space: Space, sampler: Sampler) -> tuple[Sample
         if other is None:
             told.append(Told(name, 0, 0))
             continue
-        curves = _curves(store, other.id, space.objective.metric) if model_based else {}
         ended = store.trials(other.id, statuses=LEARNED_STATUSES)
         fitting = [t for t in ended if fits(space.params, t.params)]
-        for t in fitting:
-            seen.append(t.params)
-            if model_based:
-                last = store.last_values(t.id) if space.multi_objective else None
-                sampler.observe(-1, t.params, t.best_value, status=t.status, step=t.best_step,
-                                curve=curves.get(t.id, ()), last=last)
+        seen.extend(t.params for t in fitting)
+        if model_based:
+            _tell(store, space, sampler, other.id, fitting, own=False)
         told.append(Told(name, len(fitting), len(ended)))
     return (sampler if model_based else SkipSeen(sampler, seen)), told
+
+
+def _tell(store: Any, space: Space, sampler: Sampler, study_id: int, trials: Sequence[Any], *, own: bool = True) -> None:
+    """Ended trials to a model-based sampler, with their curves (the rung model) and last values.
+
+    Another study's sample indices mean nothing here: its trials are told as never asked (-1).
+    """
+    curves = _curves(store, study_id, space.objective.metric)
+    for t in trials:
+        last = store.last_values(t.id) if space.multi_objective else None
+        index = t.sample_index if own and t.sample_index is not None else -1
+        sampler.observe(index, t.params, t.best_value,
+                        status=t.status, step=t.best_step, curve=curves.get(t.id, ()), last=last)
 
 
 def describe(told: Sequence[Told], model_based: bool) -> str:
@@ -127,13 +136,8 @@ def replay_history(store: Any, space: Space, sampler: Sampler, study_id: int, tr
                                                                       (RandomSampler, GridSampler)):
         return  # nothing to learn: skip the metric read
     ended = [t for t in trials if t.status in statuses]
-    if not ended:
-        return
-    curves = _curves(store, study_id, space.objective.metric)
-    for t in ended:
-        last = store.last_values(t.id) if space.multi_objective else None
-        sampler.observe(t.sample_index if t.sample_index is not None else -1, t.params, t.best_value,
-                        status=t.status, step=t.best_step, curve=curves.get(t.id, ()), last=last)
+    if ended:
+        _tell(store, space, sampler, study_id, ended)
 
 
 def record_warm_start(store: Any, study_id: int, sampler: Sampler, told: Sequence[Told]) -> str | None:
