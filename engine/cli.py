@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     db_help = "study database (default: $HPOTUI_DB or ./hpotui.db)"
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)  # a _Parser, as the subparsers it is a parent of
     common.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show tracebacks on errors")
