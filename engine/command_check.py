@@ -38,28 +38,40 @@ def check_command(action: Any, trial_number: Any, args_text: Any, actions: tuple
     """
     if not isinstance(action, str) or action not in actions:
         return _refuse(f"unknown action {_brief(action)}")
-    if trial_number is not None and (isinstance(trial_number, bool) or not isinstance(trial_number, int)):
-        return _refuse(f"trial_number must be a whole number, got {_brief(trial_number)}")
-    if action in TRIAL_ACTIONS and trial_number is None:
-        return _refuse(f"{action} needs a trial_number")
+    problem = _trial_number_problem(action, trial_number)
     args = _parse_args(args_text)
-    if isinstance(args, str):
-        return _refuse(args)
+    if problem is None and isinstance(args, str):
+        problem = args
+    if problem is None and isinstance(args, dict):
+        problem = _action_args_problem(action, args)
+    if problem is not None or not isinstance(args, dict):
+        return _refuse(problem or "args could not be read")
+    if action == "clone_trial" and args.get("params") is None:
+        args = dict(args, params={})
+    return CheckedCommand(args=args)
+
+
+def _trial_number_problem(action: str, trial_number: Any) -> str | None:
+    if trial_number is not None and (isinstance(trial_number, bool) or not isinstance(trial_number, int)):
+        return f"trial_number must be a whole number, got {_brief(trial_number)}"
+    if action in TRIAL_ACTIONS and trial_number is None:
+        return f"{action} needs a trial_number"
+    return None
+
+
+def _action_args_problem(action: str, args: dict[str, Any]) -> str | None:
+    """What is wrong with the arguments the action uses (set_max_parallel's value, clone_trial's params)."""
     if action == "set_max_parallel":
         value = args.get("value")
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
-            return _refuse(f"max_parallel must be a whole number from 1 to {MAX_PARALLEL}, got {_brief(value)}")
+            return f"max_parallel must be a whole number from 1 to {MAX_PARALLEL}, got {_brief(value)}"
     if action == "clone_trial":
         params = args.get("params")
-        if params is None:
-            args = dict(args, params={})
-        elif not isinstance(params, dict):
-            return _refuse(f"clone params must be an object of name: value, got {_brief(params)}")
-        else:
-            problem = _clone_values_problem(params)
-            if problem:
-                return _refuse(problem)
-    return CheckedCommand(args=args)
+        if params is not None and not isinstance(params, dict):
+            return f"clone params must be an object of name: value, got {_brief(params)}"
+        if isinstance(params, dict):
+            return _clone_values_problem(params)
+    return None
 
 
 def _clone_values_problem(params: dict[str, Any]) -> str | None:

@@ -1,0 +1,86 @@
+"""Malformed rows in the commands table: refused with an acknowledgement, never a crash.
+
+The table is written by other processes (the TUI, `hpotui stop`, a sqlite3 shell, another
+hpotui version). Whatever a row holds, the engine acknowledges it ("refused: ..."), goes on
+with the study, and a later `resume` does the same instead of crashing on it again.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+
+from tests.faults.conftest import Lab, counting_study, exactly_once, wait_for
+
+# (trial_number, action, args) rows SQLite accepts but no command may act on
+BAD_ROWS = [
+    (None, "stop_study", "not json at all"),
+    (None, "stop_study", "[1, 2, 3]"),
+    (None, "pause_launching", '"a string"'),
+    (1, "clone_trial", '{"params": [0.5]}'),
+    (1, "clone_trial", '{"params": "lr=0.5"}'),
+    (1, "clone_trial", '{"params": {"lr": 1' + "0" * 400 + '}}'),
+    ("one", "stop_trial", "{}"),
+    (None, "stop_trial", "{}"),
+    (None, "set_max_parallel", '{"value": "lots"}'),
+    (None, "set_max_parallel", '{"value": [4]}'),
+    (None, "stop_study", "[" * 50_000),
+]
+
+
+def _insert(lab: Lab, study_id: int, rows: list[tuple]) -> list[int]:
+    conn = sqlite3.connect(lab.db, timeout=30)
+    try:
+        ids = []
+        for number, action, args in rows:
+            cur = conn.execute("INSERT INTO commands (study_id, trial_number, action, args, created_at) "
+                               "VALUES (?, ?, ?, ?, ?)", (study_id, number, action, args, time.time()))
+            ids.append(cur.lastrowid)
+        conn.commit()
+        return ids
+    finally:
+        conn.close()
+
+
+def _results(lab: Lab, ids: list[int]) -> list[str | None]:
+    marks = ",".join("?" * len(ids))
+    return [r["result"] for r in lab.query(f"SELECT result FROM commands WHERE id IN ({marks}) ORDER BY id", *ids)]
+
+
+def test_malformed_commands_are_refused_and_the_study_goes_on(lab: Lab) -> None:
+    space = counting_study(lab, "cmds", max_trials=3, max_parallel=1, epochs=25, delay=0.04)
+    engine = lab.start("launch", str(space), "--headless")
+    wait_for(lambda: lab.trials("cmds") and lab.trials("cmds")[0]["status"] == "running", what="a running trial")
+    study_id = lab.study_row("cmds")["id"]
+    ids = _insert(lab, study_id, BAD_ROWS)
+    good = _insert(lab, study_id, [(None, "set_max_parallel", '{"value": 2}')])
+    wait_for(lambda: all(_results(lab, ids + good)), what="every command acknowledged")
+    results = _results(lab, ids)
+    assert all(r.startswith("refused:") for r in results), results
+    assert all(len(r) < 200 and "\n" not in r for r in results), results
+    assert _results(lab, good) == ["max_parallel is now 2"]
+    assert engine.wait(timeout=90) == 0, engine.output()[-3000:]
+    assert "Traceback" not in engine.output()
+    assert [t["status"] for t in lab.trials("cmds")] == ["completed"] * 3
+    checked, missing, extra = exactly_once(lab, "cmds")
+    assert checked == 3 * 25 and not missing and not extra
+
+
+def test_resume_refuses_malformed_commands_left_behind_instead_of_crashing(lab: Lab) -> None:
+    space = counting_study(lab, "left", max_trials=2, max_parallel=1, epochs=20, delay=0.03)
+    engine = lab.start("launch", str(space), "--headless")
+    wait_for(lambda: lab.metric_values("left", "uid"), what="first metrics")
+    engine.signal(signal.SIGKILL)
+    engine.popen.wait()
+    ids = _insert(lab, lab.study_row("left")["id"], BAD_ROWS)
+    for _ in range(2):  # the first resume must not crash; nor may the one after it
+        result = lab.hpotui("resume", "left", "--headless", timeout=90)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+    # Stops left by a dead engine are set aside on resume ("not applied: ..."); the rest are refused.
+    assert all(r and r.startswith(("refused:", "not applied:")) for r in _results(lab, ids)), _results(lab, ids)
+    assert all(r.startswith("refused:") for (_n, action, _a), r in zip(BAD_ROWS, _results(lab, ids))
+               if not action.startswith("stop_"))
+    assert lab.study_row("left")["status"] == "completed"
+    assert sum(t["status"] == "completed" for t in lab.trials("left")) == 2
