@@ -180,3 +180,20 @@ def test_a_project_hpotui_py_cannot_shadow_the_engine_and_the_copied_helper_repo
     assert_trials_used_both(root, "detached")
     engine_log = (root / "hpotui_runs" / "detached" / "engine.log").read_text()
     assert "shadowed" not in engine_log
+
+
+def test_hpotui_in_its_own_environment_and_trials_in_a_training_environment_without_it(tmp_path: Path):
+    # What a pipx / uv tool install amounts to: the hpotui command runs from this environment, and
+    # trials run the python of another one that has never heard of hpotui (a bare venv here: the
+    # copied helper needs only the standard library).
+    training_env = tmp_path / "train-env"
+    subprocess.run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip",
+                    str(training_env)], check=True, timeout=120)
+    python = training_env / "bin" / "python"
+    assert subprocess.run([str(python), "-c", "import hpotui"], capture_output=True).returncode != 0
+    root = project(tmp_path, import_report="from hpotui_report import report")
+    (root / "headless.yaml").write_text((root / "headless.yaml").read_text().replace("python train.py", f"{python} train.py"))
+    assert hpotui(root, "helpers").returncode == 0
+    headless = hpotui(root, "launch", "headless.yaml", "--headless")
+    assert headless.returncode == 0, headless.stdout[-2000:] + headless.stderr[-2000:]
+    assert_trials_used_both(root, "headless")
