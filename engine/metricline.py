@@ -127,8 +127,10 @@ def expand_number(pattern: str) -> str:
 
 
 def plain_text(text: str) -> str:
-    """The text without ANSI colour and cursor codes (a coloured bar matches like a plain one)."""
-    return _ANSI.sub("", text) if "\x1b" in text else text
+    """The text without ANSI colour and cursor codes or backspaces (a coloured bar matches like a plain one)."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    return text.replace("\b", "") if "\b" in text else text  # Keras' bar backspaces over itself
 
 
 def _same(a: float, b: float | None) -> bool:

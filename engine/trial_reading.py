@@ -22,7 +22,7 @@ from .metric_files import open_sources, read_source
 from .metricline import RegexMetrics, Report
 
 NOT_READ_EVENT = "not_read"
-FILE_POLL_S = 0.5  # how often a running trial's CSV / TensorBoard files are looked at
+FILE_POLL_S = 0.25  # how often a running trial's CSV / TensorBoard files are looked at
 RESUME_LOOKBACK = 64 * 1024  # bytes before the committed offset searched for the step a re-adopted bar is at
 SILENT_STREAK = 10  # trials in a row without the objective before launching pauses
 MAX_LISTED = 8  # trial numbers listed in one warning line
