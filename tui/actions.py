@@ -94,6 +94,27 @@ class Commander:
         return f"{summary}; next stage launched in the background (engine pid {pid})"
 
 
+    def resume(self, name: str, *, settle_s: float = 3.0) -> str:
+        """``hpotui resume NAME --headless`` detached (the dead engine's successor); what happened first."""
+        log_path = Path(self.db_path).resolve().parent / "hpotui_runs" / name / "engine.log"
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
+        except OSError as exc:
+            return f"cannot resume {name} from here: {log_path.parent} is not writable ({exc.strerror or exc})"
+        with log:
+            proc = subprocess.Popen(hpotui_command("resume", name, "--headless", "--db",
+                                                    str(Path(self.db_path).resolve())),
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                    close_fds=True)
+        try:
+            code = proc.wait(timeout=settle_s)
+        except subprocess.TimeoutExpired:
+            return f"resumed {name} in the background (engine pid {proc.pid}, log {log_path})"
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
+        return f"resume of {name} ended at once (exit {code}): {tail[0]}"
+
+
 def launch_stage(db_path: str, space_file: Path) -> int:
     """``hpotui launch SPACE --headless`` detached, its output in a log beside the space file."""
     log_path = space_file.with_suffix(".launch.log")

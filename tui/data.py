@@ -4,11 +4,16 @@ Why a module of its own: every screen asks the same few questions (which studies
 trials, which curve, which GPU), and each answer must be cheap on a file with 10,000 trials and
 5 million metric rows. So the queries here only ever read what is on screen: one trial's
 curves through the ``(trial_id, name, step)`` index, the objective's last value only for trials
-whose report count changed, flags read incrementally by event id. Everything returned is a
-frozen dataclass, so a worker thread can build it and hand it to the UI thread safely.
+whose report count changed, flags and clone origins read incrementally by event id. Everything
+returned is a frozen dataclass, so a worker thread can build it and hand it to the UI thread.
 
-The connection is opened read-only (``mode=ro``): the TUI never writes through it; requests
-to the engine go through :mod:`tui.actions`, a separate writable connection.
+The connection is opened read-only (:mod:`tui.dbopen`: ``mode=ro``, or an immutable snapshot
+when the folder is not ours): the TUI never writes through it; requests to the engine go
+through :mod:`tui.actions`, a separate writable connection opened only when needed.
+
+The engine's liveness is not in the file's data (a killed engine writes nothing), so every
+study view asks the process table: a study whose engine is gone says so, and its trials whose
+processes are gone stop showing as running.
 """
 
 from __future__ import annotations
@@ -19,22 +24,34 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
-from ..engine.liveness import engine_alive
-from ..engine.store import StudyRow, connect
+from ..engine.liveness import HEARTBEAT_STALE_S, engine_alive, process_alive
+from ..engine.store import HOSTNAME, StudyRow
+from .dbopen import open_readonly
+from .eta import ETA_UNKNOWN, RunningPace, expected_trial_seconds, study_eta, trial_eta
+from .ordering import STATUS_FILTERS, ordered
 
-STATUS_FILTERS: tuple[str | None, ...] = (None, "running", "completed", "pruned", "failed", "stopped", "queued")
-"""What the filter key cycles through; ``failed`` also shows diverged trials (both are failures)."""
-SORT_KEYS = ("number", "best", "status", "step", "run")
-FILTER_GROUPS = {"failed": ("failed", "diverged")}
-ETA_UNKNOWN = None
+__all__ = ["STATUS_FILTERS", "StudyReader", "StudyView", "TrialInfo", "downsample", "parse_plan", "study_eta",
+           "trial_eta", "RunningPace"]
+
+LIVE_STATUSES = ("running", "queued")
+TRANSIENT_FLAGS = ("not_learning", "underfitting", "overfitting", "update_ratio")
+"""Flags that stop applying once the objective improves again after them (a flat trial that learned)."""
 
 
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
+
+
+def _better(a: float | None, b: float | None, mode: str) -> bool:
+    if _finite(a) is None:
+        return False
+    if _finite(b) is None:
+        return True
+    return a > b if mode == "max" else a < b  # type: ignore[operator]
 
 
 @dataclass(frozen=True)
@@ -52,10 +69,16 @@ class StudySummary:
     mode: str
     engine_alive: bool
     launching_paused: bool
+    pause_reason: str | None = None
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def engine_died(self) -> bool:
+        """The study should be running but nothing runs it: `hpotui resume` is the way on."""
+        return self.status in LIVE_STATUSES and not self.engine_alive
 
 
 @dataclass(frozen=True)
@@ -78,26 +101,46 @@ class TrialInfo:
     eta_s: float | None
     stdout_path: str
     stderr_path: str
+    reason: str = ""
+    exit_code: int | None = None
+    clone_of: int | None = None
+    process: str = ""  # "" (watched by its engine), "gone" or "unwatched" (the engine is dead)
+    pending: bool = False  # a clone the engine holds in its queue: not a trial row yet
 
     @property
     def shown_status(self) -> str:
-        return "paused" if self.paused and self.status == "running" else self.status
+        if self.status == "running":
+            if self.process:
+                return self.process
+            if self.paused:
+                return "paused"
+        return self.status
+
+    @property
+    def is_live(self) -> bool:
+        """Something still runs or will run: a stop means something."""
+        return self.shown_status in ("running", "paused", "unwatched", "queued")
 
 
 @dataclass(frozen=True)
 class StudyPlan:
-    """What the space file promised: used for step/max and the ETA."""
+    """What the space file promised: used for step/max, the ETA and the parameter view."""
 
     max_trials: int | None
     max_parallel: int | None
     max_step: float | None
     params: tuple[str, ...]
     ranges: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    objectives: tuple[tuple[str, str], ...] = ()  # (metric, mode); two or more: a Pareto front
+
+    def is_log(self, name: str) -> bool:
+        spec = self.ranges.get(name, {})
+        return spec.get("type") == "loguniform" or bool(spec.get("log"))
 
 
 @dataclass(frozen=True)
 class StudyView:
-    """The study screen's table and header, for one status filter and sort order."""
+    """The study screen's table and header, for one filter and sort order."""
 
     study: StudyRow
     alive: bool
@@ -108,10 +151,18 @@ class StudyView:
     eta_s: float | None
     max_step: float | None
     data_version: int
+    eta_paused: bool = False
+    end_reason: str = ""
+    immutable: bool = False
+    clones_waiting: int = 0
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def engine_died(self) -> bool:
+        return self.study.status in LIVE_STATUSES and not self.alive
 
 
 @dataclass(frozen=True)
@@ -130,6 +181,11 @@ class GpuLine:
     memory_used: int | None
     memory_total: int | None
     trials: tuple[str, ...]
+    # GPU sharing (issue 17): what every hpotui engine on the host claims, other users' memory, reading time
+    claimed_memory: int | None = None
+    claimed_trials: int | None = None
+    other_memory: int | None = None
+    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +202,7 @@ class ResourceView:
     gpus: tuple[GpuLine, ...]
     hosts: tuple[HostLine, ...]
     unplaced: tuple[str, ...]
+    now: float | None = None  # when the view was read: the GPU panel shows the readings' age
 
 
 @dataclass(frozen=True)
@@ -156,6 +213,14 @@ class FlagLine:
     level: str
     message: str
     hint: str
+
+
+@dataclass(frozen=True)
+class FailureDetail:
+    """What a failed trial left: its exit and the last lines of its stderr (from the engine's event)."""
+
+    exit_code: int | None
+    stderr_tail: str
 
 
 def downsample(steps: Sequence[float], values: Sequence[float], max_points: int) -> tuple[list[float], list[float]]:
@@ -183,6 +248,16 @@ def downsample(steps: Sequence[float], values: Sequence[float], max_points: int)
     return xs, ys
 
 
+def _objectives(raw: Any) -> tuple[tuple[str, str], ...]:
+    """``objective:`` as one mapping or (issue 16) a list of them."""
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("metric"), str):
+            out.append((item["metric"], str(item.get("mode", "max"))))
+    return tuple(out)
+
+
 def parse_plan(space_yaml: str, fallback_parallel: int | None) -> StudyPlan:
     """The bits of the stored space file the screens need; a file we cannot read gives an empty plan."""
     try:
@@ -191,9 +266,9 @@ def parse_plan(space_yaml: str, fallback_parallel: int | None) -> StudyPlan:
         raw = {}
     if not isinstance(raw, dict):
         raw = {}
-    budget = raw.get("budget") if isinstance(raw.get("budget"), dict) else {}
-    scheduler = raw.get("scheduler") if isinstance(raw.get("scheduler"), dict) else {}
-    space = raw.get("space") if isinstance(raw.get("space"), dict) else {}
+    budget = _mapping(raw.get("budget"))
+    scheduler = _mapping(raw.get("scheduler"))
+    space = _mapping(raw.get("space"))
     max_step = scheduler.get("max_resource")
     return StudyPlan(
         max_trials=budget.get("max_trials") if isinstance(budget.get("max_trials"), int) else None,
@@ -201,7 +276,12 @@ def parse_plan(space_yaml: str, fallback_parallel: int | None) -> StudyPlan:
         max_step=float(max_step) if isinstance(max_step, (int, float)) else None,
         params=tuple(str(k) for k in space),
         ranges={str(k): _numeric_bounds(v) for k, v in space.items() if isinstance(v, dict)},
+        objectives=_objectives(raw.get("objective")),
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _numeric_bounds(spec: dict[str, Any]) -> dict[str, Any]:
@@ -216,26 +296,23 @@ def _numeric_bounds(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trial_eta(last_step: float | None, max_step: float | None, step_seconds: float | None) -> float | None:
-    """Seconds left for a running trial: the measured time per step times the steps still to go."""
-    if last_step is None or max_step is None or step_seconds is None:
-        return ETA_UNKNOWN
-    return max(0.0, (max_step - last_step) * step_seconds)
+def current_flags(flags: Sequence[tuple[str, float | None]], best_step: float | None) -> tuple[str, ...]:
+    """The flags that still apply: a transient one is dropped once the objective improved after it."""
+    out: list[str] = []
+    for kind, step in flags:
+        if kind in TRANSIENT_FLAGS and step is not None and best_step is not None and best_step > step:
+            continue
+        if kind not in out:
+            out.append(kind)
+    return tuple(out)
 
 
-def study_eta(running_etas: Iterable[float | None], left_to_start: int, trial_seconds: float | None,
-              parallel: int) -> float | None:
-    """Seconds until the study ends if it keeps its pace: the running trials, then the rest in waves."""
-    given = list(running_etas)
-    etas = [e for e in given if e is not None]
-    if left_to_start <= 0:
-        if len(etas) < len(given):
-            return ETA_UNKNOWN  # a running trial has no pace yet
-        return max(etas) if etas else 0.0
-    if trial_seconds is None:
-        return ETA_UNKNOWN
-    waves = math.ceil(left_to_start / max(1, parallel))
-    return (min(etas) if etas else 0.0) + waves * trial_seconds
+def _data(text: str | None) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class StudyReader:
@@ -248,15 +325,19 @@ class StudyReader:
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.clock = clock
-        self.conn: sqlite3.Connection = connect(path, readonly=True)
+        opened = open_readonly(path)
+        self.conn: sqlite3.Connection = opened.conn
+        self.immutable = opened.immutable
         self._lock = threading.Lock()
         self._params: dict[int, dict[str, Any]] = {}
         self._last: dict[int, tuple[int, float | None]] = {}
-        self._pace: dict[int, tuple[int, float | None]] = {}
-        self._flags: dict[int, tuple[int, dict[int, list[str]]]] = {}
+        self._pace: dict[int, tuple[int, float | None, float | None]] = {}
+        self._events: dict[int, tuple[int, dict[int, list[tuple[str, float | None]]], dict[int, int]]] = {}
         self._plans: dict[int, StudyPlan] = {}
         self._trials: dict[int, dict[int, TrialInfo]] = {}
         self._open: dict[int, set[int]] = {}
+        self._raw: dict[int, tuple[Any, ...]] = {}
+        self._ends: dict[int, tuple[tuple[Any, ...], str]] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -298,7 +379,8 @@ class StudyReader:
                                     status=r.status, counts=counts.get(r.id, {}),
                                     best=_finite(hi if r.objective_mode == "max" else lo),
                                     objective=r.objective_metric, mode=r.objective_mode,
-                                    engine_alive=engine_alive(r), launching_paused=r.launching_paused))
+                                    engine_alive=engine_alive(r), launching_paused=r.launching_paused,
+                                    pause_reason=r.pause_reason))
         return out
 
     def study(self, study_id: int) -> StudyRow | None:
@@ -319,80 +401,133 @@ class StudyReader:
 
     # -- the study screen -------------------------------------------------------------------------
     def study_view(self, study_id: int, *, status: str | None = None, sort: str = "number",
-                   descending: bool = False) -> StudyView | None:
+                   descending: bool = False, text: str = "") -> StudyView | None:
         """The study's trials, re-reading only rows that can still change (running, queued, new ones).
 
         A finished trial never changes again (a rerun is a new trial), so after the first read a
-        refresh of a 10,000-trial study touches the few dozen live rows plus new flags.
+        refresh of a 10,000-trial study touches the few dozen live rows plus new events.
         """
         version = self.data_version()
         study = self.study(study_id)
         if study is None:
             return None
         plan = self.plan(study)
-        now = self.clock()
+        alive = engine_alive(study)
+        rows, max_step, durations, finished_n = self._changed_rows(study_id, plan)
+        flags, clones, touched = self._trial_events(study_id)
         cache = self._trials.setdefault(study_id, {})
         open_ids = self._open.setdefault(study_id, set())
-        columns = ("SELECT id, number, status, params, best_value, last_step, gpus, started_at, finished_at, paused, "
-                   "reports, stdout_path, stderr_path FROM trials WHERE study_id = ?")
+        context = _RowContext(metric=study.objective_metric, mode=study.objective_mode, max_step=max_step,
+                              now=self.clock(), alive=alive, last_seen=_last_seen(study, self.clock()))
+        for r in rows:
+            self._raw[r[0]] = tuple(r)
+        for tid in {r[0] for r in rows} | (touched & set(cache)):
+            raw = self._raw.get(tid)
+            if raw is None:
+                continue
+            cache[tid] = self._trial_info(raw, context, flags.get(tid, ()), clones.get(tid))
+            if raw[2] in LIVE_STATUSES or raw[8] is None:
+                open_ids.add(tid)
+            else:
+                open_ids.discard(tid)
+        trials = list(cache.values())
+        waiting = self._waiting_clones(study, clones, alive)
+        counts: dict[str, int] = {}
+        for t in trials:
+            counts[t.status] = counts.get(t.status, 0) + 1
+        eta, eta_paused = self._eta(study, plan, trials, counts, durations, finished_n, alive)
+        shown = ordered([*trials, *waiting], status=status, text=text, sort=sort, descending=descending,
+                        mode=study.objective_mode)
+        return StudyView(study=study, alive=alive, plan=plan, trials=tuple(shown), counts=counts,
+                         best=self._best(trials, study.objective_mode), eta_s=eta, max_step=max_step,
+                         data_version=version, eta_paused=eta_paused, end_reason=self._end_reason(study),
+                         immutable=self.immutable, clones_waiting=len(waiting))
+
+    _COLUMNS = ("SELECT id, number, status, params, best_value, last_step, gpus, started_at, finished_at, paused, "
+                "reports, stdout_path, stderr_path, status_reason, exit_code, pid, proc_create_time, host, best_step "
+                "FROM trials WHERE study_id = ?")
+
+    def _changed_rows(self, study_id: int, plan: StudyPlan) -> tuple[list[Any], float | None, float | None, int]:
+        cache = self._trials.get(study_id) or {}
+        open_ids = self._open.get(study_id, set())
         with self._lock:
             if cache:
-                rows = self.conn.execute(columns + " AND (id > ? OR id IN (SELECT value FROM json_each(?)))",
+                rows = self.conn.execute(self._COLUMNS + " AND (id > ? OR id IN (SELECT value FROM json_each(?)))",
                                          (study_id, max(cache), json.dumps(sorted(open_ids)))).fetchall()
             else:
-                rows = self.conn.execute(columns, (study_id,)).fetchall()
+                rows = self.conn.execute(self._COLUMNS, (study_id,)).fetchall()
             max_step = plan.max_step
             if max_step is None:
                 max_step = self.conn.execute("SELECT MAX(last_step) FROM trials WHERE study_id = ? AND "
                                              "status = 'completed'", (study_id,)).fetchone()[0]
-            durations = self.conn.execute(
-                "SELECT AVG(finished_at - started_at) FROM trials WHERE study_id = ? AND finished_at IS NOT NULL "
-                "AND started_at IS NOT NULL AND status IN ('completed', 'pruned', 'stopped', 'diverged')",
-                (study_id,)).fetchone()[0]
-        flags, flagged = self._trial_flags(study_id)
-        for r in rows:
-            tid = r[0]
-            cache[tid] = self._trial_info(r, study.objective_metric, max_step, now, tuple(flags.get(tid, ())))
-            if r[2] in ("running", "queued") or r[8] is None:
-                open_ids.add(tid)
-            else:
-                open_ids.discard(tid)
-        for tid in flagged:
-            if tid in cache and cache[tid].flags != tuple(flags.get(tid, ())):
-                cache[tid] = replace(cache[tid], flags=tuple(flags[tid]))
-        trials = list(cache.values())
-        counts: dict[str, int] = {}
-        for t in trials:
-            counts[t.status] = counts.get(t.status, 0) + 1
-        best = self._best(trials, study.objective_mode)
-        finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted"))
-        running = [t for t in trials if t.status == "running"]
-        left = (plan.max_trials - finished - len(running)) if plan.max_trials is not None else 0
-        eta = None
-        if study.status in ("running", "queued"):
-            eta = study_eta([t.eta_s for t in running], left, durations,
-                            study.max_parallel or plan.max_parallel or 1)
-        shown = [t for t in trials if _matches(t, status)]
-        shown.sort(key=_sort_key(sort, study.objective_mode), reverse=descending)
-        return StudyView(study=study, alive=engine_alive(study), plan=plan, trials=tuple(shown), counts=counts,
-                         best=best, eta_s=eta, max_step=max_step, data_version=version)
+            durations, finished_n = self.conn.execute(
+                "SELECT AVG(finished_at - started_at), COUNT(*) FROM trials WHERE study_id = ? AND finished_at IS "
+                "NOT NULL AND started_at IS NOT NULL AND status IN ('completed', 'pruned', 'stopped', 'diverged')",
+                (study_id,)).fetchone()
+        return rows, max_step, durations, finished_n or 0
 
-    def _trial_info(self, r: sqlite3.Row, metric: str, max_step: float | None, now: float,
-                    flags: tuple[str, ...]) -> TrialInfo:
+    def _eta(self, study: StudyRow, plan: StudyPlan, trials: Sequence[TrialInfo], counts: Mapping[str, int],
+             durations: float | None, finished_n: int, alive: bool) -> tuple[float | None, bool]:
+        """(ETA, paused): unknown once nothing runs the study; "paused" while nothing moves."""
+        if study.status not in LIVE_STATUSES or not alive:
+            return None, False
+        running = [t for t in trials if t.status == "running"]
+        moving = [t for t in running if not t.paused]
+        if study.launching_paused and not moving:
+            return None, True
+        paces = [RunningPace(t.run_s or 0.0, t.eta_s) for t in moving]
+        finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted"))
+        left = 0
+        if plan.max_trials is not None and not study.launching_paused:
+            left = max(0, plan.max_trials - finished - len(running))
+        mean = expected_trial_seconds(durations, finished_n, paces)
+        return study_eta(paces, left, mean, study.max_parallel or plan.max_parallel or 1), False
+
+    def _end_reason(self, study: StudyRow) -> str:
+        """Why the study ended, from the engine's last ``study_end`` event (read once per ending)."""
+        if study.status in LIVE_STATUSES:
+            return ""
+        key = (study.status, study.finished_at)
+        cached = self._ends.get(study.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with self._lock:
+            row = self.conn.execute("SELECT message, data FROM events WHERE study_id = ? AND kind = 'study_end' "
+                                    "ORDER BY id DESC LIMIT 1", (study.id,)).fetchone()
+        reason = ""
+        if row is not None:
+            reason = str(_data(row[1]).get("reason") or row[0] or "")
+        self._ends[study.id] = (key, reason)
+        return reason
+
+    def _trial_info(self, r: tuple[Any, ...], ctx: "_RowContext", flags: Sequence[tuple[str, float | None]],
+                    clone_of: int | None) -> TrialInfo:
         (tid, number, status, params_json, best, last_step, gpus, started, finished, paused, reports, out,
-         err) = tuple(r)
+         err, reason, exit_code, pid, create_time, host, best_step) = r
         params = self._params.get(tid)
         if params is None:
             params = self._params[tid] = json.loads(params_json or "{}")
         reports = reports or 0
         eta = None
+        process = ""
+        end = finished
+        pace, last_time = self._step_seconds(tid, reports, ctx.metric) if status == "running" else (None, None)
         if status == "running":
-            eta = trial_eta(last_step, max_step, self._step_seconds(tid, reports, metric))
-        return TrialInfo(id=tid, number=number, status=status, params=params,
-                         last=self._last_objective(tid, reports, metric), best=best, last_step=last_step,
-                         flags=flags, gpus=gpus, started_at=started, finished_at=finished, paused=bool(paused),
-                         run_s=None if started is None else (finished or now) - started, eta_s=eta,
-                         stdout_path=out or "", stderr_path=err or "")
+            if not ctx.alive:
+                process = "unwatched" if host == HOSTNAME and process_alive(pid, create_time) else "gone"
+            if process == "gone":
+                end = max(x for x in (last_time, ctx.last_seen, started) if x is not None) if started else None
+            else:
+                eta = trial_eta(last_step, ctx.max_step, pace)
+        last = self._last_objective(tid, reports, ctx.metric)
+        if _better(last, best, ctx.mode):
+            best = last  # reports recorded after the engine stopped judging still count
+        return TrialInfo(id=tid, number=number, status=status, params=params, last=last, best=best,
+                         last_step=last_step, flags=current_flags(flags, best_step), gpus=gpus, started_at=started,
+                         finished_at=finished, paused=bool(paused),
+                         run_s=None if started is None else max(0.0, (end or ctx.now) - started), eta_s=eta,
+                         stdout_path=out or "", stderr_path=err or "", reason=reason or "", exit_code=exit_code,
+                         clone_of=clone_of, process=process)
 
     @staticmethod
     def _best(trials: Sequence[TrialInfo], mode: str) -> TrialInfo | None:
@@ -414,38 +549,83 @@ class StudyReader:
         self._last[trial_id] = (reports, value)
         return value
 
-    def _step_seconds(self, trial_id: int, reports: int, metric: str) -> float | None:
-        """Measured seconds per step from the first and last report of the objective (startup excluded)."""
+    def _step_seconds(self, trial_id: int, reports: int, metric: str) -> tuple[float | None, float | None]:
+        """(seconds per step from the first and last report of the objective, time of the last report)."""
         cached = self._pace.get(trial_id)
         if cached is not None and cached[0] == reports:
-            return cached[1]
+            return cached[1], cached[2]
         with self._lock:
             row = self.conn.execute("SELECT MIN(step), MAX(step), MIN(time), MAX(time) FROM metrics "
                                     "WHERE trial_id = ? AND name = ?", (trial_id, metric)).fetchone()
         pace = None
         if row and row[0] is not None and row[1] > row[0]:
             pace = (row[3] - row[2]) / (row[1] - row[0])
-        self._pace[trial_id] = (reports, pace)
-        return pace
+        last_time = row[3] if row else None
+        self._pace[trial_id] = (reports, pace, last_time)
+        return pace, last_time
 
-    def _trial_flags(self, study_id: int) -> tuple[dict[int, list[str]], set[int]]:
-        """Flags per trial id, read incrementally; also the ids that got a new flag in this read."""
-        last_id, flags = self._flags.get(study_id, (0, {}))
-        changed: set[int] = set()
+    def _trial_events(self, study_id: int) -> tuple[dict[int, list[tuple[str, float | None]]], dict[int, int],
+                                                     set[int]]:
+        """Flags (kind, step) and clone origins per trial id, read incrementally; also the ids touched now."""
+        last_id, flags, clones = self._events.get(study_id, (0, {}, {}))
+        touched: set[int] = set()
         with self._lock:
-            rows = self.conn.execute("SELECT id, trial_id, data FROM events WHERE study_id = ? AND id > ? "
-                                     "AND kind = 'flag' ORDER BY id", (study_id, last_id)).fetchall()
-        for event_id, trial_id, data in rows:
+            rows = self.conn.execute("SELECT id, trial_id, kind, data FROM events WHERE study_id = ? AND id > ? "
+                                     "AND kind IN ('flag', 'started') ORDER BY id", (study_id, last_id)).fetchall()
+        for event_id, trial_id, kind, data in rows:
             last_id = event_id
-            try:
-                kind = json.loads(data or "{}").get("flag")
-            except (ValueError, AttributeError):
-                kind = None
-            if trial_id is not None and kind and kind not in flags.setdefault(trial_id, []):
-                flags[trial_id].append(kind)
-                changed.add(trial_id)
-        self._flags[study_id] = (last_id, flags)
-        return flags, changed
+            if trial_id is None:
+                continue
+            parsed = _data(data)
+            if kind == "started":
+                if isinstance(parsed.get("clone_of"), int):
+                    clones[trial_id] = parsed["clone_of"]
+                    touched.add(trial_id)
+                continue
+            flag = parsed.get("flag")
+            if flag:
+                step = parsed.get("step")
+                flags.setdefault(trial_id, []).append((str(flag), float(step) if isinstance(step, (int, float))
+                                                       else None))
+                touched.add(trial_id)
+        self._events[study_id] = (last_id, flags, clones)
+        return flags, clones, touched
+
+    def _waiting_clones(self, study: StudyRow, clones: Mapping[int, int], alive: bool) -> list[TrialInfo]:
+        """Clones the engine accepted but has not started (launching paused, no free slot): shown as rows.
+
+        The engine keeps them in a first-in first-out queue, so the oldest accepted clone commands
+        are the ones already started (as many as trials carry a clone origin).
+        """
+        if not alive:
+            return []
+        with self._lock:
+            rows = self.conn.execute("SELECT id, trial_number, args FROM commands WHERE study_id = ? AND action = "
+                                     "'clone_trial' AND acknowledged_at IS NOT NULL AND result LIKE 'clone of %' "
+                                     "ORDER BY id", (study.id,)).fetchall()
+        waiting = rows[len(clones):]
+        out = []
+        numbers = {t.number: t for t in self._trials.get(study.id, {}).values()}
+        for command_id, source, args in waiting:
+            base = dict(numbers[source].params) if source in numbers else {}
+            base.update(_data(args).get("params") or {})
+            out.append(TrialInfo(id=-command_id, number=0, status="queued", params=base, last=None, best=None,
+                                 last_step=None, flags=(), gpus=None, started_at=None, finished_at=None, paused=False,
+                                 run_s=None, eta_s=None, stdout_path="", stderr_path="", clone_of=source,
+                                 pending=True, reason="waiting in the engine's clone queue"))
+        return out
+
+    def failure(self, trial_id: int) -> FailureDetail | None:
+        """The engine's ``failed`` event of a trial: exit code and stderr tail."""
+        with self._lock:
+            row = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = 'failed' "
+                                    "ORDER BY id DESC LIMIT 1", (trial_id,)).fetchone()
+        if row is None:
+            return None
+        data = _data(row[0])
+        code = data.get("exit_code")
+        return FailureDetail(code if isinstance(code, int) else None, str(data.get("stderr_tail") or ""))
+
 
     # -- detail panes ------------------------------------------------------------------------------
     def metric_names(self, trial_ids: Sequence[int]) -> list[str]:
@@ -468,17 +648,19 @@ class StudyReader:
         return Curve(name, tuple(xs), tuple(ys))
 
     def cutoffs(self, trial_id: int) -> list[float]:
-        """Steps where the scheduler stopped this trial (its 'pruned' events), for the rung markers."""
+        """Steps where the scheduler stopped this trial, for the rung markers.
+
+        The engine records a scheduler decision as a ``scheduler`` event whose data holds
+        ``action`` (``stop`` / ``continue``) and the ``step`` it was made at.
+        """
         with self._lock:
-            rows = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = 'pruned'",
+            rows = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = 'scheduler'",
                                      (trial_id,)).fetchall()
         steps = []
         for (data,) in rows:
-            try:
-                step = json.loads(data or "{}").get("step")
-            except (ValueError, AttributeError):
-                step = None
-            if isinstance(step, (int, float)):
+            parsed = _data(data)
+            step = parsed.get("step")
+            if parsed.get("action") == "stop" and isinstance(step, (int, float)):
                 steps.append(float(step))
         return steps
 
@@ -532,10 +714,27 @@ class StudyReader:
                 if host != only:
                     on_gpu.setdefault((only, g), []).extend(labels)
         lines = []
+        sharing = self._gpu_sharing()
         for (host, gpu), r in sorted(latest.items()):
+            claimed, count, other, when = sharing.get((host, gpu), (None, None, None, None))
             lines.append(GpuLine(host=host, gpu=gpu, name=r[2] or "", util=r[3], memory_used=r[4],
-                                 memory_total=r[5], trials=tuple(on_gpu.get((host, gpu), ()))))
-        return ResourceView(gpus=tuple(lines), hosts=tuple(hosts.values()), unplaced=tuple(unplaced))
+                                 memory_total=r[5], trials=tuple(on_gpu.get((host, gpu), ())),
+                                 claimed_memory=claimed, claimed_trials=count, other_memory=other, time=when))
+        return ResourceView(gpus=tuple(lines), hosts=tuple(hosts.values()), unplaced=tuple(unplaced), now=self.clock())
+
+    def _gpu_sharing(self) -> dict[tuple[str, int], tuple[Any, ...]]:
+        """(host, gpu) -> (claimed bytes, claimed trials, other users' bytes, time) of the newest reading.
+
+        A file written before those columns existed (schema 1) has none: the panel then shows only use.
+        """
+        try:
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT host, gpu, claimed_memory, claimed_trials, other_memory, time FROM gpu_samples "
+                    "WHERE id > (SELECT COALESCE(MAX(id), 0) FROM gpu_samples) - 256 ORDER BY id").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
     def top_trials(self, study: StudyRow, k: int) -> list[tuple[dict[str, Any], float]]:
         """(params, best) of the k best trials, for the refine dialog."""
@@ -561,25 +760,49 @@ class StudyReader:
                                      "IS NOT NULL ORDER BY id DESC LIMIT ?", (study.id, limit)).fetchall()
         return [(json.loads(p or "{}"), v) for p, v in rows if math.isfinite(v)]
 
+    def scored_numbers(self, study: StudyRow, limit: int = 2000) -> list[tuple[int, dict[str, Any], float]]:
+        """(number, params, best) of the latest ``limit`` trials with a finite objective, for the parameter view."""
+        with self._lock:
+            rows = self.conn.execute("SELECT number, params, best_value FROM trials WHERE study_id = ? AND "
+                                     "best_value IS NOT NULL AND status NOT IN ('running', 'queued') "
+                                     "ORDER BY id DESC LIMIT ?", (study.id, limit)).fetchall()
+        return [(n, json.loads(p or "{}"), v) for n, p, v in rows if math.isfinite(v)]
 
-def _matches(trial: TrialInfo, status: str | None) -> bool:
-    if status is None:
-        return True
-    return trial.status in FILTER_GROUPS.get(status, (status,))
+    def final_values(self, study: StudyRow, metrics: Sequence[str], limit: int = 2000
+                     ) -> list[tuple[int, tuple[float, ...]]]:
+        """(number, last value of each metric) of finished trials that reported them all: the Pareto input."""
+        with self._lock:
+            trials = self.conn.execute("SELECT id, number FROM trials WHERE study_id = ? AND status IN "
+                                       "('completed', 'pruned', 'stopped') ORDER BY id DESC LIMIT ?",
+                                       (study.id, limit)).fetchall()
+            out = []
+            for trial_id, number in trials:
+                values = []
+                for name in metrics:
+                    row = self.conn.execute("SELECT value FROM metrics WHERE trial_id = ? AND name = ? "
+                                            "ORDER BY step DESC LIMIT 1", (trial_id, name)).fetchone()
+                    if row is None or row[0] is None or not math.isfinite(row[0]):
+                        break
+                    values.append(float(row[0]))
+                else:
+                    out.append((number, tuple(values)))
+        return out
 
 
-_STATUS_ORDER = {s: i for i, s in enumerate(("running", "queued", "completed", "pruned", "stopped", "interrupted",
-                                             "diverged", "failed"))}
+@dataclass(frozen=True)
+class _RowContext:
+    """What every row of one refresh shares."""
+
+    metric: str
+    mode: str
+    max_step: float | None
+    now: float
+    alive: bool
+    last_seen: float | None
 
 
-def _sort_key(sort: str, mode: str) -> Callable[[TrialInfo], Any]:
-    if sort == "best":
-        sign = -1.0 if mode == "max" else 1.0
-        return lambda t: (_finite(t.best) is None, sign * (_finite(t.best) or 0.0), t.number)
-    if sort == "status":
-        return lambda t: (_STATUS_ORDER.get(t.status, 99), t.number)
-    if sort == "step":
-        return lambda t: (-(t.last_step or 0.0), t.number)
-    if sort == "run":
-        return lambda t: (-(t.run_s or 0.0), t.number)
-    return lambda t: t.number
+def _last_seen(study: StudyRow, now: float) -> float | None:
+    """When the study's engine was last known alive: its last heartbeat (it beats every few seconds)."""
+    if study.engine_heartbeat is None:
+        return None
+    return min(now, study.engine_heartbeat + min(HEARTBEAT_STALE_S, 5.0))

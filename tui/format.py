@@ -13,10 +13,17 @@ from rich.text import Text
 STATUS_STYLES = {
     "running": "bold cyan", "paused": "bold magenta", "queued": "dim", "completed": "green",
     "pruned": "yellow", "stopped": "magenta", "failed": "bold red", "diverged": "bold red",
-    "interrupted": "yellow",
+    "interrupted": "yellow", "gone": "bold red", "unwatched": "yellow",
 }
 FLAG_BADGES = {"nan": "NaN", "divergence": "DIV", "oom": "OOM", "plateau": "FLAT", "not_learning": "FLAT",
-               "overfitting": "OVFT", "overfit": "OVFT", "slow": "SLOW", "dead": "DEAD"}
+               "overfitting": "OVFT", "overfit": "OVFT", "underfitting": "UNDR", "initial_loss": "INIT",
+               "update_ratio": "UPDR", "low_gpu_util": "LOWGPU", "slow": "SLOW", "dead": "DEAD"}
+FLAG_WORDS = {"nan": "NaN", "divergence": "diverging", "oom": "out of memory", "plateau": "flat",
+              "not_learning": "not learning", "overfitting": "overfitting", "overfit": "overfitting",
+              "underfitting": "underfitting", "initial_loss": "bad initial loss", "update_ratio": "update ratio",
+              "low_gpu_util": "low GPU use"}
+"""The same flags in words, used when the flags column has the room (wide terminals)."""
+SEVERE_FLAGS = ("nan", "divergence", "oom")
 
 
 def duration(seconds: float | None) -> str:
@@ -60,14 +67,32 @@ def status(text: str) -> Text:
     return Text(text, style=STATUS_STYLES.get(text, ""))
 
 
-def badges(flags: tuple[str, ...]) -> Text:
+def badge(flag: str, wide: bool = False) -> str:
+    if wide:
+        return FLAG_WORDS.get(flag, flag.replace("_", " "))
+    return FLAG_BADGES.get(flag, flag[:6].upper())
+
+
+def badges(flags: tuple[str, ...], width: int | None = None, clone_of: int | None = None) -> Text:
+    """Flag badges, in words when ``width`` leaves room for them, cut to ``+N`` when it does not."""
+    wide = width is not None and badges_width(flags, True, clone_of) <= width
     out = Text()
-    for i, flag in enumerate(flags):
+    items = ([(f"↻#{clone_of}", "cyan")] if clone_of is not None else [])
+    items += [(badge(f, wide), "reverse red" if f in SEVERE_FLAGS else "reverse yellow") for f in flags]
+    for i, (label, style) in enumerate(items):
+        rest = len(items) - i
+        if width is not None and i and out.cell_len + 1 + len(label) + (0 if rest == 1 else 3) > width:
+            out.append(f" +{rest}", style="bold")
+            break
         if i:
             out.append(" ")
-        out.append(FLAG_BADGES.get(flag, flag[:4].upper()), style="reverse red" if flag in ("nan", "divergence",
-                                                                                              "oom") else "reverse yellow")
+        out.append(label, style=style)
     return out
+
+
+def badges_width(flags: tuple[str, ...], wide: bool, clone_of: int | None = None) -> int:
+    labels = [badge(f, wide) for f in flags] + ([f"↻#{clone_of}"] if clone_of is not None else [])
+    return sum(len(x) for x in labels) + max(0, len(labels) - 1)
 
 
 def bar(fraction: float | None, width: int) -> Text:

@@ -1,22 +1,41 @@
-"""Deterministic study databases for the TUI's tests, snapshots and benchmarks.
+"""Deterministic study databases for the TUI's tests, snapshots and benchmarks, written by the engine's writer.
 
-``make_study_db`` writes a study through the real :class:`engine.store.Store` schema with fixed
-times (so run times, ETAs and snapshots never move) and every kind of trial the screens show:
-running (on GPUs), completed, pruned at a rung (with its 'pruned' event), diverged with a NaN
-flag, failed, queued. ``make_big_db`` is the same at benchmark scale: 10,000 trials with four
-metrics over up to 198 steps (pruned and failed trials stop early) = about 5,000,000 metric rows.
+Why through :class:`engine.store.Store` and not SQL of our own: the interface reads what the
+engine writes, and a fixture that writes rows by hand lets the two drift apart unnoticed (the
+rung markers once looked for a step on ``pruned`` events while the engine put it on
+``scheduler`` events, and only the hand-written fixture agreed with the reader). Here every row
+comes from the store's own methods, with the same event kinds and data the study loop records
+(``started``, ``scheduler`` stop decisions, ``flag``, ``failed`` with its stderr tail, the
+trial's status reason, ``study_end`` with its reason), and ``tests/tui/test_engine_fixture.py``
+checks the reader against a real engine run as well.
+
+Times are fixed: the store's clock is frozen at chosen instants while writing, so run times,
+ETAs and snapshots never move. The study's engine is this process (alive while the tests run)
+unless ``engine`` says ``dead`` (a reaped child's pid) or the study is finished.
+
+``make_study_db`` holds every kind of trial the screens show: running (on GPUs), completed,
+pruned at a rung, diverged with a NaN flag, failed with stderr, stopped, queued, a started clone
+and a clone still waiting in the engine's queue. ``make_big_db`` is the same at benchmark scale:
+10,000 trials with four metrics over up to 198 steps (about 5,000,000 metric rows).
 
     python -m tests.tui.bigdb /tmp/big.db            # the 10,000-trial benchmark file
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import random
+import subprocess
 import sys
+import time as _time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
 
+from hpotui.engine import store as store_module
+from hpotui.engine.liveness import process_create_time
 from hpotui.engine.store import Store
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: "now" for every generated file
@@ -34,9 +53,32 @@ space:
   optimizer: {{type: choice, values: [sgd, adam]}}
 """
 METRICS = ("train_loss", "val_loss", "train_acc", "val_acc")
+STDERR_TAIL = "Traceback (most recent call last):\n  File \"train.py\", line 41, in <module>\n" \
+              "ValueError: width must be a multiple of 8, got 61\n"
+FLUSH_ROWS = 200_000
 
 
-def _status_for(i: int, n: int, running: int, rng: random.Random) -> str:
+class _Clock:
+    """Stands in for the ``time`` module inside engine.store: ``time()`` says ``now``, the rest is real."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_time, name)
+
+
+@contextmanager
+def frozen_store_clock(now: float) -> Iterator[_Clock]:
+    clock = _Clock(now)
+    with mock.patch.object(store_module, "time", clock):
+        yield clock
+
+
+def _status_for(i: int, n: int, running: int) -> str:
     if i >= n - running:
         return "running"
     r = i % 10
@@ -45,96 +87,156 @@ def _status_for(i: int, n: int, running: int, rng: random.Random) -> str:
             8: "pruned", 9: "stopped" if i % 40 == 9 else "completed"}[r]
 
 
+def _steps_for(status: str, i: int, steps: int) -> int:
+    if status == "queued":
+        return 0
+    if status == "running":
+        return min(steps, max(1, steps // 2 + i % 3))
+    if status == "pruned":
+        return max(1, steps // 3)
+    if status in ("diverged", "failed"):
+        return max(1, steps // 4)
+    return steps
+
+
+def _dead_pid() -> int:
+    """The pid of a child that has exited and been reaped: an engine that is gone."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def make_study_db(path: str | Path, *, name: str = "demo", trials: int = 12, steps: int = 8, running: int = 2,
                   queued: int = 1, gpus: int = 2, seed: int = 0, now: float = FIXED_NOW,
-                  finished: bool = False) -> Path:
-    """Write a study with ``trials`` trials (``running`` of them running) and ``len(METRICS)`` x steps rows each."""
+                  finished: bool = False, engine: str = "alive", clones: bool = True) -> Path:
+    """Write a study with ``trials`` trials (``running`` of them running) and ``len(METRICS)`` x steps rows each.
+
+    ``engine``: ``alive`` (this process holds the study), ``dead`` (a pid that is gone).
+    """
     path = Path(path)
-    store = Store(path)
     rng = random.Random(seed)
     parallel = max(1, running)
-    study = store.create_study(name=name, objective_metric="val_acc", objective_mode="max",
-                               space_file=str(path.parent / f"{name}.yaml"),
-                               space_yaml=SPACE_YAML.format(name=name, max_trials=trials + queued + 4,
-                                                            parallel=parallel, steps=steps),
-                               space_json="{}", parent_id=None, max_parallel=parallel, headless=True)
     start = now - (trials + 2) * steps * STEP_SECONDS / parallel
-    conn = store.conn
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("UPDATE studies SET status = ?, created_at = ?, started_at = ?, finished_at = ? WHERE id = ?",
-                 ("completed" if finished else "running", start, start, now if finished else None, study.id))
-    trial_rows, metric_rows, events = [], [], []
-    live = 0 if finished else running
-    total = trials + (0 if finished else queued)
-    for i in range(total):
-        number = i + 1
-        status = "queued" if i >= trials else _status_for(i, trials, live, rng)
-        params = {"lr": round(10 ** rng.uniform(-4, 0), 6), "dropout": round(rng.uniform(0, 0.5), 3),
-                  "width": int(2 ** rng.uniform(5, 9)), "optimizer": rng.choice(["sgd", "adam"])}
-        quality = 1.0 - abs(math.log10(params["lr"]) + 2) / 3  # best near lr = 1e-2
-        if status == "queued":
-            n_steps = 0
-        elif status == "running":
-            n_steps = max(1, steps // 2 + i % 3)
-        elif status == "pruned":
-            n_steps = max(1, steps // 3)
-        elif status in ("diverged", "failed"):
-            n_steps = max(1, steps // 4)
+    with frozen_store_clock(start) as clock:
+        store = Store(path)
+        study = store.create_study(name=name, objective_metric="val_acc", objective_mode="max",
+                                   space_file=str(path.parent / f"{name}.yaml"),
+                                   space_yaml=SPACE_YAML.format(name=name, max_trials=trials + queued + 4,
+                                                                parallel=parallel, steps=steps),
+                                   space_json="{}", parent_id=None, max_parallel=parallel, headless=True)
+        pid = os.getpid() if engine == "alive" else _dead_pid()
+        store.acquire_engine_lock(study.id, pid, process_create_time(pid) or start if engine == "alive" else start)
+        store.set_study_status(study.id, "running")
+        live = 0 if finished else running
+        total = trials + (0 if finished else queued)
+        for i in range(total):
+            status = "queued" if i >= trials else _status_for(i, trials, live)
+            params = {"lr": round(10 ** rng.uniform(-4, 0), 6), "dropout": round(rng.uniform(0, 0.5), 3),
+                      "width": int(2 ** rng.uniform(5, 9)), "optimizer": rng.choice(["sgd", "adam"])}
+            started = None if status == "queued" else (
+                now - _steps_for(status, i, steps) * STEP_SECONDS - 3.0 if status == "running"
+                else start + i * steps * STEP_SECONDS / parallel)
+            clock.now = started if started is not None else now
+            clone_of = 6 if clones and status == "running" and i == trials - 1 else None
+            _write_trial(store, study.id, i, status, params, started, steps, gpus, rng, clock, clone_of)
+            if store.pending_writes() >= FLUSH_ROWS:
+                store.flush()
+        store.flush()
+        clock.now = now - 1.0
+        store.add_resource_samples(
+            [{"time": now, "host": "box", "gpu": g, "name": "NVIDIA A100", "util": 35.0 + 40 * g,
+              "memory_used": (8 + 12 * g) * 2**30, "memory_total": 40 * 2**30, "temperature": 60.0, "power": 250.0}
+             for g in range(gpus)],
+            {"time": now, "host": "box", "cpu_percent": 23.5, "ram_used": 48 * 2**30, "ram_total": 128 * 2**30,
+             "load1": 3.2})
+        if clones and not finished:
+            _waiting_clone(store, study.id)
+        clock.now = now
+        if finished:
+            store.set_study_status(study.id, "completed")
+            store.add_event(study.id, None, "study_end", "study completed",
+                            data={"status": "completed", "reason": f"budget: {trials} trials finished"})
+            store.release_engine_lock(study.id, pid)
         else:
-            n_steps = steps
-        n_steps = min(n_steps, steps)
-        started = None if status == "queued" else (now - n_steps * STEP_SECONDS - 3.0 if status == "running"
-                                                   else start + i * steps * STEP_SECONDS / parallel)
-        ended = None if status in ("queued", "running") else started + n_steps * STEP_SECONDS + 3.0
-        best = None
-        best_step = None
-        trial_id = i + 1
-        for step in range(1, n_steps + 1):
-            at = started + 3.0 + step * STEP_SECONDS
-            progress = 1 - math.exp(-step / max(1, steps / 3))
-            noise = rng.uniform(-0.01, 0.01)
-            acc = 0.1 + 0.85 * quality * progress + noise
-            loss = 2.3 * (1 - 0.9 * quality * progress) + noise
-            values = {"train_loss": loss * 0.9, "val_loss": loss, "train_acc": min(1.0, acc * 1.03), "val_acc": acc}
-            if status == "diverged" and step == n_steps:
-                values = {k: None for k in values}
-            for metric in METRICS:
-                metric_rows.append((trial_id, float(step), metric, values[metric], at))
-            if values["val_acc"] is not None and (best is None or values["val_acc"] > best):
-                best, best_step = values["val_acc"], float(step)
-        if len(metric_rows) >= 200_000:  # bounded memory at benchmark scale
-            conn.executemany("INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)",
-                             metric_rows)
-            metric_rows = []
-        gpu = str(i % gpus) if status == "running" and gpus else None
-        trial_rows.append((trial_id, study.id, number, status, "box" if started else None, json.dumps(params),
-                           json.dumps(["python", "train.py"]), i, f"/nonexistent/{name}/{number}", f"/nonexistent/{name}/{number}/stdout.log",
-                           f"/nonexistent/{name}/{number}/stderr.log", n_steps, gpu,
-                           1.0 if gpu else None, 1 if status == "failed" else (0 if status == "completed" else None),
-                           started or now, started, ended, float(n_steps) if n_steps else None, best, best_step))
-        if status == "pruned":
-            events.append((study.id, trial_id, ended, "pruned", "info",
-                           f"trial {number} pruned at rung {n_steps}: below the top 1/3", json.dumps({"step": n_steps})))
-        if status == "diverged":
-            events.append((study.id, trial_id, ended - 1, "flag", "error", f"nan: val_loss is NaN at step {n_steps}",
-                           json.dumps({"flag": "nan", "step": n_steps, "value": None,
-                                       "hint": "lower the learning rate or clip gradients"})))
-    conn.executemany("INSERT INTO trials (id, study_id, number, status, host, params, argv, sample_index, trial_dir, "
-                     "stdout_path, stderr_path, reports, gpus, gpu_fraction, exit_code, created_at, started_at, "
-                     "finished_at, last_step, best_value, best_step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                     "?, ?, ?, ?, ?, ?, ?)", trial_rows)
-    conn.executemany("INSERT INTO metrics (trial_id, step, name, value, time) VALUES (?, ?, ?, ?, ?)", metric_rows)
-    conn.executemany("INSERT INTO events (study_id, trial_id, time, kind, level, message, data) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?)", events)
-    for g in range(gpus):
-        conn.execute("INSERT INTO gpu_samples (time, host, gpu, name, util, memory_used, memory_total, temperature, "
-                     "power) VALUES (?, 'box', ?, 'NVIDIA A100', ?, ?, ?, 60, 250)",
-                     (now, g, 35.0 + 40 * g, (8 + 12 * g) * 2**30, 40 * 2**30))
-    conn.execute("INSERT INTO host_samples (time, host, cpu_percent, ram_used, ram_total, load1) "
-                 "VALUES (?, 'box', 23.5, ?, ?, 3.2)", (now, 48 * 2**30, 128 * 2**30))
-    conn.execute("COMMIT")
-    store.close()
+            store.heartbeat(study.id)
+        store.close()
     return path
+
+
+def _waiting_clone(store: Store, study_id: int) -> None:
+    """Two clones of trial 6 the engine accepted: the first runs (the last trial), the second waits in its queue."""
+    first = store.send_command(study_id, "clone_trial", trial_number=6, args={"params": {}})
+    store.acknowledge_command(first, "clone of trial 6 queued")
+    command = store.send_command(study_id, "clone_trial", trial_number=6, args={"params": {"lr": 2.5}})
+    store.acknowledge_command(command, "clone of trial 6 queued: lr=2.5 dropout=0.1 width=64 optimizer=adam")
+    store.add_event(study_id, None, "command", "clone_trial: clone of trial 6 queued")
+
+
+def _write_trial(store: Store, study_id: int, i: int, status: str, params: dict[str, Any], started: float | None,
+                 steps: int, gpus: int, rng: random.Random, clock: _Clock, clone_of: int | None) -> None:
+    number = i + 1
+    gpu = str(i % gpus) if status == "running" and gpus else None
+    row = store.add_trial(study_id=study_id, params=params, argv=["python", "train.py"],
+                          trial_dir=f"/nonexistent/{number}", stdout_path=f"/nonexistent/{number}/stdout.log",
+                          stderr_path=f"/nonexistent/{number}/stderr.log", sample_index=i, rerun_of=None, seed=None,
+                          number=number, gpu_picker=(lambda _claims: (gpu, 1.0)) if gpu else None)
+    assert row is not None
+    if status == "queued":
+        return
+    store.mark_running(row.id, pid=0, pgid=0, proc_create_time=started or 0.0, git_commit=None)
+    store.buffer_event(study_id, row.id, "started", f"trial {number} started", data={"pid": 0, "gpus": gpu,
+                                                                                      "clone_of": clone_of})
+    quality = 1.0 - abs(math.log10(params["lr"]) + 2) / 3  # best near lr = 1e-2
+    n_steps = _steps_for(status, i, steps)
+    best: float | None = None
+    best_step: float | None = None
+    value = 0.0
+    for step in range(1, n_steps + 1):
+        clock.now = (started or 0.0) + 3.0 + step * STEP_SECONDS
+        progress = 1 - math.exp(-step / max(1, steps / 3))
+        noise = rng.uniform(-0.01, 0.01)
+        value = 0.1 + 0.85 * quality * progress + noise
+        loss = 2.3 * (1 - 0.9 * quality * progress) + noise
+        values = {"train_loss": loss * 0.9, "val_loss": loss, "train_acc": min(1.0, value * 1.03), "val_acc": value}
+        if status == "diverged" and step == n_steps:
+            values = {k: math.nan for k in values}
+        store.buffer_metrics(row.id, float(step), values, clock.now)
+        if not math.isnan(values["val_acc"]) and (best is None or values["val_acc"] > best):
+            best, best_step = values["val_acc"], float(step)
+        store.buffer_progress(row.id, stdout_offset=0, stderr_offset=0, reports=step, last_step=float(step),
+                              best_value=best, best_step=best_step)
+    if status == "running":
+        return
+    _finish(store, study_id, row.id, number, status, n_steps, value, best, clock)
+
+
+def _finish(store: Store, study_id: int, trial_id: int, number: int, status: str, n_steps: int, value: float,
+            best: float | None, clock: _Clock) -> None:
+    """The events and the status the study loop records when a trial ends this way."""
+    exit_code: int | None = 0 if status == "completed" else None
+    reason = ""
+    if status == "pruned":
+        reason = (f"pruned at epoch {n_steps}: val_acc {value:.4g} below rung cut-off {value + 0.05:.4g}, "
+                  "1 of 3 trials kept")
+        store.buffer_event(study_id, trial_id, "scheduler", f"trial {number} {reason}",
+                           data={"action": "stop", "step": float(n_steps), "value": value})
+    elif status == "diverged":
+        reason = f"nan: val_loss is NaN at epoch {n_steps}"
+        store.buffer_event(study_id, trial_id, "flag", reason, level="error",
+                           data={"flag": "nan", "step": float(n_steps), "value": None,
+                                 "hint": "lower the learning rate or clip gradients"})
+    elif status == "failed":
+        exit_code = 1
+        reason = "exit code 1: ValueError: width must be a multiple of 8, got 61"
+    elif status == "stopped":
+        reason = "stopped by the user"
+    clock.now += 3.0
+    store.finish_trial(trial_id, status, exit_code=exit_code, reason=reason or None)
+    data: dict[str, Any] = {"exit_code": exit_code, "best": best, "reports": n_steps}
+    if status == "failed":
+        data["stderr_tail"] = STDERR_TAIL
+    store.add_event(study_id, trial_id, status, f"trial {number} {status}" + (f" — {reason}" if reason else ""),
+                    level="error" if status == "failed" else "info", data=data)
 
 
 def make_big_db(path: str | Path, *, trials: int = 10_000, steps: int = 198, running: int = 50) -> Path:

@@ -21,6 +21,14 @@ def _utc(monkeypatch: pytest.MonkeyPatch):
     time.tzset()
 
 
+@pytest.fixture(autouse=True)
+def _private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Remembered views go to a folder of this test, never the user's own ~/.local/state."""
+    folder = tmp_path_factory.mktemp("xdg-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(folder))
+    return folder
+
+
 @pytest.fixture
 def demo_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A relative path inside a temporary working directory: the study list shows it, snapshots pin it."""

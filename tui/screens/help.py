@@ -10,12 +10,15 @@ from textual.widgets import Static
 
 
 def key_label(key: str) -> str:
-    names = {"question_mark": "?", "plus": "+", "minus": "-", "space": "space", "escape": "Esc", "enter": "Enter"}
+    names = {"question_mark": "?", "plus": "+", "minus": "-", "space": "space", "escape": "Esc", "enter": "Enter",
+             "slash": "/"}
     return "/".join(names.get(k, k) for k in key.split(","))
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help_close")]
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help_close"),
+                Binding("j,down", "scroll(1)", show=False), Binding("k,up", "scroll(-1)", show=False),
+                Binding("home", "edge(0)", show=False), Binding("end", "edge(1)", show=False)]
 
     def __init__(self, below: Screen, app_bindings: list[Binding]) -> None:
         super().__init__()
@@ -27,11 +30,20 @@ class HelpScreen(ModalScreen[None]):
         for b in [*getattr(self.below, "BINDINGS", []), *self.app_bindings]:
             if isinstance(b, Binding) and b.description:
                 lines.append(f"  [b]{key_label(b.key):<10}[/b] {b.tooltip or b.description}")
-        lines += ["", "Quitting never stops a study: its engine runs on in the background.",
+        lines += ["", "In every list: j/k or arrows move, Home/End go to the first / last row.",
+                  "Quitting never stops a study: its engine runs on in the background.",
                   "Esc, q or ? closes this help."]
         with Vertical(id="dialog"):
-            with VerticalScroll():
+            with VerticalScroll(id="help-scroll"):
                 yield Static("\n".join(lines), id="help-text")
+
+    def action_scroll(self, delta: int) -> None:
+        scroll = self.query_one("#help-scroll", VerticalScroll)
+        scroll.scroll_to(y=scroll.scroll_y + delta, animate=False)
+
+    def action_edge(self, end: int) -> None:
+        scroll = self.query_one("#help-scroll", VerticalScroll)
+        scroll.scroll_end(animate=False) if end else scroll.scroll_home(animate=False)
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

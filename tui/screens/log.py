@@ -1,7 +1,13 @@
-"""A trial's log: the tail of stdout (``e`` switches to stderr), following new lines while open."""
+"""A trial's log: the tail of stdout (``e`` switches to stderr), following new lines while it runs.
+
+A failed trial opens on stderr, where the reason is. The header says the follow state as it is:
+"following" only while the trial runs and follow is on; a finished trial's log is complete and
+says so. The state comes first in the header, so a long path is what gets cut at 80 columns.
+"""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,16 +21,20 @@ FOLLOW_S = 0.5
 
 class LogScreen(Screen[None]):
     TITLE_TEXT = "log view"
-    BINDINGS = [Binding("escape,l", "close", "Back", id="log_close", tooltip="back to the study"),
+    BINDINGS = [Binding("escape,l,q", "close", "Back", id="log_close", tooltip="back to the study"),
                 Binding("e", "switch", "stdout/stderr", id="log_switch", tooltip="switch between stdout and stderr"),
-                Binding("f", "follow", "Follow", id="log_follow", tooltip="follow new lines on / off")]
+                Binding("f", "follow", "Follow", id="log_follow", tooltip="follow new lines on / off (a running trial)"),
+                Binding("j", "scroll(1)", show=False), Binding("k", "scroll(-1)", show=False),
+                Binding("home", "edge(0)", show=False), Binding("end", "edge(1)", show=False)]
 
-    def __init__(self, number: int, stdout_path: str, stderr_path: str) -> None:
+    def __init__(self, number: int, stdout_path: str, stderr_path: str, *, live: bool = True,
+                 stream: str = "stdout") -> None:
         super().__init__()
         self.number = number
         self.paths = {"stdout": stdout_path, "stderr": stderr_path}
-        self.stream = "stdout"
-        self.follow = True
+        self.stream = stream
+        self.live = live
+        self.follow = live
         self._busy = False
 
     def compose(self) -> ComposeResult:
@@ -37,13 +47,20 @@ class LogScreen(Screen[None]):
         self._read(replace=True)
         self.set_interval(FOLLOW_S, self._tick)
 
+    def follow_state(self) -> str:
+        if not self.live:
+            return "finished: complete log"
+        return "following" if self.follow else "not following (f follows)"
+
     def _title(self) -> None:
-        state = "following" if self.follow else "paused (f follows)"
-        self.query_one("#log-header", Static).update(
-            f"trial {self.number} · {self.stream} · {self.paths[self.stream] or '(no file)'} · {state}")
+        header = Text(no_wrap=True, overflow="ellipsis")
+        header.append(f"trial {self.number} · {self.stream} · ", style="bold")
+        header.append(self.follow_state(), style="bold green" if self.live and self.follow else "bold yellow")
+        header.append(f" · {self.paths[self.stream] or '(no file)'}", style="dim")
+        self.query_one("#log-header", Static).update(header)
 
     def _tick(self) -> None:
-        if self.follow and not self._busy:
+        if self.live and self.follow and not self._busy:
             self._read(replace=False)
 
     def _read(self, replace: bool) -> None:
@@ -67,6 +84,7 @@ class LogScreen(Screen[None]):
         view = self.query_one("#log", LogView)
         if chunk.missing and not replace and view.line_count:
             return  # the file vanished after we showed it: keep what is on screen
+        view.auto_scroll = self.follow or not self.live
         view.add(chunk, replace=replace)
 
     def action_switch(self) -> None:
@@ -75,8 +93,25 @@ class LogScreen(Screen[None]):
         self._read(replace=True)
 
     def action_follow(self) -> None:
+        if not self.live:
+            self.query_one("#log-header", Static).update(Text(f"trial {self.number} has finished: its log is "
+                                                              "complete, there is nothing to follow", style="bold"))
+            return
         self.follow = not self.follow
+        if self.follow:
+            self.query_one("#log", LogView).scroll_end(animate=False)
         self._title()
+
+    def action_scroll(self, delta: int) -> None:
+        view = self.query_one("#log", LogView)
+        view.scroll_to(y=view.scroll_y + delta, animate=False)
+        if delta < 0 and self.follow:
+            self.follow = False  # reading back: new lines no longer pull the view down
+            self._title()
+
+    def action_edge(self, end: int) -> None:
+        view = self.query_one("#log", LogView)
+        view.scroll_end(animate=False) if end else view.scroll_home(animate=False)
 
     def action_close(self) -> None:
         self.app.pop_screen()

@@ -1,14 +1,16 @@
-"""The study screen: trials table on top, the highlighted trial's curves (or compare / GPU / health) below.
+"""The study screen: trials table on top, the highlighted trial's reason and curves (or compare / GPU /
+health / parameters) below, two header lines and one message line.
 
 How it stays light with a big study and a busy engine (the dolphie pattern): a 1 s timer asks
 for a refresh; a refresh is one thread worker that first reads ``PRAGMA data_version`` and
 re-queries only when the file changed (or the user changed what is shown). A new refresh is
 never started while one runs: requests made meanwhile are merged and served right after.
 Charts are built inside that worker (plotext's figure is global: one builder at a time), sized
-to the widgets measured just before it started.
+to the widgets measured just before it started. The engine's death changes nothing in the file,
+so the tick also asks the process table (microseconds) whether the engine still lives.
 
 Every key that acts on the engine writes a command row from a worker (:mod:`tui.actions`)
-and shows the engine's acknowledgement in the message line.
+and shows the engine's acknowledgement in the message line; ``m`` shows every message in full.
 """
 
 from __future__ import annotations
@@ -21,22 +23,29 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, Static
+from textual.widgets import ContentSwitcher, Footer, Input, Static
 
-from .. import format as fmt
-from ..data import SORT_KEYS, STATUS_FILTERS, StudyReader, StudyView, TrialInfo
+from ...engine.liveness import engine_alive
+from .. import state as saved
+from ..data import STATUS_FILTERS, StudyReader, StudyView, TrialInfo
+from ..header import Shown, header_lines
+from ..notices import StudyState
+from ..ordering import BASE_SORTS, param_sort, sort_label
+from ..reasons import trial_reason
 from ..widgets.curve_chart import CurveChart, Series, render_chart
 from ..widgets.gpu_panel import GpuPanel, render_resources
 from ..widgets.health_panel import HealthPanel, render_flags
+from ..widgets.param_view import ParamPanel, Scored, render_param_view
 from ..widgets.trials_table import TrialsTable
 
 if TYPE_CHECKING:
     from ..app import HpotuiApp
 
-VIEWS = ("curves", "compare", "gpu", "health")
+VIEWS = ("curves", "compare", "gpu", "health", "params")
 COMPARE_DEFAULT = 5  # trials overlaid when none is marked: the best few
+FORCED_REFRESH_S = 10.0  # run times and ETAs move even when nothing is written
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,9 @@ class Request:
     table: bool
     detail: bool
     status: str | None
+    text: str
     sort: str
+    descending: bool
     view: str
     trial_id: int | None
     marked: tuple[int, ...]
@@ -65,16 +76,36 @@ class Loaded:
     detail_for: tuple[Any, ...] = ()
     metrics: tuple[str, ...] = ()
     sizes: tuple[tuple[int, int], ...] = ()
+    reason: Text | None = None
+    problem: str = ""
 
 
 @dataclass
 class UiState:
     status_index: int = 0
-    sort_index: int = 0
+    sort: str = "number"
+    descending: bool = False
+    text: str = ""
     view: str = "curves"
     marked: set[int] = field(default_factory=set)
     metric: str | None = None
     log_y: bool = False
+
+    def remembered(self) -> dict[str, Any]:
+        return {"sort": self.sort, "descending": self.descending, "status": STATUS_FILTERS[self.status_index],
+                "text": self.text, "view": self.view, "log_y": self.log_y, "metric": self.metric}
+
+    def restore(self, values: dict[str, Any]) -> None:
+        if "status" in values and values["status"] in STATUS_FILTERS:
+            self.status_index = STATUS_FILTERS.index(values["status"])
+        if isinstance(values.get("sort"), str):
+            self.sort = values["sort"]
+        self.descending = bool(values.get("descending", False))
+        self.text = str(values.get("text") or "")
+        if values.get("view") in VIEWS:
+            self.view = values["view"]
+        self.log_y = bool(values.get("log_y", False))
+        self.metric = values["metric"] if isinstance(values.get("metric"), str) else None
 
 
 def pick_pair(names: list[str], word: str) -> list[str]:
@@ -92,24 +123,21 @@ def build_detail(reader: StudyReader, req: Request, view: StudyView | None) -> t
     if req.view == "health":
         return (render_flags(reader.flags(req.study_id), width),), ()
     study = view.study if view else reader.study(req.study_id)
+    if req.view == "params":
+        if study is None:
+            return (Text(),), ()
+        plan = reader.plan(study)
+        scored = [Scored(n, p, v) for n, p, v in reader.scored_numbers(study)]
+        pareto: list[tuple[int, tuple[float, float]]] = []
+        if len(plan.objectives) >= 2:
+            pareto = [(n, (v[0], v[1])) for n, v in reader.final_values(study, [m for m, _ in plan.objectives[:2]])]
+        return (render_param_view(study.id, plan, study.objective_metric, study.objective_mode, scored, width - 4,
+                                  req.color, pareto),), ()
     objective = study.objective_metric if study else None
     if req.view == "compare":
-        trial_ids = list(req.marked)
-        if not trial_ids and view is not None:
-            ranked = sorted((t for t in view.trials if t.best is not None), key=lambda t: t.best or 0.0,
-                            reverse=study is not None and study.objective_mode == "max")
-            trial_ids = [t.id for t in ranked[:COMPARE_DEFAULT]]
-        metric = req.metric or objective or "val_loss"
-        w, h = req.chart_sizes[0]
-        numbers = {t.id: t.number for t in view.trials} if view else {}
-        series = [Series(f"#{numbers.get(tid, tid)}", *_xy(reader.curve(tid, metric, 2 * w)))
-                  for tid in trial_ids[:8]]
-        which = "marked" if req.marked else "best"
-        chart = render_chart(series, w, h, title=f"compare {metric} ({which})", log_y=req.log_y, color=req.color,
-                             empty="no trial to compare: mark trials with space")
-        return (chart,), tuple(reader.metric_names(trial_ids[:1]))
-    if req.trial_id is None:
-        empty = Text("no trial selected", style="dim")
+        return _compare(reader, req, view, objective, study.objective_mode if study else "max")
+    if req.trial_id is None or req.trial_id < 0:
+        empty = Text("no trial selected" if req.trial_id is None else "a queued clone: no curves yet", style="dim")
         return (empty, Text()), ()
     names = reader.metric_names([req.trial_id])
     cutoffs = reader.cutoffs(req.trial_id)
@@ -127,8 +155,30 @@ def build_detail(reader: StudyReader, req: Request, view: StudyView | None) -> t
     return tuple(charts), tuple(names)
 
 
+def _compare(reader: StudyReader, req: Request, view: StudyView | None, objective: str | None,
+             mode: str) -> tuple[tuple[Text, ...], tuple[str, ...]]:
+    trial_ids = [t for t in req.marked if t > 0]
+    if not trial_ids and view is not None:
+        ranked = sorted((t for t in view.trials if t.best is not None and not t.pending), key=lambda t: t.best or 0.0,
+                        reverse=mode == "max")
+        trial_ids = [t.id for t in ranked[:COMPARE_DEFAULT]]
+    metric = req.metric or objective or "val_loss"
+    w, h = req.chart_sizes[0]
+    numbers = {t.id: t.number for t in view.trials} if view else {}
+    series = [Series(f"#{numbers.get(tid, tid)}", *_xy(reader.curve(tid, metric, 2 * w))) for tid in trial_ids[:8]]
+    which = "marked" if req.marked else "best"
+    chart = render_chart(series, w, h, title=f"compare {metric} ({which})", log_y=req.log_y, color=req.color,
+                         empty="no trial to compare: mark trials with space")
+    return (chart,), tuple(reader.metric_names(trial_ids[:1]))
+
+
 def _xy(curve: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return curve.steps, curve.values
+
+
+def sort_keys(params: tuple[str, ...]) -> list[str]:
+    """What ``o`` cycles through: every column of the table, parameters included."""
+    return [*BASE_SORTS[:2], *(param_sort(p) for p in params), *BASE_SORTS[2:]]
 
 
 class StudyScreen(Screen[None]):
@@ -141,28 +191,39 @@ class StudyScreen(Screen[None]):
                 tooltip="pause / resume launching new trials (running ones go on)"),
         Binding("P", "toggle_trial", "Pause trial", id="toggle_trial", show=False,
                 tooltip="pause / resume the highlighted trial (SIGSTOP / SIGCONT)"),
+        Binding("R", "resume_study", "Resume", id="resume_study", show=False,
+                tooltip="the engine is gone: run `hpotui resume` in the background"),
         Binding("c", "clone", "Clone", id="clone", show=False, tooltip="queue a copy of the highlighted trial with edited params"),
         Binding("plus", "parallel(1)", "+par", id="more_parallel", show=False, tooltip="raise max_parallel by one"),
         Binding("minus", "parallel(-1)", "-par", id="less_parallel", show=False, tooltip="lower max_parallel by one"),
-        Binding("r", "refine", "Refine", id="refine", tooltip="refine the ranges and launch the next stage"),
+        Binding("r", "refine", "Refine", id="refine", show=False, tooltip="refine the ranges and launch the next stage"),
         Binding("space", "mark", "Mark", id="mark", show=False, tooltip="mark / unmark the trial for compare"),
-        Binding("v", "view('compare')", "Compare", id="compare",
+        Binding("v", "view('compare')", "Compare", id="compare", show=False,
                 tooltip="compare view: val curves of marked trials (the best ones if none marked)"),
         Binding("t", "view('curves')", "Curves", id="curves", show=False, tooltip="curves of the highlighted trial"),
-        Binding("g", "view('gpu')", "GPU", id="gpu", tooltip="GPU panel: utilisation, memory, who sits where"),
+        Binding("g", "view('gpu')", "GPU", id="gpu", show=False, tooltip="GPU panel: utilisation, memory, who sits where"),
         Binding("h", "view('health')", "Health", id="health", show=False, tooltip="health flags with hints"),
+        Binding("a", "view('params')", "Params", id="params",
+                tooltip="parameter view: objective against each parameter, importances, Pareto front"),
         Binding("l,enter", "log", "Log", id="log", tooltip="the highlighted trial's log (tail, follow)"),
         Binding("L", "log_y", "Log-y", id="log_y", show=False, tooltip="toggle a logarithmic y axis"),
         Binding("n", "cycle_metric", "Metric", id="cycle_metric", show=False,
                 tooltip="cycle the metric shown in compare (and in the second chart)"),
-        Binding("f", "filter", "Filter", id="filter", tooltip="cycle the status filter"),
-        Binding("o", "sort", "Sort", id="sort", show=False, tooltip="cycle the sort order (or click a header)"),
+        Binding("slash", "search", "Search", id="search",
+                tooltip="search: trial number (#12), status or parameter text (lr=0.01); Enter keeps, Esc clears"),
+        Binding("f", "filter", "Filter", id="filter", show=False, tooltip="cycle the status filter"),
+        Binding("F", "reset_filter", "Reset filter", id="reset_filter", show=False,
+                tooltip="reset the status filter and the search"),
+        Binding("o", "sort", "Sort", id="sort", show=False, tooltip="sort by the next column (or click a header)"),
+        Binding("O", "reverse", "Reverse", id="reverse", show=False, tooltip="reverse the sort order"),
+        Binding("m", "messages", "Messages", id="messages", tooltip="every message of this session, in full"),
         Binding("escape", "back", "Back", id="back", show=False, tooltip="back to the study list"),
     ]
 
-    def __init__(self, study_id: int) -> None:
+    def __init__(self, study_id: int, study_name: str = "") -> None:
         super().__init__()
         self.study_id = study_id
+        self.study_name = study_name
         self.ui = UiState()
         self.view: StudyView | None = None
         self.trials: dict[int, TrialInfo] = {}
@@ -173,6 +234,8 @@ class StudyScreen(Screen[None]):
         self._want_detail = True
         self._pending = False
         self._last_forced = 0.0
+        self._repin = True
+        self._said_state_problem = False
 
     @property
     def hpotui(self) -> "HpotuiApp":
@@ -183,14 +246,19 @@ class StudyScreen(Screen[None]):
         yield Static("", id="study-header")
         yield TrialsTable(id="trials")
         with ContentSwitcher(initial="curves", id="detail"):
-            with Horizontal(id="curves"):
-                yield CurveChart(id="loss-chart")
-                yield CurveChart(id="acc-chart")
+            with Vertical(id="curves"):
+                yield Static("", id="reason")
+                with Horizontal(id="charts"):
+                    yield CurveChart(id="loss-chart")
+                    yield CurveChart(id="acc-chart")
             yield CurveChart(id="compare")
             with VerticalScroll(id="gpu"):
                 yield GpuPanel(id="gpu-panel")
             with VerticalScroll(id="health"):
                 yield HealthPanel(id="health-panel")
+            with VerticalScroll(id="params"):
+                yield ParamPanel(id="params-panel")
+        yield Input(placeholder="search: #12, running, lr=0.01, adam … (Enter keeps, Esc clears)", id="search-box")
         yield Static("", id="message")
         yield Footer()
 
@@ -199,6 +267,10 @@ class StudyScreen(Screen[None]):
         return self.query_one("#trials", TrialsTable)
 
     def on_mount(self) -> None:
+        if self.study_name:
+            self.ui.restore(saved.load(self.hpotui.db_path, self.study_name))
+        self.query_one("#detail", ContentSwitcher).current = self.ui.view
+        self.query_one("#search-box", Input).display = False
         self.table.focus()
         self.set_interval(self.hpotui.refresh_s, self.poll)
         self.request(table=True, detail=True)
@@ -208,10 +280,14 @@ class StudyScreen(Screen[None]):
 
     # -- refresh ------------------------------------------------------------------------------------
     def poll(self) -> None:
-        """The 1 s tick: a version check on the UI thread, a worker only on change; clocks redrawn every 10 s."""
+        """The 1 s tick: a version check and an engine liveness check on the UI thread, a worker only on change."""
         now = time.monotonic()
-        running = self.view is not None and bool(self.view.counts.get("running"))
-        if running and now - self._last_forced >= 10.0:
+        view = self.view
+        if view is not None and view.alive and not engine_alive(view.study):
+            self.request(table=True, detail=True)  # the engine died: nothing in the file says so
+            return
+        moving = view is not None and (bool(view.counts.get("running")) and view.alive)
+        if moving and now - self._last_forced >= FORCED_REFRESH_S:
             self._last_forced = now
             self.request(table=True)
             return
@@ -236,38 +312,58 @@ class StudyScreen(Screen[None]):
         else:
             sizes = (self.query_one("#compare", CurveChart).chart_size(),)
         return Request(study_id=self.study_id, table=self._want_table, detail=self._want_detail,
-                       status=STATUS_FILTERS[self.ui.status_index], sort=SORT_KEYS[self.ui.sort_index],
-                       view=self.ui.view, trial_id=self.table.trial_id, marked=tuple(sorted(self.ui.marked)),
-                       metric=self.ui.metric, log_y=self.ui.log_y, color=not self.app.no_color,
-                       chart_sizes=sizes, panel_width=self.size.width)
+                       status=STATUS_FILTERS[self.ui.status_index], text=self.ui.text, sort=self.ui.sort,
+                       descending=self.ui.descending, view=self.ui.view, trial_id=self.table.trial_id,
+                       marked=tuple(sorted(self.ui.marked)), metric=self.ui.metric, log_y=self.ui.log_y,
+                       color=not self.app.no_color, chart_sizes=sizes, panel_width=self.size.width)
 
     @work(thread=True, group="study-refresh")
     def _load(self, req: Request) -> None:
         reader = self.hpotui.reader
         try:
-            version = reader.data_version()
-            changed = version != self._version
-            view = None
-            if changed or req.table:
-                view = reader.study_view(req.study_id, status=req.status, sort=req.sort,
-                                         descending=False)
-                if view is None:
-                    self.app.call_from_thread(self._gone)
-                    return
-                self._version = view.data_version
-                if req.trial_id is None and view.trials:  # first load: curves of the first row at once
-                    req = replace(req, trial_id=view.trials[0].id)
-            detail: tuple[Text, ...] | None = None
-            names: tuple[str, ...] = ()
-            if changed or req.detail:
-                detail, names = build_detail(reader, req, view or self.view)
-            loaded = Loaded(view=view, detail=detail, detail_for=(req.view, req.trial_id), metrics=names,
-                            sizes=req.chart_sizes)
-            self.app.call_from_thread(self._apply, loaded)
+            loaded = self._read(reader, req)
+            if loaded is None:
+                self.app.call_from_thread(self._gone)
+            else:
+                self.app.call_from_thread(self._apply, loaded)
         except Exception as exc:  # a locked or vanished file must not kill the interface
             self.app.call_from_thread(self.say, f"could not read {reader.path}: {exc}", "error")
         finally:
             self.app.call_from_thread(self._done)
+
+    def _read(self, reader: StudyReader, req: Request) -> Loaded | None:
+        version = reader.data_version()
+        changed = version != self._version
+        view = None
+        if changed or req.table:
+            view = reader.study_view(req.study_id, status=req.status, text=req.text, sort=req.sort,
+                                     descending=req.descending)
+            if view is None:
+                return None
+            self._version = view.data_version
+            if req.trial_id is None and view.trials:  # first load: curves of the first row at once
+                req = replace(req, trial_id=view.trials[0].id)
+        if not (changed or req.detail):
+            return Loaded(view=view, sizes=req.chart_sizes)
+        current = view or self.view
+        reason = self._reason(reader, req, current)
+        try:
+            detail, names = build_detail(reader, req, current)
+        except Exception as exc:  # a chart that cannot be drawn: say so there, never keep the last trial's charts
+            problem = Text(f"could not draw this view: {exc}", style="bold red")
+            return Loaded(view=view, detail=(problem, Text()), detail_for=(req.view, req.trial_id),
+                          sizes=req.chart_sizes, reason=reason, problem=f"could not draw the {req.view} view: {exc}")
+        return Loaded(view=view, detail=detail, detail_for=(req.view, req.trial_id), metrics=names,
+                      sizes=req.chart_sizes, reason=reason)
+
+    def _reason(self, reader: StudyReader, req: Request, view: StudyView | None) -> Text | None:
+        if req.view != "curves" or view is None:
+            return None
+        trial = next((t for t in view.trials if t.id == req.trial_id), None) or self.trials.get(req.trial_id or 0)
+        if trial is None:
+            return Text()
+        failure = reader.failure(trial.id) if trial.status == "failed" else None
+        return trial_reason(trial, failure, view.study.name, req.panel_width)
 
     def _done(self) -> None:
         self._busy = False
@@ -280,57 +376,56 @@ class StudyScreen(Screen[None]):
     def _apply(self, loaded: Loaded) -> None:
         if loaded.view is not None:
             self.view = loaded.view
+            self.study_name = loaded.view.study.name
             self.trials = {t.id: t for t in loaded.view.trials}
             self.table.show(loaded.view.trials, loaded.view.plan.params or _param_names(loaded.view.trials),
-                            loaded.view.max_step, self.ui.marked)
+                            loaded.view.max_step, self.ui.marked, sort=(self.ui.sort, self.ui.descending),
+                            pin=not self._repin)
+            self._repin = False
             self._header()
+            self._notice(loaded.view)
         if loaded.metrics:
             self.metric_names = loaded.metrics
+        if loaded.problem:
+            self.say(loaded.problem, "error")
+        if loaded.reason is not None:
+            self.query_one("#reason", Static).update(loaded.reason)
         if loaded.detail is not None:
-            view_name, trial_id = loaded.detail_for
-            if view_name == "curves":
-                self.query_one("#loss-chart", CurveChart).show(loaded.detail[0], loaded.sizes[0])
-                self.query_one("#acc-chart", CurveChart).show(loaded.detail[1], loaded.sizes[-1])
-            elif view_name == "compare":
-                self.query_one("#compare", CurveChart).show(loaded.detail[0], loaded.sizes[0])
-            elif view_name == "gpu":
-                self.query_one("#gpu-panel", GpuPanel).update(loaded.detail[0])
-            elif view_name == "health":
-                self.query_one("#health-panel", HealthPanel).update(loaded.detail[0])
-            if view_name != self.ui.view or (view_name == "curves" and trial_id != self.table.trial_id):
-                self._want_detail = True  # the user moved on while this was built
+            self._show_detail(loaded)
+
+    def _show_detail(self, loaded: Loaded) -> None:
+        view_name, trial_id = loaded.detail_for
+        detail = loaded.detail or ()
+        if view_name == "curves":
+            self.query_one("#loss-chart", CurveChart).show(detail[0], loaded.sizes[0])
+            self.query_one("#acc-chart", CurveChart).show(detail[1], loaded.sizes[-1])
+        elif view_name == "compare":
+            self.query_one("#compare", CurveChart).show(detail[0], loaded.sizes[0])
+        elif view_name == "gpu":
+            self.query_one("#gpu-panel", GpuPanel).update(detail[0])
+        elif view_name == "health":
+            self.query_one("#health-panel", HealthPanel).update(detail[0])
+        elif view_name == "params":
+            self.query_one("#params-panel", ParamPanel).update(detail[0])
+        if view_name != self.ui.view or (view_name == "curves" and trial_id != self.table.trial_id):
+            self._want_detail = True  # the user moved on while this was built
+
+    def _notice(self, v: StudyView) -> None:
+        s = v.study
+        state = StudyState(name=s.name, status=s.status, engine_alive=v.alive, launching_paused=s.launching_paused,
+                           pause_reason=s.pause_reason, best=v.best.best if v.best else None,
+                           best_trial=v.best.number if v.best else None, end_reason=v.end_reason,
+                           mode=s.objective_mode)
+        self.hpotui.observe(s.id, state)
+
+    def shown(self) -> Shown:
+        return Shown(status=STATUS_FILTERS[self.ui.status_index], text=self.ui.text, sort=self.ui.sort,
+                     descending=self.ui.descending, view=self.ui.view)
 
     def _header(self) -> None:
-        v = self.view
-        if v is None:
-            return
-        s = v.study
-        line = Text()
-        line.append(s.name, style="bold")
-        line.append(f" · stage {s.stage}")
-        line.append(" · ")
-        line.append_text(fmt.status(s.status))
-        line.append(" · engine ")
-        line.append("alive", style="green") if v.alive else line.append("not running", style="dim")
-        line.append(f" · {v.total}" + (f"/{v.plan.max_trials}" if v.plan.max_trials else "") + " trials: ")
-        parts = [(n, st) for st in ("running", "completed", "pruned", "stopped", "diverged", "failed", "queued",
-                                   "interrupted") if (n := v.counts.get(st))]
-        for i, (n, st) in enumerate(parts):
-            line.append(("" if i == 0 else " ") + f"{n} {st}", style=fmt.STATUS_STYLES.get(st, ""))
-        if v.best is not None:
-            line.append(f" · best {s.objective_metric} {fmt.number(v.best.best)} (#{v.best.number})")
-        if s.status in ("running", "queued"):
-            line.append(f" · ETA {fmt.duration(v.eta_s)}")
-            line.append(f" · parallel {s.max_parallel or v.plan.max_parallel or '-'}")
-        if s.launching_paused:
-            line.append(" · launching paused", style="bold yellow")
-        status = STATUS_FILTERS[self.ui.status_index]
-        if status:
-            line.append(f" · filter {status}", style="bold")
-        sort = SORT_KEYS[self.ui.sort_index]
-        if sort != "number":
-            line.append(f" · sort {sort}")
-        self.query_one("#study-header", Static).update(line)
+        if self.view is not None:
+            self.query_one("#study-header", Static).update(header_lines(self.view, self.shown(),
+                                                                        max(20, self.size.width - 2)))
 
     @on(CurveChart.Resized)
     def _chart_resized(self) -> None:
@@ -343,15 +438,25 @@ class StudyScreen(Screen[None]):
 
     @on(TrialsTable.SortRequested)
     def _header_clicked(self, event: TrialsTable.SortRequested) -> None:
-        self.ui.sort_index = SORT_KEYS.index(event.sort)
-        self.say(f"sorted by {event.sort}")
-        self.request(table=True)
+        if event.sort == self.ui.sort:
+            self.ui.descending = not self.ui.descending
+        else:
+            self.ui.sort, self.ui.descending = event.sort, False
+        self._changed_view(f"sorted by {sort_label(self.ui.sort)}{' (reversed)' if self.ui.descending else ''}")
 
     # -- messages -------------------------------------------------------------------------------------
     def say(self, text: str, level: str = "info") -> None:
         style = {"error": "bold red", "warning": "yellow"}.get(level, "")
         stamp = time.strftime("%H:%M:%S", time.localtime(self.hpotui.reader.clock()))
-        self.query_one("#message", Static).update(Text(f"{stamp} {text}", style=style))
+        line = Text(f"{stamp} {text}", style=style)
+        self.hpotui.remember(line)
+        shown = line.copy()
+        shown.no_wrap, shown.overflow = True, "ellipsis"
+        room = max(10, self.size.width - 2)
+        if shown.cell_len > room:
+            shown.truncate(room - 12, overflow="ellipsis")
+            shown.append(" (m: all)", style="dim")
+        self.query_one("#message", Static).update(shown)
 
     def highlighted(self) -> TrialInfo | None:
         tid = self.table.trial_id
@@ -373,26 +478,53 @@ class StudyScreen(Screen[None]):
         self.app.call_from_thread(self.say, result, "warning" if refused else "info")
         self.app.call_from_thread(self.request, table=True, detail=True)
 
+    def _engine_needed(self, what: str) -> bool:
+        """True when an engine runs the study; otherwise says what to do instead (and returns False)."""
+        v = self.view
+        if v is None:
+            return False
+        if v.alive:
+            return True
+        name = v.study.name
+        if v.engine_died:
+            self.say(f"{what}: the engine of {name} is gone; R resumes it (`hpotui resume {name}`)", "warning")
+        else:
+            self.say(f"{what}: study {name} is {v.study.status}, nothing runs it; r refines the next stage",
+                     "warning")
+        return False
+
     # -- actions ---------------------------------------------------------------------------------------
     def action_stop_trial(self) -> None:
         trial = self.highlighted()
         if trial is None:
             self.say("no trial highlighted", "warning")
             return
-        if trial.status not in ("running", "queued"):
-            self.say(f"trial {trial.number} is {trial.status}: nothing to stop", "warning")
+        if trial.pending:
+            self.say(f"this clone of #{trial.clone_of} has not started; it starts when launching resumes", "warning")
             return
+        if not trial.is_live:
+            self.say(f"trial {trial.number} is {trial.shown_status}: nothing to stop", "warning")
+            return
+        number, params = trial.number, _params_text(trial)
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.send("stop_trial", trial_number=trial.number, note=f"stopping trial {trial.number} ...")
+                self.send("stop_trial", trial_number=number, note=f"stopping trial {number} ...")
             else:
                 self.say("stop cancelled")
 
-        self.app.push_screen(_confirm(f"Stop trial {trial.number}? Its curves and logs are kept."), answered)
+        self.app.push_screen(_confirm(f"Stop trial {number}? ({trial.shown_status}; {params})\n"
+                                      "Its curves and logs are kept."), answered)
 
     def action_stop_study(self) -> None:
-        name = self.view.study.name if self.view else str(self.study_id)
+        v = self.view
+        name = v.study.name if v else str(self.study_id)
+        if v is not None and not v.alive and not any(t.is_live for t in v.trials):
+            if v.study.status in ("running", "queued"):
+                self.say(f"study {name}: its engine is gone and no trial runs; R resumes it", "warning")
+            else:
+                self.say(f"study {name} is {v.study.status}: nothing to stop", "warning")
+            return
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -404,18 +536,45 @@ class StudyScreen(Screen[None]):
                              answered)
 
     def action_toggle_launching(self) -> None:
+        if not self._engine_needed("pause / resume launching"):
+            return
         paused = self.view is not None and self.view.study.launching_paused
         self.send("resume_launching" if paused else "pause_launching")
 
     def action_toggle_trial(self) -> None:
         trial = self.highlighted()
-        if trial is None or trial.status != "running":
+        if trial is None or trial.shown_status not in ("running", "paused"):
             self.say("highlight a running trial to pause or resume it", "warning")
+            return
+        if not self._engine_needed("pause / resume a trial"):
             return
         self.send("resume_trial" if trial.paused else "pause_trial", trial_number=trial.number)
 
+    def action_resume_study(self) -> None:
+        v = self.view
+        if v is None:
+            return
+        if v.alive:
+            self.say(f"study {v.study.name} is already run by its engine", "warning")
+            return
+        if not v.engine_died:
+            self.say(f"study {v.study.name} is {v.study.status}: nothing to resume; r refines the next stage",
+                     "warning")
+            return
+        self.say(f"resuming {v.study.name} in the background ...")
+        self._resume(v.study.name)
+
+    @work(thread=True, group="commands")
+    def _resume(self, name: str) -> None:
+        try:
+            result = self.hpotui.commander.resume(name)
+        except Exception as exc:
+            result = f"resume failed: {exc}"
+        self.app.call_from_thread(self.say, result)
+        self.app.call_from_thread(self.request, table=True, detail=True)
+
     def action_parallel(self, delta: int) -> None:
-        if self.view is None:
+        if self.view is None or not self._engine_needed("max_parallel"):
             return
         current = self.view.study.max_parallel or self.view.plan.max_parallel or 1
         value = max(1, current + delta)
@@ -428,18 +587,23 @@ class StudyScreen(Screen[None]):
         from .dialogs import CloneScreen
 
         trial = self.highlighted()
-        if trial is None:
-            self.say("no trial highlighted", "warning")
+        if trial is None or trial.pending:
+            self.say("highlight a trial to clone", "warning")
             return
+        if not self._engine_needed("clone"):
+            return
+        number = trial.number
+        plan = self.view.plan if self.view else None
 
-        def done(changed: dict[str, Any] | None) -> None:
-            if changed is None:
+        def done(result: tuple[dict[str, Any], str] | None) -> None:
+            if result is None:
                 self.say("clone cancelled")
                 return
-            self.send("clone_trial", trial_number=trial.number, args={"params": changed},
-                      note=f"cloning trial {trial.number} ...")
+            changed, note = result
+            self.send("clone_trial", trial_number=number, args={"params": changed},
+                      note=f"cloning trial {number} ..." + (f" ({note})" if note else ""))
 
-        self.app.push_screen(CloneScreen(trial.number, trial.params), done)
+        self.app.push_screen(CloneScreen(number, trial.params, plan.ranges if plan else {}), done)
 
     def action_refine(self) -> None:
         from .refine import RefineScreen
@@ -455,7 +619,7 @@ class StudyScreen(Screen[None]):
 
     def action_mark(self) -> None:
         tid = self.table.trial_id
-        if tid is None:
+        if tid is None or tid < 0:
             return
         self.ui.marked ^= {tid}
         number = self.trials[tid].number if tid in self.trials else tid
@@ -469,19 +633,24 @@ class StudyScreen(Screen[None]):
             name = "curves"  # the same key again goes back to the curves
         self.ui.view = name
         self.query_one("#detail", ContentSwitcher).current = name
+        self._remember()
+        self._header()
         self.call_after_refresh(self.request, detail=True)
 
     def action_log(self) -> None:
         from .log import LogScreen
 
         trial = self.highlighted()
-        if trial is None:
-            self.say("no trial highlighted", "warning")
+        if trial is None or trial.pending:
+            self.say("highlight a started trial to read its log", "warning")
             return
-        self.app.push_screen(LogScreen(trial.number, trial.stdout_path, trial.stderr_path))
+        self.app.push_screen(LogScreen(trial.number, trial.stdout_path, trial.stderr_path,
+                                       live=trial.shown_status in ("running", "paused", "unwatched"),
+                                       stream="stderr" if trial.status == "failed" else "stdout"))
 
     def action_log_y(self) -> None:
         self.ui.log_y = not self.ui.log_y
+        self._remember()
         self.say("log y axis" if self.ui.log_y else "linear y axis")
         self.request(detail=True)
 
@@ -492,20 +661,81 @@ class StudyScreen(Screen[None]):
         current = self.ui.metric or (self.view.study.objective_metric if self.view else names[0])
         index = names.index(current) + 1 if current in names else 0
         self.ui.metric = names[index % len(names)]
+        self._remember()
         self.say(f"metric: {self.ui.metric}")
         self.request(detail=True)
 
     def action_filter(self) -> None:
         self.ui.status_index = (self.ui.status_index + 1) % len(STATUS_FILTERS)
-        self.say(f"filter: {STATUS_FILTERS[self.ui.status_index] or 'all trials'}")
-        self.request(table=True, detail=True)
+        self._changed_view(f"filter: {STATUS_FILTERS[self.ui.status_index] or 'all trials'}")
+
+    def action_reset_filter(self) -> None:
+        self.ui.status_index, self.ui.text = 0, ""
+        self.query_one("#search-box", Input).value = ""
+        self._changed_view("filter reset: all trials")
+
+    def action_search(self) -> None:
+        box = self.query_one("#search-box", Input)
+        box.display = True
+        box.value = self.ui.text
+        box.focus()
+
+    @on(Input.Changed, "#search-box")
+    def _search_typed(self, event: Input.Changed) -> None:
+        if event.input.display and event.value != self.ui.text:
+            self.ui.text = event.value
+            self._changed_view("", say=False)
+
+    @on(Input.Submitted, "#search-box")
+    def _search_kept(self) -> None:
+        self._close_search()
+        self.say(f"search: {self.ui.text}" if self.ui.text else "search cleared")
+
+    def _close_search(self) -> None:
+        box = self.query_one("#search-box", Input)
+        box.display = False
+        self.table.focus()
 
     def action_sort(self) -> None:
-        self.ui.sort_index = (self.ui.sort_index + 1) % len(SORT_KEYS)
-        self.say(f"sorted by {SORT_KEYS[self.ui.sort_index]}")
-        self.request(table=True)
+        keys = sort_keys(self.view.plan.params if self.view else ())
+        index = keys.index(self.ui.sort) + 1 if self.ui.sort in keys else 0
+        self.ui.sort, self.ui.descending = keys[index % len(keys)], False
+        self._changed_view(f"sorted by {sort_label(self.ui.sort)} (O reverses)")
+
+    def action_reverse(self) -> None:
+        self.ui.descending = not self.ui.descending
+        self._changed_view(f"sorted by {sort_label(self.ui.sort)}{' (reversed)' if self.ui.descending else ''}")
+
+    def _changed_view(self, message: str, say: bool = True) -> None:
+        """The user changed what the table shows: the highlighted trial follows, and it is remembered."""
+        self._repin = True
+        self._remember()
+        if say:
+            self.say(message)
+        self._header()
+        self.request(table=True, detail=True)
+
+    def _remember(self) -> None:
+        if not self.study_name:
+            return
+        problem = saved.save(self.hpotui.db_path, self.study_name, self.ui.remembered())
+        if problem and not self._said_state_problem:
+            self._said_state_problem = True
+            self.say(problem, "warning")
+
+    def action_messages(self) -> None:
+        from .messages import MessagesScreen
+
+        self.app.push_screen(MessagesScreen(self.hpotui.messages))
 
     def action_back(self) -> None:
+        box = self.query_one("#search-box", Input)
+        if box.display:
+            self.ui.text = ""
+            box.value = ""
+            self._close_search()
+            self._changed_view("search cleared")
+            return
         self.app.pop_screen()
 
     def on_screen_resume(self) -> None:
@@ -516,6 +746,11 @@ def _confirm(question: str) -> Screen[bool]:
     from .dialogs import ConfirmScreen
 
     return ConfirmScreen(question)
+
+
+def _params_text(trial: TrialInfo) -> str:
+    parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items()]
+    return " ".join(parts) or "no parameters"
 
 
 def _param_names(trials: tuple[TrialInfo, ...]) -> tuple[str, ...]:

@@ -17,15 +17,20 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from rich.color import Color
 from rich.style import Style
 from rich.text import Span, Text
 from textual.message import Message
 from textual.widgets import Static
 
 PLOT_LOCK = threading.Lock()
-COLORS = (10, 9, 12, 11, 13, 14, 3, 6)  # terminal palette indices: green, red, blue, yellow, ...
+COLORS = ((0, 200, 80), (230, 50, 50), (60, 120, 255), (230, 200, 0), (200, 60, 220), (0, 200, 220),
+          (255, 140, 0), (200, 200, 200))
+"""Truecolor RGB, chosen so they stay eight different colours when a 256-colour terminal downgrades them
+(palette indices such as 10 and 2 go through the theme and can come out the same)."""
 MARKERS = ("braille", "dot", "+", "x", "*", "o", "#", "%")  # told apart without colour (NO_COLOR)
-CUTOFF_COLOR = 3
+SCATTER_MARKERS = ("•", "◆", "x", "+", "o", "*", "#", "%")  # a scatter's points, told apart with or without colour
+CUTOFF_COLOR = (255, 170, 0)
 MIN_WIDTH, MIN_HEIGHT = 16, 5
 
 
@@ -36,67 +41,146 @@ class Series:
     values: Sequence[float]
 
 
-def _legend(series: Sequence[Series], title: str, color: bool, cutoffs: Sequence[float]) -> Text:
+def series_style(i: int, color: bool) -> Style:
+    return Style(color=Color.from_rgb(*COLORS[i % len(COLORS)])) if color else Style()
+
+
+def _legend(series: Sequence[Series], title: str, color: bool, cutoffs: Sequence[float], lines: bool = True) -> Text:
     line = Text(title, style="bold")
     for i, s in enumerate(series):
         mark = "──" if color else {0: "⠒⠒", 1: "••"}.get(i, MARKERS[i % len(MARKERS)] * 2)
+        if not lines:
+            mark = SCATTER_MARKERS[i % len(SCATTER_MARKERS)]
         line.append("  ")
-        line.append(mark, style=Style(color=f"color({COLORS[i % len(COLORS)]})") if color else "")
+        line.append(mark, style=series_style(i, color))
         line.append(f" {s.label}")
     if cutoffs:
         line.append("  ")
-        line.append("│", style=Style(color=f"color({CUTOFF_COLOR})") if color else "")
+        line.append("│", style=Style(color=Color.from_rgb(*CUTOFF_COLOR)) if color else "")
         line.append(" pruned at " + ", ".join(f"{c:g}" for c in cutoffs))
     return line
 
 
+def y_limits(values: Sequence[float], log_y: bool) -> tuple[float, float]:
+    """Limits that always hold a visible band: a constant series gets room around it, a series that
+    never goes below zero never gets a negative axis, and a log axis never reaches zero."""
+    lo, hi = min(values), max(values)
+    if log_y:
+        return (lo / 2, hi * 2) if hi <= lo * 1.0001 else (lo / 1.15, hi * 1.15)
+    span = hi - lo
+    pad = span * 0.05 if span > 1e-12 * max(1.0, abs(hi)) else max(abs(hi) * 0.1, 1e-3)
+    low = lo - pad
+    if lo >= 0 > low:
+        low = 0.0
+    return low, hi + pad
+
+
+def x_ticks(steps: Sequence[float], width: int) -> tuple[list[float], list[str]] | None:
+    """Whole-number ticks for whole-number steps (epochs are never 1.7); None leaves plotext's own."""
+    if not steps or any(float(x) != int(x) for x in steps):
+        return None
+    lo, hi = int(min(steps)), int(max(steps))
+    room = max(2, width // 8)
+    every = max(1, math.ceil((hi - lo) / room))
+    ticks = list(range(lo, hi + 1, every))
+    return [float(t) for t in ticks], [str(t) for t in ticks]
+
+
 def render_chart(series: Sequence[Series], width: int, height: int, *, title: str = "", log_y: bool = False,
                  cutoffs: Sequence[float] = (), color: bool = True, empty: str = "no reports yet",
-                 lines: bool = True, log_x: bool = False) -> Text:
-    """A chart of ``width`` x ``height`` cells (legend line included); safe to call from any thread."""
+                 lines: bool = True, log_x: bool = False, xticks: tuple[list[float], list[str]] | None = None
+                 ) -> Text:
+    """A chart of ``width`` x ``height`` cells (legend line included); safe to call from any thread.
+
+    On a log axis, values at or below zero cannot be drawn: they are left out and the title says
+    how many, and a series with nothing left says so instead of a chart.
+    """
     width, height = max(width, MIN_WIDTH), max(height, MIN_HEIGHT)
+    dropped = 0
     if log_y:
-        series = [Series(s.label, *_positive(s.steps, s.values)) for s in series]
+        kept = [Series(s.label, *_positive(s.steps, s.values)) for s in series]
+        dropped = sum(len(a.steps) - len(b.steps) for a, b in zip(series, kept))
+        series = kept
+        if dropped:
+            empty = f"no value above zero to draw on a log axis ({dropped} at or below zero); L turns log-y off"
     if log_x:
         series = [Series(s.label, *reversed(_positive(s.values, s.steps))) for s in series]
     drawn = [s for s in series if s.steps]
-    head = _legend(series, title + (" (log y)" if log_y else ""), color, cutoffs)
+    note = " (log y" + (f"; {dropped} values ≤ 0 not drawn" if dropped else "") + ")" if log_y else ""
+    head = _legend(series, title + note, color, cutoffs, lines)
     head.truncate(width)
     if not drawn:
-        body = Text(f"\n  {empty}", style="dim")
-        return Text.assemble(head, body)
-    import plotext as plt
-
+        return Text.assemble(head, Text(f"\n  {empty}", style="dim"))
     with PLOT_LOCK:
-        fig = plt.figure
-        fig.clear()
-        fig.theme("dark" if color else "colorless")
-        fig.canvas("default")
-        fig.plot_size(width, height - 1)
-        for i, s in enumerate(series):
-            if not s.steps:
-                continue
-            pixel = plt.pixel(foreground=COLORS[i % len(COLORS)]) if color else None
-            marker = plt.marker(MARKERS[0] if color else MARKERS[i % len(MARKERS)], pixel)
-            xs, ys = list(s.steps), list(s.values)
-            if len(xs) == 1:  # a single point would make a zero-width axis
-                xs, ys = [xs[0], xs[0] + 1e-9], [ys[0], ys[0]]
-            fig.draw(fig.signal(xs, ys, marker=marker).lines(lines))
-        if cutoffs:
-            lo = min(min(s.values) for s in drawn)
-            hi = max(max(s.values) for s in drawn)
-            for c in cutoffs:
-                cut_pixel = plt.pixel(foreground=CUTOFF_COLOR) if color else None
-                fig.draw(fig.signal([c, c], [lo, hi], marker=plt.marker("braille", cut_pixel)).lines(True))
-        if log_y:
-            fig.ruler(1).scale("log")
-        if log_x:
-            fig.ruler(0).scale("log")
-        text = fig.build().string(colorless=not color)
-        fig.clear()
+        text = _plot(series, drawn, width, height - 1, log_y=log_y, log_x=log_x, cutoffs=cutoffs, color=color,
+                     lines=lines, xticks=xticks)
     body = Text.from_ansi(text, no_wrap=True)
     body.spans = [Span(s.start, s.end, _foreground_only(s.style)) for s in body.spans]
     return Text("\n").join([head, body])
+
+
+def log_ticks(lo: float, hi: float, count: int = 4) -> tuple[list[float], list[str]]:
+    """Tick positions (in log10 space) and labels (the real values) between two log10 limits."""
+    first, last = math.ceil(lo), math.floor(hi)
+    if last - first >= 1:
+        step = max(1, math.ceil((last - first + 1) / max(2, count)))
+        positions = [float(p) for p in range(first, last + 1, step)]
+    else:
+        positions = [lo + (hi - lo) * i / max(1, count - 1) for i in range(count)]
+    return positions, [f"{10 ** p:.3g}" for p in positions]
+
+
+def _plot(series: Sequence[Series], drawn: Sequence[Series], width: int, height: int, *, log_y: bool, log_x: bool,
+          cutoffs: Sequence[float], color: bool, lines: bool, xticks: tuple[list[float], list[str]] | None) -> str:
+    """plotext's global figure, built and cleared under :data:`PLOT_LOCK` (the caller holds it).
+
+    Log axes are drawn as linear axes over log10 of the (positive) data with the real values as
+    tick labels: plotext's own log scale pads a constant series below zero and fails on it.
+    """
+    import plotext as plt
+
+    fy = math.log10 if log_y else float
+    fx = math.log10 if log_x else float
+    fig = plt.figure
+    fig.clear()
+    try:
+        fig.theme("dark" if color else "colorless")
+        fig.canvas("default")
+        fig.plot_size(width, height)
+        order = list(enumerate(series))
+        if not color:
+            order.reverse()  # without colour the first series is drawn last, on top of the others
+        for i, s in order:
+            if not s.steps:
+                continue
+            pixel = plt.pixel(foreground=COLORS[i % len(COLORS)]) if color else None
+            shape = SCATTER_MARKERS[i % len(SCATTER_MARKERS)] if not lines else (
+                MARKERS[0] if color else MARKERS[i % len(MARKERS)])
+            marker = plt.marker(shape, pixel)
+            xs, ys = [fx(x) for x in s.steps], [fy(y) for y in s.values]
+            if len(xs) == 1:  # a single point would make a zero-width axis
+                xs, ys = [xs[0], xs[0] + 1e-9], [ys[0], ys[0]]
+            joined = lines and (color or i == 0)  # NO_COLOR: only the first is a line, the rest are marks
+            fig.draw(fig.signal(xs, ys, marker=marker).lines(joined))
+        values = [v for s in drawn for v in s.values]
+        lo, hi = y_limits(values, log_y)
+        lo, hi = fy(lo), fy(hi)
+        for c in cutoffs:
+            cut_pixel = plt.pixel(foreground=CUTOFF_COLOR) if color else None
+            fig.draw(fig.signal([fx(c), fx(c)], [lo, hi], marker=plt.marker("braille", cut_pixel)).lines(True))
+        fig.ruler(1).lim(lo, hi)
+        if log_y:
+            fig.ruler(1).ticks(*log_ticks(lo, hi, max(2, height // 3)))
+        steps = [x for s in drawn for x in s.steps]
+        if log_x:
+            fig.ruler(0).ticks(*log_ticks(fx(min(steps)), fx(max(steps)), max(2, width // 10)))
+        else:
+            ticks = xticks or x_ticks(steps + list(cutoffs), width)
+            if ticks is not None:
+                fig.ruler(0).ticks(*ticks)
+        return fig.build().string(colorless=not color)
+    finally:
+        fig.clear()
 
 
 def _foreground_only(style: str | Style) -> Style:

@@ -11,7 +11,7 @@ what matters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from rich.segment import Segment
@@ -26,9 +26,10 @@ from textual.strip import Strip
 
 from .. import format as fmt
 from ..data import TrialInfo
+from ..ordering import param_sort, pin_row, sort_label
 
-MAX_PARAM_COLUMNS = 4
-PARAM_WIDTH = 8
+PARAM_MIN, PARAM_MAX = 8, 20
+FLAGS_MIN, FLAGS_MAX = 7, 30
 GAP = 1
 
 Cells = tuple[Text, ...]
@@ -42,25 +43,39 @@ class Column:
 
 
 CORE_HEAD = (Column("id", 5, "number"), Column("status", 10, "status"))
-CORE_TAIL = (Column("last", 7), Column("best", 7, "best"), Column("step", 7, "step"), Column("flags", 7),
-             Column("gpu", 3), Column("run", 6, "run"), Column("eta", 6))
+CORE_TAIL = (Column("last", 7, "last"), Column("best", 7, "best"), Column("step", 7, "step"),
+             Column("flags", FLAGS_MIN, "flags"), Column("gpu", 3, "gpu"), Column("run", 6, "run"),
+             Column("eta", 6, "eta"))
 
 
-def layout(width: int, params: Sequence[str]) -> tuple[Column, ...]:
-    """Core columns always; as many parameter columns (up to four) as the width leaves room for."""
-    core = sum(c.width + GAP for c in (*CORE_HEAD, *CORE_TAIL))
-    room = max(0, (width - core) // (PARAM_WIDTH + GAP))
-    shown = tuple(Column(p[:PARAM_WIDTH], PARAM_WIDTH) for p in params[:min(MAX_PARAM_COLUMNS, room)])
-    return (*CORE_HEAD, *shown, *CORE_TAIL)
+def layout(width: int, params: Sequence[str], flags_wanted: int = FLAGS_MIN) -> tuple[Column, ...]:
+    """Core columns always; then as many parameter columns as fit, then the room left widens flags and params.
+
+    At 80 columns that is two or three parameters and short badges; at 200 every parameter at
+    full width and the flags in words.
+    """
+    fixed = sum(c.width + GAP for c in (*CORE_HEAD, *CORE_TAIL))
+    room = max(0, width - fixed)
+    count = min(len(params), room // (PARAM_MIN + GAP))
+    spare = room - count * (PARAM_MIN + GAP)
+    flags_width = FLAGS_MIN + min(spare, max(0, min(FLAGS_MAX, flags_wanted) - FLAGS_MIN))
+    spare -= flags_width - FLAGS_MIN
+    per = min(PARAM_MAX - PARAM_MIN, spare // count) if count else 0
+    shown = tuple(Column(p, PARAM_MIN + per, param_sort(p)) for p in params[:count])
+    tail = tuple(replace(c, width=flags_width) if c.name == "flags" else c for c in CORE_TAIL)
+    return (*CORE_HEAD, *shown, *tail)
 
 
-def trial_cells(t: TrialInfo, params: Sequence[str], max_step: float | None, marked: bool) -> Cells:
+def trial_cells(t: TrialInfo, params: Sequence[str], max_step: float | None, marked: bool,
+                flags_width: int = FLAGS_MIN) -> Cells:
     """One row as text cells, in column order."""
-    ident = Text(("*" if marked else " ") + str(t.number), style="bold" if marked else "")
+    number = "new" if t.pending else str(t.number)
+    ident = Text(("*" if marked else " ") + number, style="bold" if marked else ("dim" if t.pending else ""))
     return (ident, fmt.status(t.shown_status),
             *(Text(fmt.param(t.params.get(p, ""))) for p in params),
             Text(fmt.number(t.last)), Text(fmt.number(t.best)), Text(fmt.step(t.last_step, max_step)),
-            fmt.badges(t.flags), Text(t.gpus or "-"), Text(fmt.duration(t.run_s)), Text(fmt.duration(t.eta_s)))
+            fmt.badges(t.flags, flags_width, t.clone_of), Text(t.gpus or "-"), Text(fmt.duration(t.run_s)),
+            Text(fmt.duration(t.eta_s)))
 
 
 class TrialsTable(ScrollView, can_focus=True):
@@ -73,7 +88,7 @@ class TrialsTable(ScrollView, can_focus=True):
     TrialsTable:focus > .trials-table--cursor { background: $accent; color: $text; }
     """
     COMPONENT_CLASSES = {"trials-table--header", "trials-table--cursor"}
-    BINDINGS = [Binding("up", "move(-1)", show=False), Binding("down", "move(1)", show=False),
+    BINDINGS = [Binding("up,k", "move(-1)", show=False), Binding("down,j", "move(1)", show=False),
                 Binding("pageup", "page(-1)", show=False), Binding("pagedown", "page(1)", show=False),
                 Binding("home", "jump(0)", show=False), Binding("end", "jump(-1)", show=False)]
 
@@ -94,8 +109,10 @@ class TrialsTable(ScrollView, can_focus=True):
         self._params: tuple[str, ...] = ()
         self._marked: set[int] = set()
         self._max_step: float | None = None
-        self._made: dict[int, tuple[TrialInfo, bool, Cells]] = {}
+        self._made: dict[int, tuple[TrialInfo, bool, int, Cells]] = {}
         self._cursor = 0
+        self._flags_wanted = FLAGS_MIN
+        self._sort: tuple[str, bool] = ("number", False)
 
     # -- what tests and the screen read -------------------------------------------------------------
     @property
@@ -116,21 +133,29 @@ class TrialsTable(ScrollView, can_focus=True):
 
     @property
     def columns(self) -> tuple[Column, ...]:
-        return layout(self.size.width, self._params)
+        return layout(self.size.width, self._params, self._flags_wanted)
 
     def get_row_at(self, index: int) -> Cells:
-        return self._cells(self._trials[index])[: len(self.columns)]
+        return self._shown_cells(self._trials[index], self.columns)
+
+    def header_text(self) -> str:
+        return "".join(c.plain for c in self._header_cells(self.columns))
 
     # -- data ----------------------------------------------------------------------------------------
     def show(self, trials: Sequence[TrialInfo], params: Sequence[str], max_step: float | None,
-             marked: set[int]) -> None:
-        """New rows; the cursor stays on the same trial when it is still listed."""
+             marked: set[int], *, sort: tuple[str, bool] = ("number", False), pin: bool = True) -> None:
+        """New rows; the cursor stays on the same trial, and (``pin``) that trial stays on the same row."""
         keep = self.trial_id
         if tuple(params) != self._params or max_step != self._max_step:
             self._made.clear()
-        self._params, self._max_step, self._marked = tuple(params), max_step, set(marked)
-        self._trials = list(trials)
-        self._order = [t.id for t in trials]
+        self._params, self._max_step, self._marked, self._sort = tuple(params), max_step, set(marked), sort
+        by_id = {t.id: t for t in trials}
+        order = [t.id for t in trials]
+        if pin:
+            order = pin_row(order, keep, self._cursor)
+        self._order = order
+        self._trials = [by_id[i] for i in order]
+        self._flags_wanted = max([FLAGS_MIN] + [fmt.badges_width(t.flags, True, t.clone_of) for t in trials[:500]])
         if keep is not None and keep in self._order:
             self._cursor = self._order.index(keep)
         self._cursor = max(0, min(self._cursor, len(self._order) - 1))
@@ -140,13 +165,31 @@ class TrialsTable(ScrollView, can_focus=True):
         if self.trial_id != keep:
             self.post_message(self.Highlighted(self.trial_id))
 
-    def _cells(self, t: TrialInfo) -> Cells:
+    def _cells(self, t: TrialInfo, flags_width: int) -> Cells:
         is_marked = t.id in self._marked
         made = self._made.get(t.id)
-        if made is None or made[0] is not t or made[1] != is_marked:
-            cells = trial_cells(t, self._params, self._max_step, is_marked)
-            made = self._made[t.id] = (t, is_marked, cells)
-        return made[2]
+        if made is None or made[0] is not t or made[1] != is_marked or made[2] != flags_width:
+            cells = trial_cells(t, self._params, self._max_step, is_marked, flags_width)
+            made = self._made[t.id] = (t, is_marked, flags_width, cells)
+        return made[3]
+
+    def _shown_cells(self, t: TrialInfo, columns: Sequence[Column]) -> Cells:
+        flags_width = next(c.width for c in columns if c.name == "flags")
+        cells = self._cells(t, flags_width)
+        params = len(columns) - len(CORE_HEAD) - len(CORE_TAIL)
+        return (*cells[:len(CORE_HEAD) + params], *cells[len(CORE_HEAD) + len(self._params):])
+
+    def _header_cells(self, columns: Sequence[Column]) -> list[Text]:
+        """Column names; the sorted one carries an arrow (▲ ascending as shown, ▼ reversed)."""
+        sort, descending = self._sort
+        out = []
+        for c in columns:
+            name = c.name
+            if c.sort == sort:
+                arrow = "▼" if descending else "▲"
+                name = name[:c.width - 1] + arrow
+            out.append(Text(name))
+        return out
 
     # -- drawing -------------------------------------------------------------------------------------
     def _line(self, cells: Sequence[Text], columns: Sequence[Column], style: Style | None) -> Strip:
@@ -165,15 +208,12 @@ class TrialsTable(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         columns = self.columns
         if y == 0:
-            header = [Text(c.name) for c in columns]
-            return self._line(header, columns, self.get_component_rich_style("trials-table--header"))
+            return self._line(self._header_cells(columns), columns,
+                              self.get_component_rich_style("trials-table--header"))
         index = self.scroll_offset.y + y - 1
         if index >= len(self._trials):
             return Strip([Segment(" " * self.size.width, self.rich_style)], self.size.width)
-        t = self._trials[index]
-        cells = self._cells(t)
-        params = len(columns) - len(CORE_HEAD) - len(CORE_TAIL)
-        cells = (*cells[:len(CORE_HEAD) + params], *cells[len(CORE_HEAD) + len(self._params):])
+        cells = self._shown_cells(self._trials[index], columns)
         style = self.get_component_rich_style("trials-table--cursor") if index == self._cursor else None
         return self._line(cells, columns, style)
 

@@ -1,0 +1,93 @@
+"""The study screen's two header lines, built so that what a user decides on fits in 80 columns.
+
+Line one says which study and how far it is (trials by status, best). Line two says what state
+it is in and what the table shows: a dead engine and how to go on, launching paused, the status
+filter, the search, the sort, then ETA and parallelism, then (a finished study) why it ended.
+Each line is cut at the terminal's width, the least important parts last, so a narrow terminal
+loses the ETA before it loses "launching paused" or "filter running".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from . import format as fmt
+from .data import StudyView
+from .ordering import sort_label
+
+ORDER = ("running", "completed", "pruned", "stopped", "diverged", "failed", "queued", "interrupted")
+SHORT = {"running": "run", "completed": "done", "pruned": "pruned", "stopped": "stop", "diverged": "div",
+         "failed": "fail", "queued": "queue", "interrupted": "intr"}
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the table shows, as the header reports it."""
+
+    status: str | None
+    text: str
+    sort: str
+    descending: bool
+    view: str
+
+
+def counts_text(counts: dict[str, int], short: bool) -> Text:
+    out = Text()
+    for status in ORDER:
+        n = counts.get(status)
+        if n:
+            if out:
+                out.append(" ")
+            out.append(f"{n} {SHORT[status] if short else status}", style=fmt.STATUS_STYLES.get(status, ""))
+    return out
+
+
+def header_lines(v: StudyView, shown: Shown, width: int) -> Text:
+    s = v.study
+    short = width < 120
+    one = Text(no_wrap=True, overflow="ellipsis")
+    one.append(s.name, style="bold")
+    one.append(f" · stage {s.stage} · ")
+    one.append_text(fmt.status(s.status))
+    if v.best is not None:
+        one.append(f" · best {s.objective_metric if not short else ''}".rstrip() + " ")
+        one.append(f"{fmt.number(v.best.best)} (#{v.best.number})", style="bold")
+    if v.clones_waiting:
+        one.append(f" · {v.clones_waiting} clone{'s' if v.clones_waiting > 1 else ''} waiting", style="cyan")
+    one.append(f" · {v.total}" + (f"/{v.plan.max_trials}" if v.plan.max_trials else "") + ": ")
+    one.append_text(counts_text(dict(v.counts), short))
+    one.truncate(width, overflow="ellipsis")
+    return Text("\n").join([one, state_line(v, shown, width)])
+
+
+def state_line(v: StudyView, shown: Shown, width: int) -> Text:
+    s = v.study
+    two = Text(no_wrap=True, overflow="ellipsis")
+    if v.engine_died:
+        two.append(f"engine gone: R resumes (hpotui resume {s.name})", style="bold red")
+    elif v.alive:
+        two.append("engine alive", style="green")
+    else:
+        two.append("ended", style="dim")
+    if s.launching_paused:
+        two.append(" · ")
+        two.append("launching paused", style="bold yellow")
+    if shown.status:
+        two.append(f" · filter {shown.status}", style="bold")
+    if shown.text:
+        two.append(f" · /{shown.text}", style="bold")
+    if shown.sort != "number" or shown.descending:
+        two.append(f" · sort {sort_label(shown.sort)}{'▼' if shown.descending else '▲'}")
+    if shown.view not in ("curves",):
+        two.append(f" · {shown.view}")
+    if s.status in ("running", "queued") and v.alive:
+        two.append(" · ETA " + ("paused" if v.eta_paused else fmt.duration(v.eta_s)))
+        two.append(f" · parallel {s.max_parallel or v.plan.max_parallel or '-'}")
+    if v.immutable:
+        two.append(" · read-only snapshot", style="dim")
+    if v.end_reason and not v.engine_died:
+        two.append(f" · {v.end_reason}", style="italic")
+    two.truncate(width, overflow="ellipsis")
+    return two

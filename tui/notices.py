@@ -1,0 +1,79 @@
+"""Noticing, between two refreshes, the things a user on another tmux window wants to hear about.
+
+The study ended, its engine died, launching paused on a storm of identical failures, the best so
+far changed: each is a change of state between two reads, so the watcher keeps the last state
+per study and returns the notices for what changed. The first read of a study only records its
+state (opening the interface on a finished study is not news). The app rings the terminal bell
+and shows each notice; they also go into the message history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LIVE = ("running", "queued")
+
+
+@dataclass(frozen=True)
+class StudyState:
+    """The part of a study the notices compare."""
+
+    name: str
+    status: str
+    engine_alive: bool
+    launching_paused: bool
+    pause_reason: str | None
+    best: float | None
+    best_trial: int | None = None
+    end_reason: str = ""
+    mode: str = "max"
+
+    def beats(self, other: float | None) -> bool:
+        """Whether this state's best is strictly better than ``other``."""
+        if self.best is None:
+            return False
+        return other is None or (self.best > other if self.mode == "max" else self.best < other)
+
+
+@dataclass(frozen=True)
+class Notice:
+    study: str
+    event: str  # ended | engine_died | paused | best
+    message: str
+    severity: str = "information"
+
+
+def changes(before: StudyState | None, now: StudyState) -> list[Notice]:
+    """The notices for going from ``before`` to ``now`` (none on the first sight of a study)."""
+    if before is None:
+        return []
+    out: list[Notice] = []
+    name = now.name
+    if before.status in LIVE and now.status not in LIVE:
+        why = f": {now.end_reason}" if now.end_reason else ""
+        out.append(Notice(name, "ended", f"study {name} {now.status}{why}"))
+    elif now.status in LIVE and before.engine_alive and not now.engine_alive:
+        out.append(Notice(name, "engine_died", f"the engine of {name} is gone; `hpotui resume {name}` (or R on its "
+                                               "screen) carries it on", "error"))
+    if now.launching_paused and not before.launching_paused and (now.pause_reason or "").startswith(
+            "launching paused:"):
+        out.append(Notice(name, "paused", f"{name}: {now.pause_reason}", "warning"))
+    if now.beats(before.best):
+        which = f" (trial {now.best_trial})" if now.best_trial is not None else ""
+        out.append(Notice(name, "best", f"{name}: new best {now.best:.4g}{which}"))
+    return out
+
+
+class Watcher:
+    """Last seen state per study id; feed it every read, it answers with what is news."""
+
+    def __init__(self) -> None:
+        self._seen: dict[int, StudyState] = {}
+
+    def observe(self, study_id: int, state: StudyState) -> list[Notice]:
+        before = self._seen.get(study_id)
+        news = changes(before, state)
+        if before is not None and not state.beats(before.best):  # two readers may round a best differently
+            state = StudyState(**{**state.__dict__, "best": before.best, "best_trial": before.best_trial})
+        self._seen[study_id] = state
+        return news

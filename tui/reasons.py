@@ -1,0 +1,72 @@
+"""Why a trial is where it is, in the words the engine recorded, for the line above its charts.
+
+The engine keeps every reason in the file: a failed trial's exit code or signal and the tail of
+its stderr (the ``failed`` event), a pruned trial's rung, value and cut-off (its status reason,
+the scheduler's own sentence), a stopped or diverged trial's cause, and for a trial whose engine
+died, whether its process is still there. This module only turns them into two or three lines.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from . import format as fmt
+from .data import FailureDetail, TrialInfo
+
+STDERR_LINES = 2
+
+
+def exit_words(code: int | None) -> str:
+    """``exit code 1``, or ``killed by SIGKILL`` for the 128+N codes the engine records for signal N."""
+    if code is None:
+        return "exit code unknown"
+    if code > 128:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(code - 128).name} (exit code {code})"
+        except ValueError:
+            pass
+    return f"exit code {code}"
+
+
+def last_lines(text: str, count: int = STDERR_LINES) -> list[str]:
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    return lines[-count:]
+
+
+def trial_reason(trial: TrialInfo, failure: FailureDetail | None, study_name: str, width: int) -> Text:
+    """Two or three short lines: the status and why, then (failed) the last lines of stderr."""
+    out = Text(no_wrap=True, overflow="ellipsis")
+    label = "clone" if trial.pending else f"trial {trial.number}"
+    out.append(f"{label} ", style="bold")
+    out.append_text(fmt.status(trial.shown_status))
+    if trial.clone_of is not None:
+        out.append(f" · clone of #{trial.clone_of}", style="cyan")
+    why = _why(trial, failure, study_name)
+    if why:
+        out.append(" · " + why)
+    if trial.status == "failed" and failure is not None and failure.stderr_tail:
+        for line in last_lines(failure.stderr_tail):
+            out.append("\n  stderr│ ", style="dim")
+            out.append(line[: max(10, width - 12)], style="red")
+    return out
+
+
+def _why(trial: TrialInfo, failure: FailureDetail | None, study_name: str) -> str:
+    shown = trial.shown_status
+    if shown == "gone":
+        return (f"its process is gone and no engine recorded how it ended; `hpotui resume {study_name}` "
+                "reads its output and records it")
+    if shown == "unwatched":
+        return f"still running with no engine watching it; `hpotui resume {study_name}` adopts it"
+    if trial.status == "failed":
+        code = failure.exit_code if failure is not None and failure.exit_code is not None else trial.exit_code
+        head = exit_words(code)
+        reason = trial.reason
+        if not reason:
+            return head
+        return reason if reason.startswith("exit code") else f"{head} — {reason}"
+    if trial.status == "completed":
+        return f"best {fmt.number(trial.best)}" + (f" · last {fmt.number(trial.last)}" if trial.last is not None else "")
+    return trial.reason
