@@ -318,7 +318,8 @@ class StudyLoop:
         recorded as an event and printed; other waiting commands (pause, max_parallel, clones) still
         apply, and the engine says that they came from before it started.
         """
-        stale = [c for c in self.store.pending_commands(self.study.id) if c.created_at < took_over_at]
+        stale = [c for c in self.store.pending_commands(self.study.id) if c.created_at < took_over_at
+                 and not (c.problem and not c.action.startswith("stop_"))]  # malformed rows: refused as usual
         for command in stale:
             sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(command.created_at))
             if command.action in ("stop_study", "stop_trial"):

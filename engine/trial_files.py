@@ -79,6 +79,12 @@ def create_trial_logs(stdout_path: Path, stderr_path: Path) -> tuple[int, int]:
     ``ForeignFile`` when the folder is a link or not ours.
     """
     folder = stdout_path.parent
+    if not os.path.lexists(folder):  # an executor used on its own (no loop made the folder): make it ours
+        folder.parent.mkdir(parents=True, exist_ok=True, mode=OWNER_ONLY_DIR)
+        try:
+            os.mkdir(folder, OWNER_ONLY_DIR)
+        except FileExistsError:
+            pass  # someone was quicker: the owner check below decides
     dir_fd = os.open(folder, _DIR_FLAGS)
     try:
         info = os.fstat(dir_fd)
