@@ -130,14 +130,18 @@ def wait_for(condition: Callable[[], Any], what: str, study: Study, timeout: flo
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def walk_epochs(study: Study, number: int, epochs: int, expected_names: set[str]) -> None:
+def walk_epochs(study: Study, number: int, epochs: int, expected_names: set[str]) -> dict[str, float]:
     """For each epoch: wait until the database holds its metrics while the trial still runs (it
-    waits at the gate), then open the gate. Values that only arrive at exit never get here."""
+    waits at the gate), then open the gate. Values that only arrive at exit never get here.
+    Returns when each epoch was first seen in the database (polled every 50 ms)."""
+    seen: dict[str, float] = {}
     for epoch in range(1, epochs + 1):
         wait_for(lambda: expected_names <= set(recorded(study, number).get(float(epoch), {})),
                  f"epoch {epoch}'s {sorted(expected_names)} in the database", study)
+        seen[str(epoch)] = time.time()
         assert status(study, number) == "running"  # the trial is held at its gate: it has not ended
         (study.trial_dir(number) / f"gate.{epoch}").touch()
+    return seen
 
 
 def same(a: float, b: float) -> bool:
