@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 from .gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryBusy, RegistryUnusable, trial_key
 from .gpu_memory import AUTO, estimate_memory
 from .placement import EPS, Claim, claims_for, claims_from_rows, cuda_visible_devices, place_trial, \
-    placement_reason, why_waiting
+    placement_reason, reserved_bytes, why_waiting
 from .resources import OOM_FLAG, OOM_HINT, GpuReading, is_cuda_oom
 
 OOM_STORM_TRIALS = 3  # this many packed trials in a row out of memory: packing pauses
@@ -215,6 +215,28 @@ class GpuPlacer:
     def note_waiting(self) -> str:
         """Why the last placement found no room (one line for the waiting event)."""
         return why_waiting(self._monitor().gpus(), self._waiting_resources, self._waiting_claims)
+
+    def sharing_columns(self, readings: Sequence[GpuReading]) -> dict[int, dict[str, int | None]]:
+        """Per GPU, for the GPU panel: memory claimed by every hpotui trial on the host, their count,
+        and memory held by processes that belong to no claim ("other": colleagues' jobs).
+
+        Without the registry only this database's claims are known and "other" is left unknown.
+        """
+        registry = self._registry()
+        if registry is not None:
+            claims = self._host_claims(registry.claims(), readings)
+        else:
+            claims = [Claim(g, f) for g, f in claims_from_rows(self.store.running_gpu_claims())]
+        result: dict[int, dict[str, int | None]] = {}
+        for r in readings:
+            held = [c for c in claims if c.gpu == r.index]
+            reserved = [reserved_bytes(c, r.memory_total_bytes) for c in held]
+            other = None
+            if registry is not None and r.memory_used_bytes is not None:
+                other = max(0, r.memory_used_bytes - sum(c.used_bytes or 0 for c in held))
+            result[r.index] = {"claimed_memory": None if None in reserved else sum(x or 0 for x in reserved),
+                               "claimed_trials": len(held), "other_memory": other}
+        return result
 
     # -- the trial's life ------------------------------------------------------------------------
     def started(self, row: Any, pid: int, start: float | None) -> None:

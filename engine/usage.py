@@ -20,6 +20,7 @@ class UsageSampler:
     def __init__(self, store: Store, study_id: int, executor: Any, monitor: Any = None) -> None:
         self.store, self.study_id, self.executor = store, study_id, executor
         self._monitor: Any = monitor  # a ResourceMonitor (tests pass one over a FakeNvml)
+        self.gpu_sharing: Any = None  # readings -> {gpu: claimed/other columns} (engine.gpu_placer.GpuPlacer)
         self._history: dict[int, list[tuple[float, float | None, int | None]]] = {}
         self._hinted: set[int] = set()
         self._gpu_available: bool | None = None
@@ -45,6 +46,9 @@ class UsageSampler:
         gpus = monitor.gpus()
         host = monitor.host()
         gpu_rows = [_gpu_row(now, HOSTNAME, g) for g in gpus]
+        sharing = self.gpu_sharing(gpus) if self.gpu_sharing is not None and gpus else {}
+        for row in gpu_rows:
+            row.update(sharing.get(row["gpu"], {}))
         if self.remote:
             for node, readings in self.executor.gpu_readings().items():
                 gpu_rows.extend(_gpu_row(now, node, g) for g in readings)
