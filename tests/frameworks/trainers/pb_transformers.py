@@ -29,14 +29,26 @@ class Tokens(torch.utils.data.Dataset):
 
 
 class Gate(TrainerCallback):
-    """After the Trainer printed an epoch's evaluation (callbacks run after its ProgressCallback)."""
+    """Waits once the Trainer printed an epoch's evaluation: the Trainer adds its ProgressCallback (the
+    printer) after the user's callbacks, so the wait happens at the next event, after the print."""
 
     def __init__(self, args) -> None:  # type: ignore[no-untyped-def]
-        self.args = args
+        self.args, self.pending = args, None
 
     def on_log(self, _args, state, _control, logs=None, **_kwargs):  # type: ignore[no-untyped-def]
         if logs and "eval_loss" in logs:
-            gate(self.args, round(state.epoch))
+            self.pending = round(state.epoch)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            gate(self.args, self.pending)
+            self.pending = None
+
+    def on_epoch_begin(self, *_args, **_kwargs):  # type: ignore[no-untyped-def]
+        self._wait()
+
+    def on_train_end(self, *_args, **_kwargs):  # type: ignore[no-untyped-def]
+        self._wait()
 
 
 def accuracy(prediction) -> dict[str, float]:  # type: ignore[no-untyped-def]
