@@ -41,18 +41,19 @@ def set_subreaper(on: bool) -> bool:
         return False
 
 
-def direct_children() -> list[int]:
-    """Pids of this process's children, cheaply (``/proc/self/task/*/children``), else through psutil."""
+def direct_children(pid: int | str = "self") -> list[int]:
+    """Pids of a process's children, cheaply (``/proc/PID/task/*/children``), else through psutil."""
     try:
         pids: list[int] = []
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as f:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as f:
                 pids.extend(int(p) for p in f.read().split())
         return pids
     except OSError:
         try:
-            return [c.pid for c in psutil.Process().children()]
-        except (psutil.Error, OSError):  # OSError: out of file descriptors; the next sweep tries again
+            proc = psutil.Process() if pid == "self" else psutil.Process(int(pid))
+            return [c.pid for c in proc.children()]
+        except (psutil.Error, OSError):  # gone, or out of file descriptors: the next sweep tries again
             return []
 
 
@@ -73,22 +74,15 @@ class ProcessTree:
     def sweep(self) -> None:
         """Remember descendants that left their trial's group; reap orphans that already exited.
 
-        One scan of the process table (parent pids), so its cost does not grow with max_parallel.
+        Walks down from each trial leader (``/proc/PID/task/*/children``): its cost follows the
+        trials' own process trees, not how many processes the box runs.
         """
         self.reap_orphans()
-        if not self.leaders:
-            return
-        children: dict[int, list[int]] = {}
-        try:
-            for proc in psutil.process_iter(["ppid"]):
-                children.setdefault(proc.info["ppid"] or 0, []).append(proc.pid)
-        except OSError:  # out of file descriptors: the next sweep tries again
-            return
         for leader in self.leaders:
-            stack, seen = list(children.get(leader, ())), self.escaped.setdefault(leader, set())
+            stack, seen = direct_children(leader), self.escaped.setdefault(leader, set())
             while stack:
                 pid = stack.pop()
-                stack.extend(children.get(pid, ()))
+                stack.extend(direct_children(pid))
                 try:
                     if os.getpgid(pid) != leader:
                         seen.add((pid, psutil.Process(pid).create_time()))
