@@ -237,6 +237,9 @@ def status_text(store: Store, study: StudyRow | None = None) -> str:
     flagged = [t for t in record["trials"] if t["flags"]]
     for t in flagged:
         lines.append(f"  flags: trial {t['id']}: {', '.join(t['flags'])}")
+    from .gpu_report import gpu_status_lines  # GPU sharing: placements, OOM reruns, paused packing
+
+    lines += gpu_status_lines(store, study.id, record["trials"])
     elapsed = (study.finished_at or time.time()) - (study.started_at or study.created_at)
     lines.append(f"elapsed: {elapsed:.0f}s")
     return "\n".join(lines)

@@ -46,7 +46,10 @@ def test_a_packed_trial_out_of_memory_runs_again_alone_and_is_linked_to_its_firs
     assert "oom" in by_id[first["number"]]["flags"]
     assert by_id[rerun["number"]]["rerun_of"] == first["number"]
     assert record["study"]["status"] == "completed"
-    assert "oom" in status(tmp_path / "h.db", "pack", env)
+    text = status(tmp_path / "h.db", "pack", env)
+    assert (f"  oom rerun: trial {rerun['number']} reruns trial {first['number']} alone on a whole GPU "
+            f"(out of GPU memory while sharing GPU 0): completed") in text
+    assert f"  flags: trial {first['number']}: oom" in text
 
 
 def test_out_of_memory_alone_stays_failed_with_its_flag_and_hint(tmp_path: Path) -> None:
@@ -85,3 +88,4 @@ def test_an_oom_storm_pauses_packing_not_the_study(tmp_path: Path) -> None:
     record = export(tmp_path / "h.db", "storm", env)
     assert record["study"]["status"] == "completed"
     assert events(tmp_path / "h.db", "failure_storm") == []  # launching itself never paused
+    assert "packing paused: the last 3 packed trials ran out of GPU memory" in status(tmp_path / "h.db", "storm", env)
