@@ -225,6 +225,7 @@ def __getattr__(name: str) -> type:
     if factory is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     cls = factory()
+    cls.__qualname__ = name  # pickle and Lightning's state_key find it as hpotui.callbacks.<name>
     globals()[name] = cls  # built once
     return cls
 
