@@ -149,8 +149,8 @@ class RegexMetrics:
     recorded at once. A bar is recorded as it is written, but only what it says *new* at the
     step: a bar's postfix goes on showing the previous epoch's values until the new ones
     exist (Lightning's val metrics), so a value that only repeats the previous step's final
-    value waits until the step closes (the step pattern moves on) and is dropped if the trial
-    ends first. Running values (a loss averaged over the batches so far) are re-recorded at
+    value waits until the step closes (the step pattern moves on, or the trial ends on its own)
+    and is dropped if the trial is stopped first. Running values (a loss averaged over the batches so far) are re-recorded at
     most every ``REVISE_S`` seconds and once more, final, when the step closes.
     """
 
@@ -225,10 +225,14 @@ class RegexMetrics:
             return []
         return self._emit(now, revise=False)
 
-    def finish(self) -> list[Report]:
-        """The trial ended: the open step's new values, final; repeats of the previous step are dropped."""
+    def finish(self, complete: bool = True) -> list[Report]:
+        """The trial ended. ``complete`` (it ended on its own): the open step is over, its last values
+        final. Stopped or killed mid-step: only what the step said new counts; a bar still showing
+        the previous step's values at the moment of the stop adds no row."""
         if self.current_step is None:
             return self._close_line()
+        if complete:
+            self._live |= set(self._open)
         return self._emit(0.0, revise=True)
 
     # -- internals ----------------------------------------------------------------------------

@@ -648,7 +648,8 @@ class StudyLoop:
                     self._maybe_flush()
             self._note_refused_log(live, stream)
         if live.regex is not None:  # what a progress bar said new, as soon as it was written
-            for report in (live.regex.finish() if final else live.regex.flush(time.monotonic())):
+            ended_on_its_own = live.proc is None or live.proc.final_status is None
+            for report in (live.regex.finish(ended_on_its_own) if final else live.regex.flush(time.monotonic())):
                 got = True
                 self._handle_report(live, report)
         if got:
