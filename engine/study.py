@@ -8,6 +8,7 @@ be rebuilt from the database (that is what ``resume`` does).
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .clones import Refused, with_overrides
+from .errors import UserError
 from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
 from .conditions import inactive_names
@@ -154,9 +156,8 @@ class StudyLoop:
         """Run the study to its end; returns the CLI exit code."""
         me = os.getpid()
         took_over_at = time.time()
+        self._make_study_folders()
         self.store.acquire_engine_lock(self.study.id, me, process_create_time(me) or time.time())
-        for folder in (self.runs_root, self.study_dir):  # each level owner-only, whatever the umask says
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._warn_about_folders()
         old_handlers = self._install_signals()
         self._watch_descendants(True)  # local trials: their orphans come back to the engine
@@ -212,6 +213,17 @@ class StudyLoop:
         watch = getattr(self.executor, "watch_descendants", None)
         if watch is not None and (on or self._watching):
             self._watching = bool(watch(on)) and on
+
+    def _make_study_folders(self) -> None:
+        """hpotui_runs/ and the study's folder, each level owner-only whatever the umask says; one line if not."""
+        for folder in (self.runs_root, self.study_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                if not folder.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, "not a folder")
+            except OSError as exc:
+                raise UserError(f"{folder}: cannot hold trial folders ({exc.strerror or exc}); move it away or "
+                                f"fix its permissions, then run again") from None
 
     def _warn_about_folders(self) -> None:
         """Say so when others could swap trial folders under us (shared project folders)."""
@@ -363,7 +375,10 @@ class StudyLoop:
                          stderr=LogTail(Path(t.stderr_path), t.stderr_offset, logs.max_line_bytes,
                                         keep_bytes=logs.max_bytes),
                          reports=t.reports, best=t.best_value, best_step=t.best_step, last_step=t.last_step)
+        live.reading = reading.open_reading(self.store, self.space, t)  # its regex and file sources read on too
+        live.regex = live.reading.regex
         self._drain(live, final=True)
+        self._poll_metric_files(live, final=True)
         self.store.flush()
         for stream in (live.stdout, live.stderr):
             stream.trim()
@@ -500,6 +515,17 @@ class StudyLoop:
         params = self.sampler.suggest(self.next_sample_index)
         return None if params is None else (params, self.next_sample_index, None)
 
+    def _cannot_make_folders(self, exc: OSError) -> bool:
+        """The study folder cannot take trial folders (not writable, gone): no trial can start; say so."""
+        if out_of_fds(exc):
+            raise exc
+        self.stop_reason = (f"cannot make trial folders in {self.study_dir} ({exc.strerror or exc}): no new trials; "
+                            f"fix the folder, then `hpotui resume {self.study.name}`")
+        self.final_status, self.exit_code = "failed", EXIT_FAILED
+        self.store.add_event(self.study.id, None, "trial_folder", self.stop_reason, level="error")
+        self._say(self.stop_reason)
+        return False
+
     def _next_clone_id(self) -> int | None:
         """The clone the next trial runs (a rerun keeps its original's), or None for the search's own."""
         if self.rerun_queue:
@@ -534,7 +560,10 @@ class StudyLoop:
         clone_of = self.clone_origins[0] if not self.rerun_queue and self.clone_origins else None
         clone_id = self._next_clone_id()
         number = self.store.next_trial_number(self.study.id)
-        folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
+        try:
+            folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
+        except OSError as exc:
+            return self._cannot_make_folders(exc)
         trial_dir = folder.path
         seed = _trial_seed(self.space.search.seed, sample_index)
         values: dict[str, Any] = dict(params, trial_id=number, trial_dir=str(trial_dir))

@@ -18,6 +18,7 @@ link to one of our files or as a file of theirs. So:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -52,7 +53,12 @@ def make_trial_folder(study_dir: Path, number: int) -> TrialFolder:
             if _empty_folder_of_ours(path):
                 break
             continue
-        os.chmod(path, OWNER_ONLY_DIR)  # whatever the umask said (mkdir's mode is masked)
+        try:
+            _make_owner_only(path)  # whatever the umask said (mkdir's mode is masked)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENOENT) and not isinstance(exc, ForeignFile):
+                raise
+            continue  # swapped for a link or removed under us (someone can write the study folder): next name
         break
     else:
         raise FileExistsError(f"{wanted}: {MAX_DIR_SUFFIX} trial folders of that number already exist")
@@ -60,6 +66,17 @@ def make_trial_folder(study_dir: Path, number: int) -> TrialFolder:
         return TrialFolder(path, None)
     return TrialFolder(path, f"{wanted} already exists and was not made for this trial (another database, an "
                              f"earlier run or another user): trial {number} writes to {path} instead")
+
+
+def _make_owner_only(path: Path) -> None:
+    """chmod 700 through a no-follow handle: never the mode of whatever a planted link points to."""
+    fd = os.open(path, _DIR_FLAGS)
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise ForeignFile(f"{path} is not this engine's folder")
+        os.fchmod(fd, OWNER_ONLY_DIR)
+    finally:
+        os.close(fd)
 
 
 def _empty_folder_of_ours(path: Path) -> bool:

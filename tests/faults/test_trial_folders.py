@@ -118,3 +118,13 @@ def test_a_planted_engine_log_link_is_refused_with_one_line(lab: Lab) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "engine.log: cannot be the engine's log" in result.stderr and "Traceback" not in result.stderr
     assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def test_a_study_folder_that_is_a_file_is_one_line_and_exit_2(lab: Lab) -> None:
+    (lab.db.parent / "hpotui_runs").mkdir()
+    (lab.run_dir("blocked")).write_text("not a folder\n")
+    space = counting_study(lab, "blocked", max_trials=1, max_parallel=1, epochs=1, delay=0.0)
+    result = lab.hpotui("launch", str(space), "--headless", timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{lab.run_dir('blocked')}: cannot hold trial folders" in result.stderr
+    assert "Traceback" not in result.stderr
