@@ -515,6 +515,15 @@ class StudyLoop:
         params = self.sampler.suggest(self.next_sample_index)
         return None if params is None else (params, self.next_sample_index, None)
 
+    def _requeue_if_out_of_fds(self, row: TrialRow, exc: OSError) -> None:
+        """EMFILE at a start is not the trial's fault: it runs again once a running trial frees its files;
+        the loop (``_ran_out_of_fds``) stops launching."""
+        if out_of_fds(exc):
+            self.store.finish_trial(row.id, "interrupted", exit_code=None,
+                                    reason=f"not started: the engine is out of file descriptors ({exc.strerror})")
+            self.rerun_queue.append(self.store.trial(row.id))  # type: ignore[arg-type]
+            raise exc
+
     def _cannot_make_folders(self, exc: OSError) -> bool:
         """The study folder cannot take trial folders (not writable, gone): no trial can start; say so."""
         if out_of_fds(exc):
@@ -601,11 +610,7 @@ class StudyLoop:
             proc = self.executor.start(row.id, argv, cwd=self.space.workdir, env=env,
                                        stdout_path=Path(row.stdout_path), stderr_path=Path(row.stderr_path))
         except OSError as exc:
-            if out_of_fds(exc):  # not the trial's fault: it runs again once a running trial frees its files
-                self.store.finish_trial(row.id, "interrupted", exit_code=None,
-                                        reason=f"not started: the engine is out of file descriptors ({exc.strerror})")
-                self.rerun_queue.append(self.store.trial(row.id))  # type: ignore[arg-type]
-                raise
+            self._requeue_if_out_of_fds(row, exc)
             reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
             self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
             self.finished += 1
