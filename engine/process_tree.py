@@ -57,6 +57,13 @@ def direct_children(pid: int | str = "self") -> list[int]:
             return []
 
 
+def _carries_trial_dir(pid: int) -> bool:
+    try:
+        return TRIAL_DIR_ENV in psutil.Process(pid).environ()
+    except (psutil.Error, OSError):
+        return False
+
+
 def _same_trial(proc: psutil.Process, trial_dir: str) -> bool:
     try:
         return proc.environ().get(TRIAL_DIR_ENV) == trial_dir
@@ -70,6 +77,7 @@ class ProcessTree:
 
     leaders: set[int] = field(default_factory=set)  # pids of live trial leaders this engine started
     escaped: dict[int, set[tuple[int, float]]] = field(default_factory=dict)  # leader -> (pid, start time)
+    orphans: set[int] = field(default_factory=set)  # trial processes re-parented to the engine, to be reaped
 
     def sweep(self) -> None:
         """Remember descendants that left their trial's group; reap orphans that already exited.
@@ -90,14 +98,23 @@ class ProcessTree:
                     continue
 
     def reap_orphans(self) -> None:
-        """Collect exited orphans re-parented to the engine (never a trial leader: Popen reaps those)."""
+        """Collect exited orphans of trials re-parented to the engine.
+
+        Only processes known to be a trial's (its environment read while it was alive, or a recorded
+        escapee): any other child of the engine belongs to a ``Popen`` of its own (a notify command),
+        whose exit status must stay with it.
+        """
         for pid in direct_children():
-            if pid in self.leaders:
-                continue
+            if pid not in self.leaders and pid not in self.orphans and _carries_trial_dir(pid):
+                self.orphans.add(pid)
+        escapees = {pid for seen in self.escaped.values() for pid, _ in seen}
+        for pid in list(self.orphans | escapees):
             try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # not ours (still under its trial) or already collected
+                done = pid
+            if done:
+                self.orphans.discard(pid)
 
     def leftovers(self, leader: int, trial_dir: str, adopted: bool) -> list[psutil.Process]:
         """Live processes of the trial led by ``leader`` outside its group (call once the leader exited)."""

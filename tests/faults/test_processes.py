@@ -130,3 +130,18 @@ def test_resume_ends_what_a_trial_that_died_unwatched_left_running(lab: Lab) -> 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     wait_for(lambda: not any(alive(pid) for pid in escaped), timeout=10, what="the helper to be ended")
     assert [e["kind"] for e in lab.events("left", "leftovers")] == ["leftovers"]
+
+
+def test_the_orphan_reaper_leaves_other_children_their_exit_status() -> None:
+    """A notify command (the engine's own Popen) must still see its real exit code after a sweep."""
+    import os
+    import subprocess
+    import sys
+
+    from hpotui.engine.process_tree import ProcessTree
+
+    env = {k: v for k, v in os.environ.items() if k != "HPOTUI_TRIAL_DIR"}
+    child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], env=env)
+    wait_for(lambda: not alive(child.pid), what="the child to exit")  # a zombie now, not yet collected
+    ProcessTree().sweep()
+    assert child.wait(timeout=10) == 3
