@@ -95,6 +95,25 @@ def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[
     return out
 
 
+def proposed_max_trials(reader: Any, study: StudyRow, top: int, scale: float) -> int | None:
+    """``budget.max_trials`` as ``hpotui refine`` would write it (engine code), or None if it cannot say."""
+    try:
+        import yaml
+
+        from ...engine.boundary import RANKED_STATUSES
+        from ...engine.refine import refine_space
+        from ...engine.space import parse_space
+
+        base = Path(study.space_file).parent if study.space_file else Path.cwd()
+        space = parse_space(yaml.safe_load(study.space_yaml), study.space_file or "space.yaml", base)
+        raw, _ = refine_space(space, reader.finished_results(study, RANKED_STATUSES), top, scale,
+                              parent=study.name, name=study.name)
+        value = (raw.get("budget") or {}).get("max_trials")
+    except Exception:  # a space file that no longer parses: the field stays empty (refine decides)
+        return None
+    return value if isinstance(value, int) else None
+
+
 class RefineScreen(ModalScreen["str | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="refine_cancel"),
                 Binding("ctrl+o", "write(False)", "Write only", id="refine_write", priority=True,
@@ -107,6 +126,8 @@ class RefineScreen(ModalScreen["str | None"]):
         self.study = study
         self.plan = plan
         self.summaries: dict[str, ParamSummary] = {}
+        self._proposed_trials = ""
+        self._budget_edited = False
 
     @property
     def hpotui(self) -> "HpotuiApp":
@@ -123,7 +144,7 @@ class RefineScreen(ModalScreen["str | None"]):
                 yield Label("resource ×")
                 yield Input("1", id="scale", type="number")
                 yield Label("max_trials")
-                yield Input("", placeholder=str(self.plan.max_trials or ""), id="max_trials", type="integer")
+                yield Input("", placeholder="refine's choice", id="max_trials", type="integer")
             with Horizontal(classes="refine-row"):
                 yield Label("write to")
                 yield Input("", placeholder="beside the space file (refine's default)", id="output")
@@ -146,6 +167,7 @@ class RefineScreen(ModalScreen["str | None"]):
     def on_mount(self) -> None:
         self.query_one("#top", Input).focus()
         self._compute(self._top())
+        self._propose_budget(1.0)
 
     def _top(self) -> int:
         try:
@@ -156,6 +178,33 @@ class RefineScreen(ModalScreen["str | None"]):
     @on(Input.Changed, "#top")
     def _top_changed(self) -> None:
         self._compute(self._top())
+
+    @on(Input.Changed, "#scale")
+    def _scale_changed(self) -> None:
+        self._propose_budget(self._scale())
+
+    @on(Input.Changed, "#max_trials")
+    def _budget_typed(self, event: Input.Changed) -> None:
+        if event.value.strip() != self._proposed_trials:
+            self._budget_edited = True
+
+    def _scale(self) -> float:
+        try:
+            return float(self.query_one("#scale", Input).value or "1")
+        except ValueError:
+            return 1.0
+
+    @work(thread=True, exclusive=True, group="refine-budget")
+    def _propose_budget(self, scale: float) -> None:
+        """What refine would write for max_trials at this resource scale, shown in the field as the value."""
+        proposed = proposed_max_trials(self.hpotui.reader, self.study, self._top(), scale)
+        if proposed is not None:
+            self.app.call_from_thread(self._show_budget, str(proposed))
+
+    def _show_budget(self, proposed: str) -> None:
+        self._proposed_trials = proposed
+        if not self._budget_edited:  # what is shown is what is written
+            self.query_one("#max_trials", Input).value = proposed
 
     @work(thread=True, exclusive=True, group="refine")
     def _compute(self, top: int) -> None:
@@ -226,7 +275,7 @@ class RefineScreen(ModalScreen["str | None"]):
                 return {}, {}, f"{name}: low {low:g} must be below high {high:g}"
         budget: dict[str, Any] = {}
         text = self.query_one("#max_trials", Input).value.strip()
-        if text:
+        if text and text != self._proposed_trials:  # refine's own value keeps refine's own note in the header
             budget["max_trials"] = int(text)
         return edits, budget, None
 

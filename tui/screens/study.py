@@ -489,7 +489,7 @@ class StudyScreen(Screen[None]):
         if v.engine_died:
             self.say(f"{what}: the engine of {name} is gone; R resumes it (`hpotui resume {name}`)", "warning")
         else:
-            self.say(f"{what}: study {name} is {v.study.status}, nothing runs it; r refines the next stage",
+            self.say(f"study {name} is {v.study.status}: nothing runs it ({what}); r refines a next stage",
                      "warning")
         return False
 
@@ -536,7 +536,7 @@ class StudyScreen(Screen[None]):
                              answered)
 
     def action_toggle_launching(self) -> None:
-        if not self._engine_needed("pause / resume launching"):
+        if not self._engine_needed("launching"):
             return
         paused = self.view is not None and self.view.study.launching_paused
         self.send("resume_launching" if paused else "pause_launching")
@@ -546,7 +546,7 @@ class StudyScreen(Screen[None]):
         if trial is None or trial.shown_status not in ("running", "paused"):
             self.say("highlight a running trial to pause or resume it", "warning")
             return
-        if not self._engine_needed("pause / resume a trial"):
+        if not self._engine_needed("pausing a trial"):
             return
         self.send("resume_trial" if trial.paused else "pause_trial", trial_number=trial.number)
 
@@ -678,6 +678,7 @@ class StudyScreen(Screen[None]):
         box = self.query_one("#search-box", Input)
         box.display = True
         box.value = self.ui.text
+        box.cursor_position = len(box.value)
         box.focus()
 
     @on(Input.Changed, "#search-box")

@@ -46,7 +46,12 @@ def series_style(i: int, color: bool) -> Style:
 
 
 def _legend(series: Sequence[Series], title: str, color: bool, cutoffs: Sequence[float], lines: bool = True) -> Text:
+    """Title, the rung cut-off (first: it is what a pruned trial's chart is about), then each series."""
     line = Text(title, style="bold")
+    if cutoffs:
+        line.append("  ")
+        line.append("│", style=Style(color=Color.from_rgb(*CUTOFF_COLOR)) if color else "")
+        line.append(" cut at " + ", ".join(f"{c:g}" for c in cutoffs))
     for i, s in enumerate(series):
         mark = "──" if color else {0: "⠒⠒", 1: "••"}.get(i, MARKERS[i % len(MARKERS)] * 2)
         if not lines:
@@ -54,10 +59,6 @@ def _legend(series: Sequence[Series], title: str, color: bool, cutoffs: Sequence
         line.append("  ")
         line.append(mark, style=series_style(i, color))
         line.append(f" {s.label}")
-    if cutoffs:
-        line.append("  ")
-        line.append("│", style=Style(color=Color.from_rgb(*CUTOFF_COLOR)) if color else "")
-        line.append(" pruned at " + ", ".join(f"{c:g}" for c in cutoffs))
     return line
 
 
@@ -125,8 +126,11 @@ def log_ticks(lo: float, hi: float, count: int = 4) -> tuple[list[float], list[s
     if last - first >= 1:
         step = max(1, math.ceil((last - first + 1) / max(2, count)))
         positions = [float(p) for p in range(first, last + 1, step)]
-    else:
-        positions = [lo + (hi - lo) * i / max(1, count - 1) for i in range(count)]
+    else:  # less than a decade: the 1-2-5 values inside, else evenly spaced
+        nice = [math.log10(m * 10.0 ** k) for k in range(math.floor(lo) - 1, math.ceil(hi) + 1) for m in (1, 2, 5)]
+        positions = [p for p in nice if lo <= p <= hi]
+        if len(positions) < 2:
+            positions = [lo + (hi - lo) * i / max(1, count - 1) for i in range(count)]
     return positions, [f"{10 ** p:.3g}" for p in positions]
 
 

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from .. import format as fmt
-from ..data import GpuLine, ResourceView
+from ..data import GpuLine, HostLine, ResourceView
 
 UNAVAILABLE = "GPU readings unavailable (no NVIDIA driver answered the engine, or no engine is sampling)"
 LIVE_S = 15.0  # the engine samples every 5 s: older than this, nobody is sampling (a finished study)
@@ -34,13 +34,7 @@ def render_resources(view: ResourceView, width: int) -> Text:
     for g in view.gpus:
         _gpu_line(out, g, width, bar_w)
     for h in view.hosts:
-        ram = (h.ram_used / h.ram_total) if h.ram_used is not None and h.ram_total else None
-        out.append(f"{h.host[:12]} ", style="bold")
-        out.append("CPU ")
-        out.append_text(fmt.bar(None if h.cpu_percent is None else h.cpu_percent / 100.0, bar_w))
-        out.append(f" {fmt.number(h.cpu_percent)}%  RAM ")
-        out.append_text(fmt.bar(ram, bar_w))
-        out.append(f" {fmt.gib(h.ram_used)}/{fmt.gib(h.ram_total)}  load {fmt.number(h.load1)}\n")
+        _host_line(out, h, bar_w)
     if not view.hosts:
         out.append("host readings unavailable\n", style="dim")
     if view.unplaced:
@@ -48,6 +42,16 @@ def render_resources(view: ResourceView, width: int) -> Text:
                    style="dim")
     out.rstrip()
     return out
+
+
+def _host_line(out: Text, h: HostLine, bar_w: int) -> None:
+    ram = (h.ram_used / h.ram_total) if h.ram_used is not None and h.ram_total else None
+    out.append(f"{h.host[:12]} ", style="bold")
+    out.append("CPU ")
+    out.append_text(fmt.bar(None if h.cpu_percent is None else h.cpu_percent / 100.0, bar_w))
+    out.append(f" {fmt.number(h.cpu_percent)}%  RAM ")
+    out.append_text(fmt.bar(ram, bar_w))
+    out.append(f" {fmt.gib(h.ram_used)}/{fmt.gib(h.ram_total)}  load {fmt.number(h.load1)}\n")
 
 
 def _gpu_line(out: Text, g: GpuLine, width: int, bar_w: int) -> None:
