@@ -1,7 +1,8 @@
 """Search efficiency: best val_acc reached per epoch spent, for our schedulers and the competitors'.
 
-    python benchmarks/search_efficiency.py --quick        # 5 seeds (Ray Tune 3), about 1.5 minutes on 2 cores
-    python benchmarks/search_efficiency.py                # 20 seeds (Ray Tune 10), about 4 minutes
+    python benchmarks/search_efficiency.py --quick        # 10 seeds (Ray Tune 3), a few minutes on 2 cores
+    python benchmarks/search_efficiency.py                # 20 seeds (Ray Tune 10)
+    python benchmarks/search_efficiency.py --only mf2     # only the workloads whose title says mf2
     python benchmarks/search_efficiency.py --regenerate   # re-run the real trainer to rebuild the curve cache
 
 Why a tabular benchmark: a fair comparison gives every method the same workload and the same
@@ -22,6 +23,14 @@ slows learning but helps the plateau; learning rates past a batch-dependent thre
 the curve falls to chance and ends (the digits trainer exits at a NaN loss the same way). The
 noise is seeded by the benchmark seed, so each seed is a fresh instance of the workload.
 
+The third and fourth workloads are analytic multi-fidelity benchmark functions from the ``mf2``
+package (Hartmann6 and Park91A, each with a cheap low fidelity that is only partly faithful to
+the high one), turned into epoch curves whose early epochs rank configurations by the low
+fidelity and whose last epoch is the high fidelity (:class:`MultiFidelityFunction`): nothing to
+download, and a different kind of trap from the synthetic curves. Optional: without ``mf2``
+these rows are skipped with a note; so are Optuna's, Ray Tune's and DEHB's (``pip install
+dehb``), none of which the test suite needs.
+
 Every method run gets the same budget of epochs (``--budget-trials`` full trials' worth) and
 ``--workers`` trials at a time. The simulation is an event queue: each epoch takes one time unit,
 a worker that frees up starts the next configuration at once, so ASHA's asynchronous promotions
@@ -29,7 +38,11 @@ happen in the order they would on a real box. Our schedulers are driven as the e
 them (``on_trial_start``, ``on_result`` per epoch with the objective, stop on STOP,
 ``on_trial_end``; the sampler observes each finished trial's best value and status).
 Optuna runs through ask/tell with its own samplers and ``HyperbandPruner`` in the same event
-queue. Ray Tune's ``ASHAScheduler`` runs for real (its trainable reads the same curves, for the
+queue. ASHA + TPE runs twice: with the BOHB rule (the model fit on the highest rung with
+``d + 3`` results, what ``search.algorithm: tpe`` with a scheduler now does) and with the rule
+before it (every trial's last value; pruned trials told PRUNED), so the change is measured.
+DEHB runs through its ask / tell in the same event queue: each ask is a configuration and a
+fidelity, trained from scratch to that many epochs. Ray Tune's ``ASHAScheduler`` runs for real (its trainable reads the same curves, for the
 same configurations our fifo-random and asha draw, and calls ``tune.report`` per epoch); a
 stopper ends the experiment once it has received the budget's worth of epoch results.
 """
@@ -46,6 +59,7 @@ import math
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -173,6 +187,86 @@ class SyntheticCurves:
         return values
 
 
+def import_mf2() -> Any:
+    """The ``mf2`` package (multi-fidelity benchmark functions), or None when it is not installed.
+
+    mf2 2022.6 reads its own version through ``pkg_resources``, which setuptools >= 81 no longer
+    ships; a stand-in answering that one call is installed when the real module is missing.
+    (Note: mf2's wheel also installs a top-level ``tests`` package into site-packages.)
+    """
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import importlib.metadata
+        import types
+
+        shim = types.ModuleType("pkg_resources")
+        shim.get_distribution = lambda name: types.SimpleNamespace(version=importlib.metadata.version(name))  # type: ignore[attr-defined]
+        sys.modules["pkg_resources"] = shim
+    try:
+        import mf2
+    except ImportError:
+        return None
+    return mf2
+
+
+def mf2_space(function: Any, base: Space) -> Space:
+    """The function's box as a space (one uniform parameter per input), with the digits study's scheduler."""
+    from hpotui.engine.space import parse_space
+
+    params = {f"x{i}": {"type": "uniform", "low": float(lo), "high": float(hi)}
+              for i, (lo, hi) in enumerate(zip(function.l_bound, function.u_bound))}
+    raw = {"name": f"mf2-{function.name.lower()}", "command": "f " + " ".join(f"{{{n}}}" for n in params),
+           "objective": {"metric": METRIC, "mode": "max"}, "search": {"algorithm": "random", "seed": 0},
+           "budget": {"max_trials": 12, "max_parallel": 4}, "space": params,
+           "scheduler": {"type": "asha", "min_resource": base.scheduler.min_resource,
+                         "max_resource": base.scheduler.max_resource,
+                         "reduction_factor": base.scheduler.reduction_factor}}
+    return parse_space(raw, f"mf2:{function.name}", REPO)
+
+
+@dataclass
+class MultiFidelityFunction:
+    """An mf2 function (minimised) turned into epoch curves whose early epochs rank by its low fidelity.
+
+    At epoch ``e`` of ``E`` a configuration reports ``-(w·high + (1 - w)·(low + offset))`` with
+    ``w = e / E``, plus noise of 0.5 % of the high fidelity's range: it ends at ``-high(x)``, and
+    ``offset`` (the largest ``high - low`` over 2000 random points, so never below 0) makes every
+    earlier epoch look worse than the last, as training does; which configurations lead early is
+    decided by the cheap, only partly faithful low fidelity. Seeded per benchmark seed.
+    """
+
+    function: Any
+    seed: int
+    epochs: int
+    name: str = ""
+    offset: float = 0.0
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        import numpy as np
+
+        x = np.random.default_rng(TABLE_SEED).uniform(self.function.l_bound, self.function.u_bound,
+                                                      (2000, self.function.ndim))
+        high, low = self.function.high(x), self.function.low(x)
+        self.offset = max(0.0, float(np.max(high - low)))
+        self.noise = 0.005 * float(np.max(high) - np.min(high))
+        self.name = f"mf2 {self.function.name} ({self.function.ndim}-d, low fidelity ranks the early epochs)"
+
+    def curve(self, config: dict[str, Any]) -> list[float]:
+        import numpy as np
+
+        x = np.array([[config[f"x{i}"] for i in range(self.function.ndim)]])
+        high, low = float(self.function.high(x)[0]), float(self.function.low(x)[0]) + self.offset
+        rng = random.Random(f"{self.seed}:{sorted(config.items())}")
+        values = []
+        for e in range(1, self.epochs + 1):
+            w = e / self.epochs
+            y = max(w * high + (1 - w) * low, high) + abs(rng.gauss(0, self.noise)) * (1 - w)
+            values.append(-y + rng.gauss(0, self.noise) * 0.1)
+        return values
+
+
 # -- the curve cache ---------------------------------------------------------------------------------------------
 
 
@@ -259,29 +353,88 @@ class Method(Protocol):
 class Ours:
     """One of our schedulers with our random (or TPE) sampler, called the way ``engine/study.py`` calls them."""
 
-    def __init__(self, space: Space, kind: str, sampler: str = "random") -> None:
+    def __init__(self, space: Space, kind: str, sampler: str = "random", rung_rule: bool = True) -> None:
         spec = dataclasses.replace(space.scheduler, type=kind)
         self.scheduler = make_scheduler(spec, METRIC, "max")
         if sampler == "tpe":
             from hpotui.engine.tpe import TpeSampler
 
-            self.sampler: Any = TpeSampler(space)
+            # Without the rung rule: the sampler as it was before it (every trial's best value, pruned ones
+            # told PRUNED at the step they reached, Optuna's default start-up), which is what TPE with fifo is.
+            model_spec = spec if rung_rule else dataclasses.replace(spec, type="fifo")
+            self.sampler: Any = TpeSampler(dataclasses.replace(space, scheduler=model_spec))
         else:
             self.sampler = RandomSampler(space)
         self.params: dict[int, dict[str, Any]] = {}
+        self.curves: dict[int, list[tuple[float, float]]] = {}
 
     def start(self, index: int) -> dict[str, Any]:
         self.params[index] = self.sampler.suggest(index)
         self.scheduler.on_trial_start(index)
+        self.curves[index] = []
         return self.params[index]
 
     def report(self, index: int, epoch: int, value: float) -> bool:
+        self.curves[index].append((float(epoch), value))
         return self.scheduler.on_result(index, float(epoch), value).action == Action.STOP
 
     def end(self, index: int, best: float | None, best_epoch: int | None, status: str) -> None:
         self.scheduler.on_trial_end(index)
+        curve = self.curves.pop(index, [])
         if status != "stopped":  # cut by the budget: the run is over, nothing left to learn for
-            self.sampler.observe(index, self.params[index], best, status=status, step=best_epoch)
+            self.sampler.observe(index, self.params[index], best, status=status, step=best_epoch, curve=curve)
+
+
+class Dehb:
+    """DEHB (Awad, Mallik & Hutter 2021: differential evolution + Hyperband) through its ask / tell.
+
+    Each ask is a configuration and a fidelity (epochs); the trial trains from scratch to that
+    fidelity, reporting every epoch (charged to the budget like everyone's), and DEHB is told
+    the objective at its fidelity (DEHB minimises: told the negated value).
+    """
+
+    def __init__(self, space: Space, seed: int, output: str) -> None:
+        import ConfigSpace as CS
+        from dehb import DEHB
+        from loguru import logger
+
+        logger.disable("dehb")  # DEHB logs every bracket (and a checkpoint warning) through loguru on stderr
+        self.params = space.params
+        cs = CS.ConfigurationSpace(seed=seed)
+        for p in space.params:
+            if p.type == "choice":
+                cs.add(CS.Categorical(p.name, list(p.values)))
+            elif p.type == "int":
+                cs.add(CS.Integer(p.name, (int(p.low), int(p.high)), log=p.log))  # type: ignore[arg-type]
+            else:
+                cs.add(CS.Float(p.name, (float(p.low), float(p.high)), log=p.log))  # type: ignore[arg-type]
+        spec = space.scheduler
+        self.dehb = DEHB(cs=cs, f=None, dimensions=len(space.params), min_fidelity=spec.min_resource,
+                         max_fidelity=spec.max_resource, eta=spec.reduction_factor, n_workers=1, seed=seed,
+                         output_path=tempfile.mkdtemp(dir=output))  # its checkpoints, one folder per run
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.last: dict[int, float] = {}
+
+    def start(self, index: int) -> dict[str, Any]:
+        job = self.dehb.ask()
+        self.jobs[index] = job
+        config = dict(job["config"])
+        for p in self.params:
+            if p.type == "int":
+                config[p.name] = int(config[p.name])
+        return config
+
+    def report(self, index: int, epoch: int, value: float) -> bool:
+        self.last[index] = value
+        return epoch >= round(self.jobs[index]["fidelity"])
+
+    def end(self, index: int, best: float | None, best_epoch: int | None, status: str) -> None:
+        job = self.jobs.pop(index)
+        value = self.last.pop(index, None)
+        if status == "stopped":
+            return
+        fitness = -value if value is not None and math.isfinite(value) else 1e9  # diverged: the worst
+        self.dehb.tell(job, {"fitness": fitness, "cost": float(job["fidelity"])})
 
 
 class OptunaAskTell:
@@ -513,21 +666,25 @@ class Contender:
     make: Callable[[Space, int], Method]
 
 
-def contenders(with_optuna: bool) -> list[Contender]:
+def contenders(with_optuna: bool, dehb_output: str | None = None) -> list[Contender]:
     ours = [
         Contender("fifo-random", lambda s, seed: Ours(seeded(s, seed), "fifo")),
         Contender("asha", lambda s, seed: Ours(seeded(s, seed), "asha")),
         Contender("hyperband", lambda s, seed: Ours(seeded(s, seed), "hyperband")),
         Contender("median", lambda s, seed: Ours(seeded(s, seed), "median")),
     ]
+    dehb = [Contender("DEHB", lambda s, seed: Dehb(s, seed, dehb_output))] if dehb_output else []
     if not with_optuna:
-        return ours
+        return ours + dehb
     return ours + [
-        Contender("asha + tpe (ours, Optuna's TPE)", lambda s, seed: Ours(seeded(s, seed), "asha", "tpe")),
+        Contender("asha + tpe (ours, BOHB rule: fit on the highest full rung)",
+                  lambda s, seed: Ours(seeded(s, seed), "asha", "tpe")),
+        Contender("asha + tpe (ours, before: every trial's last value)",
+                  lambda s, seed: Ours(seeded(s, seed), "asha", "tpe", rung_rule=False)),
         Contender("optuna random + HyperbandPruner", lambda s, seed: OptunaAskTell(s, seed, "random", True)),
         Contender("optuna TPE + HyperbandPruner", lambda s, seed: OptunaAskTell(s, seed, "tpe", True)),
         Contender("optuna TPE (no pruner)", lambda s, seed: OptunaAskTell(s, seed, "tpe", False)),
-    ]
+    ] + dehb
 
 
 def importable(name: str) -> bool:
@@ -545,20 +702,22 @@ class Result:
 
 
 def compare(space: Space, make_workload: Callable[[int], Workload], seeds: list[int], ray_seeds: list[int],
-            budget: int, workers: int, with_optuna: bool, storage: str | None, notes: list[str]) -> list[Result]:
+            budget: int, workers: int, with_optuna: bool, storage: str | None, notes: list[str],
+            dehb_output: str | None = None) -> list[Result]:
     """Every contender on every seed; Ray Tune on ``ray_seeds`` when ``storage`` (its results folder) is given."""
-    results = [Result(c.name, {}) for c in contenders(with_optuna)] + ([Result("ray tune ASHAScheduler", {})]
-                                                                       if storage is not None and ray_seeds else [])
+    chosen = contenders(with_optuna, dehb_output)
+    results = [Result(c.name, {}) for c in chosen] + ([Result("ray tune ASHAScheduler", {})]
+                                                      if storage is not None and ray_seeds else [])
     for seed in seeds:
         workload = make_workload(seed)
-        for contender, result in zip(contenders(with_optuna), results):
+        for contender, result in zip(chosen, results):
             result.runs[seed] = simulate(workload, contender.make(space, seed), budget, workers, max_resource(space))
         if storage is not None and seed in ray_seeds:
             sampler = RandomSampler(seeded(space, seed))  # the configurations our fifo-random and asha draw
             curves = [workload.curve(sampler.suggest(i)) for i in range(budget)]
             try:
                 results[-1].runs[seed] = run_ray_asha(curves, space, budget, workers, storage,
-                                                      f"{workload.name.split()[0]}-{seed}")
+                                                      f"{re.sub(r'[^A-Za-z0-9]+', '-', workload.name)[:40]}-{seed}")
             except Exception as exc:  # noqa: BLE001 (a broken Ray install must not hide the other rows)
                 notes.append(f"Ray Tune failed on {workload.name}, seed {seed}: {type(exc).__name__}: {exc}"[:300])
                 storage = None
@@ -577,6 +736,16 @@ def _mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
 
+def _median_spread(values: list[float]) -> str:
+    values = sorted(v for v in values if not math.isnan(v))
+    if not values:
+        return "—"
+    if len(values) < 4:
+        return f"{statistics.median(values):.4f}"
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{statistics.median(values):.4f} [{q1:.4f}, {q3:.4f}]"
+
+
 def reach_ratio(result: Result, reference: Result, budget: int) -> str:
     """Median over seeds of (epochs to first reach fifo-random's final best) / fifo-random's epochs."""
     ratios = []
@@ -593,7 +762,8 @@ def reach_ratio(result: Result, reference: Result, budget: int) -> str:
 def table(results: list[Result], budget: int) -> str:
     reference = results[0]
     head = ["method", "seeds", "epochs spent", "trials started",
-            *(f"best {METRIC} at {int(c * 100)}% (mean ± std)" for c in CHECKPOINTS),
+            *(f"best at {int(c * 100)}% (mean ± std)" for c in CHECKPOINTS),
+            "final best: median [25th, 75th percentile]",
             "epochs to reach random's final best (median ratio)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for result in results:
@@ -603,6 +773,7 @@ def table(results: list[Result], budget: int) -> str:
         epochs = statistics.mean(r.epochs for r in runs)
         cells = [result.name, str(len(runs)), f"{epochs:.0f}", f"{statistics.mean(r.trials for r in runs):.1f}",
                  *(_mean_std([r.best_at(c * budget) for r in runs]) for c in CHECKPOINTS),
+                 _median_spread([r.best_at(math.inf) for r in runs]),
                  reach_ratio(result, reference, budget)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -613,7 +784,8 @@ def table(results: list[Result], budget: int) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 seeds, Ray Tune 3 (default 20 and 10)")
+    parser.add_argument("--quick", action="store_true", help="10 seeds, Ray Tune 3 (default 20 and 10)")
+    parser.add_argument("--only", help="run only the workloads whose title contains this text (e.g. mf2)")
     parser.add_argument("--seeds", type=int, help="seeds per method (at least 5 for the report)")
     parser.add_argument("--ray-seeds", type=int, help="seeds for Ray Tune (the slow one)")
     parser.add_argument("--budget-trials", type=int, default=12,
@@ -634,7 +806,7 @@ def main(argv: list[str] | None = None) -> str:
     epochs = max_resource(space)
     if args.regenerate or not CURVES.exists():
         regenerate(space, args.table_size, args.parallel)
-    seeds = list(range(args.seeds or (5 if args.quick else 20)))
+    seeds = list(range(args.seeds or (10 if args.quick else 20)))
     ray_count = args.ray_seeds if args.ray_seeds is not None else (3 if args.quick else 10)
     budget = args.budget_trials * epochs
     notes: list[str] = []
@@ -646,23 +818,36 @@ def main(argv: list[str] | None = None) -> str:
         notes.append("Ray Tune is not installed: its row is skipped (pip install 'ray[tune]').")
     if args.no_ray:
         notes.append("Ray Tune skipped (--no-ray).")
+    with_dehb = importable("dehb") and importable("ConfigSpace")
+    if not with_dehb:
+        notes.append("DEHB is not installed: its row is skipped (pip install dehb).")
     table_data = load_table(space)
-    workloads: list[tuple[str, Callable[[int], Workload]]] = [
-        (table_data.name, lambda seed: table_data),
-        ("synthetic learning curves", lambda seed: SyntheticCurves(seed, epochs)),
+    workloads: list[tuple[str, Space, Callable[[int], Workload]]] = [
+        (table_data.name, space, lambda seed: table_data),
+        ("synthetic learning curves", space, lambda seed: SyntheticCurves(seed, epochs)),
     ]
+    mf2 = import_mf2()
+    if mf2 is None:
+        notes.append("mf2 is not installed: its multi-fidelity functions are skipped (pip install mf2).")
+    else:
+        for function in (mf2.hartmann6, mf2.park91a):
+            workloads.append((MultiFidelityFunction(function, 0, epochs).name, mf2_space(function, space),
+                              lambda seed, f=function: MultiFidelityFunction(f, seed, epochs)))
+    if args.only:
+        workloads = [w for w in workloads if args.only in w[0]]
     sections = []
-    with tempfile.TemporaryDirectory(prefix="hpotui-se-ray-") as storage:
+    with tempfile.TemporaryDirectory(prefix="hpotui-se-ray-") as storage, \
+            tempfile.TemporaryDirectory(prefix="hpotui-se-dehb-") as dehb_output:
         if use_ray:
             import ray
 
             with quiet_fds():
                 ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:
-            for title, make in workloads:
+            for title, workload_space, make in workloads:
                 t0 = time.monotonic()
-                results = compare(space, make, seeds, seeds[:ray_count], budget, args.workers, with_optuna,
-                                  storage if use_ray else None, notes)
+                results = compare(workload_space, make, seeds, seeds[:ray_count], budget, args.workers, with_optuna,
+                                  storage if use_ray else None, notes, dehb_output if with_dehb else None)
                 text = table(results, budget)
                 extra = (f" Best value anywhere in the table: {table_data.best:.4f} "
                          f"({len(table_data.curves)} configurations)." if make(0) is table_data else "")
@@ -707,6 +892,12 @@ READING = """
   see the same configurations in the same order for a seed; Optuna's samplers draw their own.
 - Ray Tune runs for real (actors, its own event loop) with the same curves; its epoch count is
   the results its driver received before the stopper ended the experiment at the budget.
+- "final best": per seed the best value at the end of the budget; the median over seeds and the
+  25th-75th percentiles. The mf2 rows report the negated function value (higher is better).
+- DEHB trains every configuration it asks for from scratch to the fidelity it names (that is
+  DEHB's design, no checkpoint reuse), so its epochs buy fewer distinct evaluations at the top.
+- "asha + tpe (ours, BOHB rule ...)" is what `search.algorithm: tpe` with `scheduler: asha` now
+  runs; "(before ...)" is the same sampler told every trial's last value, the previous rule.
 """
 
 

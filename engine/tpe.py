@@ -96,12 +96,15 @@ class TpeSampler(Sampler):
         self.unconditional = {p.name: self.distributions[p.name] for p in space.params if not p.when}
         self.objectives = space.objectives or (space.objective,)
         self.directions = ["maximize" if o.mode == "max" else "minimize" for o in self.objectives]
+        self.rungs = _rung_observations(space)
+        # On a rung the model is fit as soon as it has d + 3 results (BOHB's N_min + 2), not after
+        # Optuna's default 10 start-up trials: a rung that qualifies would otherwise be sampled at random.
+        startup = {"n_startup_trials": self.rungs.needed} if self.rungs is not None else {}
         with warnings.catch_warnings():  # multivariate / group / constant_liar are "experimental" in older Optuna
             warnings.simplefilter("ignore")
             self.sampler = optuna.samplers.TPESampler(seed=space.search.seed, multivariate=True,
                                                       group=is_conditional(space.params), constant_liar=True,
-                                                      warn_independent_sampling=False)
-        self.rungs = _rung_observations(space)
+                                                      warn_independent_sampling=False, **startup)
         self._invalid: list[dict[str, Any]] = []  # re-told after every refit on a rung
         self._fitted: tuple[float, int, int] | None = None
         self.study = self._new_study()
