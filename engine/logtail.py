@@ -130,23 +130,10 @@ class LogTail:
             self.at_eof = True
             return []
         pieces: list[Piece] = []
-        read_pos = self.offset + len(self._pending)
         if final and self._final_size is None:
             # The trial has exited: read what it wrote, not what a leftover grandchild keeps adding.
             self._final_size = os.fstat(fd).st_size
-        while True:
-            if self._final_size is not None:
-                budget = min(budget, self._final_size - read_pos)
-            if budget <= 0:
-                self.at_eof = self._final_size is not None and read_pos >= self._final_size
-                break
-            chunk = os.pread(fd, min(READ_CHUNK, budget), read_pos)
-            if not chunk:
-                self.at_eof = True
-                break
-            read_pos += len(chunk)
-            budget -= len(chunk)
-            self._split(self._pending + chunk, pieces)
+        self._read_chunks(fd, budget, pieces)
         if final and self.at_eof and self._pending:
             self.offset += len(self._pending)
             pieces.append(self._piece(self._pending, ends_line=True))
@@ -156,6 +143,23 @@ class LogTail:
         if pieces:
             self._handed_out = self.offset
         return pieces
+
+    def _read_chunks(self, fd: int, budget: int, pieces: list[Piece]) -> None:
+        """Read on from the end of what is pending, at most ``budget`` bytes, splitting as it goes."""
+        read_pos = self.offset + len(self._pending)
+        while True:
+            if self._final_size is not None:
+                budget = min(budget, self._final_size - read_pos)
+            if budget <= 0:
+                self.at_eof = self._final_size is not None and read_pos >= self._final_size
+                return
+            chunk = os.pread(fd, min(READ_CHUNK, budget), read_pos)
+            if not chunk:
+                self.at_eof = True
+                return
+            read_pos += len(chunk)
+            budget -= len(chunk)
+            self._split(self._pending + chunk, pieces)
 
     def _split(self, data: bytes, pieces: list[Piece]) -> None:
         """Cut ``data`` (pending bytes + a new chunk) at newlines and lone carriage returns."""

@@ -55,30 +55,33 @@ def parse_metric_files(raw: Any, fail: Callable[..., Exception], params: Iterabl
     if not isinstance(raw, dict) or not any(k in raw for k in ("csv", "tensorboard", "step")):
         return None
     names = set(params) | set(BUILTIN_PLACEHOLDERS)
-    paths: dict[str, str | None] = {}
-    for key in ("csv", "tensorboard"):
-        value = raw.get(key)
-        if value is None:
-            paths[key] = None
-            continue
-        if not isinstance(value, str) or not value.strip():
-            raise fail(f"metrics.{key}", f"must be a path, got {value!r}",
-                       'write a path, e.g. csv: "{trial_dir}/metrics.csv"')
-        unknown = [n for n in PLACEHOLDER.findall(value) if n not in names]
-        if unknown:
-            raise fail(f"metrics.{key}", f"placeholder {{{unknown[0]}}} names no parameter",
-                       "use a parameter name, {trial_dir}, {trial_id} or {max_resource}")
-        paths[key] = value
-    step = raw.get("step")
-    if step is not None and (not isinstance(step, str) or not step.strip()):
-        raise fail("metrics.step", f"must be a column or tag name, got {step!r}", "write e.g. step: epoch")
-    if paths["csv"] is None and paths["tensorboard"] is None:
-        raise fail("metrics.step", "names the step of a file source, but there is none",
-                   'add csv: "..." or tensorboard: "...", or remove step')
+    paths = {key: _path_template(raw.get(key), key, fail, names) for key in ("csv", "tensorboard")}
+    step = _step_name(raw.get("step"), paths, fail)
     if paths["tensorboard"] is not None and importlib.util.find_spec("tensorboard") is None:
         raise fail("metrics.tensorboard", "reading TensorBoard event files needs the tensorboard package",
                    TENSORBOARD_EXTRA)
     return MetricFilesSpec(csv=paths["csv"], tensorboard=paths["tensorboard"], step=step)
+
+
+def _step_name(step: Any, paths: dict[str, str | None], fail: Callable[..., Exception]) -> str | None:
+    if step is not None and (not isinstance(step, str) or not step.strip()):
+        raise fail("metrics.step", f"must be a column or tag name, got {step!r}", "write e.g. step: epoch")
+    if step is not None and paths["csv"] is None and paths["tensorboard"] is None:
+        raise fail("metrics.step", "names the step of a file source, but there is none",
+                   'add csv: "..." or tensorboard: "...", or remove step')
+    return step
+
+
+def _path_template(value: Any, key: str, fail: Callable[..., Exception], names: set[str]) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"metrics.{key}", f"must be a path, got {value!r}", 'write a path, e.g. csv: "{trial_dir}/metrics.csv"')
+    unknown = [n for n in PLACEHOLDER.findall(value) if n not in names]
+    if unknown:
+        raise fail(f"metrics.{key}", f"placeholder {{{unknown[0]}}} names no parameter",
+                   "use a parameter name, {trial_dir}, {trial_id} or {max_resource}")
+    return value
 
 
 def render_path(template: str, values: dict[str, Any], workdir: Path) -> Path:
@@ -215,16 +218,12 @@ class TensorBoardSource(_Source):
                 self._loaders[file] = EventFileLoader(str(file))
         for loader in self._loaders.values():
             for event in loader.Load():
-                for value in event.summary.value:
-                    if value.metadata.plugin_data.plugin_name != "scalars" and not value.HasField("simple_value"):
-                        continue
-                    number = (value.simple_value if value.HasField("simple_value")
-                              else float(tensor_util.make_ndarray(value.tensor).item()))
+                for tag, number in _scalars(event, tensor_util):
                     self.rows += 1
-                    if self._is_step_tag(value.tag):
+                    if self._is_step_tag(tag):
                         self._epoch_at[event.step] = number
                     else:
-                        self._held.append((event.step, value.tag, number))
+                        self._held.append((event.step, tag, number))
                     self._newest = max(self._newest, event.step)
         return self._resolve(final)
 
@@ -249,6 +248,15 @@ class TensorBoardSource(_Source):
             return self._epoch_at[event_step]
         earlier = [s for s in self._epoch_at if s <= event_step]
         return self._epoch_at[max(earlier)] if earlier else float(event_step)
+
+
+def _scalars(event: Any, tensor_util: Any) -> Iterable[tuple[str, float]]:
+    """(tag, value) of an event's scalar summaries (histograms, images and text are not metrics)."""
+    for value in event.summary.value:
+        if value.HasField("simple_value"):
+            yield value.tag, float(value.simple_value)
+        elif value.metadata.plugin_data.plugin_name == "scalars":
+            yield value.tag, float(tensor_util.make_ndarray(value.tensor).item())
 
 
 def open_sources(spec: MetricFilesSpec | None, values: dict[str, Any], workdir: Path,

@@ -77,6 +77,19 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
     body = line[len(PREFIX):].strip()
     if len(body) > max_bytes:
         return Rejected(f"metric line of {len(body)} bytes is over the {max_bytes}-byte limit; ignored")
+    payload = _payload(body)
+    if isinstance(payload, Rejected):
+        return payload
+    values, ignored = _numbers(payload)
+    step_key, step = _take_step_key(values, ignored, reports_so_far)
+    resource = values[resource_key] if resource_key in values and resource_key != step_key else step
+    if not values and not ignored and step_key is None:
+        return Rejected("metric line holds no metric")
+    return Report(step=step, values=values, resource=resource, ignored=tuple(ignored))
+
+
+def _payload(body: str) -> dict | Rejected:
+    """The line's JSON object (bare nan / inf tokens accepted), or why not."""
     try:
         payload = _DECODER.decode(body)
     except (ValueError, RecursionError):
@@ -88,6 +101,22 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
         return Rejected(f"metric line must hold one JSON object, got {type(payload).__name__}: {_preview(body)}")
     if len(payload) > MAX_KEYS:
         return Rejected(f"metric line has {len(payload)} keys (limit {MAX_KEYS}); ignored")
+    return payload
+
+
+def _take_step_key(values: dict[str, float], ignored: list[str], reports_so_far: int) -> tuple[str | None, float]:
+    """``epoch`` if present, else ``step``, else the count of reports so far (a non-finite one is ignored)."""
+    step_key = "epoch" if "epoch" in values else ("step" if "step" in values else None)
+    if step_key is not None and math.isfinite(values[step_key]):
+        return step_key, values.pop(step_key)
+    if step_key is not None:
+        values.pop(step_key)
+        ignored.append(step_key)
+    return step_key, float(reports_so_far + 1)
+
+
+def _numbers(payload: dict) -> tuple[dict[str, float], list[str]]:
+    """The payload's numeric values, and the keys dropped because they are not numbers."""
     values: dict[str, float] = {}
     ignored: list[str] = []
     for key, raw in payload.items():
@@ -96,18 +125,7 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
             ignored.append(str(key)[:60])
         else:
             values[key] = number
-    step_key = "epoch" if "epoch" in values else ("step" if "step" in values else None)
-    if step_key is not None and math.isfinite(values[step_key]):
-        step = values.pop(step_key)
-    else:
-        step = float(reports_so_far + 1)
-        if step_key is not None:
-            values.pop(step_key)
-            ignored.append(step_key)
-    resource = values[resource_key] if resource_key in values and resource_key != step_key else step
-    if not values and not ignored and step_key is None:
-        return Rejected("metric line holds no metric")
-    return Report(step=step, values=values, resource=resource, ignored=tuple(ignored))
+    return values, ignored
 
 
 # A number as trainers print it, NaN and the infinities included (any case): what ``{number}`` means.
@@ -199,17 +217,9 @@ class RegexMetrics:
         """One piece of output: ``ends_line`` when a newline ended it (else a carriage return did);
         ``partial`` for a bar's unterminated last segment, seen as written and seen again once it ends."""
         found = self._matches(plain_text(text))
-        reports: list[Report] = []
-        if self.step_name is not None and self.step_name in found:
-            step = found.pop(self.step_name)
-            if not _same(step, self.current_step):
-                reports += self._close_step()
-                self.current_step = step
+        reports = self._take_step(found)
         plain = ends_line and not partial and not self._in_bar.get(stream, False)
-        for name, value in found.items():
-            self._open[name] = value
-            if plain or name in self._live or not _same(value, self._previous.get(name)):
-                self._live.add(name)
+        self._hold(found, plain)
         if self.current_step is None:
             if ends_line and not partial:
                 reports += self._close_line()
@@ -217,6 +227,24 @@ class RegexMetrics:
             reports += self._emit(now, revise=True)
         if not partial:
             self._in_bar[stream] = not ends_line
+        return reports
+
+    def _hold(self, found: dict[str, float], plain: bool) -> None:
+        """Values at the open step, last wins; what a plain line or a change says is news (live)."""
+        for name, value in found.items():
+            self._open[name] = value
+            if plain or name in self._live or not _same(value, self._previous.get(name)):
+                self._live.add(name)
+
+    def _take_step(self, found: dict[str, float]) -> list[Report]:
+        """A step pattern's match moves the step on, closing the open one."""
+        if self.step_name is None or self.step_name not in found:
+            return []
+        step = found.pop(self.step_name)
+        if _same(step, self.current_step):
+            return []
+        reports = self._close_step()
+        self.current_step = step
         return reports
 
     def flush(self, now: float) -> list[Report]:

@@ -681,14 +681,20 @@ class StudyLoop:
                     self._buffer_progress(live)
                     self._maybe_flush()
             self._note_refused_log(live, stream)
-        if live.regex is not None:  # what a progress bar said new, as soon as it was written
-            ended_on_its_own = live.proc is None or live.proc.final_status is None
-            for report in (live.regex.finish(ended_on_its_own) if final else live.regex.flush(time.monotonic())):
-                got = True
-                self._handle_report(live, report)
+        got |= self._flush_regex(live, final)
         if got:
             self._buffer_progress(live)
         return got
+
+    def _flush_regex(self, live: LiveTrial, final: bool) -> bool:
+        """What a progress bar said new, as soon as it was written; at the end, its last step."""
+        if live.regex is None:
+            return False
+        ended_on_its_own = live.proc is None or live.proc.final_status is None
+        reports = live.regex.finish(ended_on_its_own) if final else live.regex.flush(time.monotonic())
+        for report in reports:
+            self._handle_report(live, report)
+        return bool(reports)
 
     def _handle_piece(self, live: LiveTrial, piece: Piece, on_stderr: bool) -> None:
         """A line or progress-bar segment: regex metrics from every piece, ``@hpotui`` from whole lines."""
@@ -746,6 +752,14 @@ class StudyLoop:
                                     f"{', '.join(parsed.ignored)}", level="warning")
         self._handle_report(live, parsed)
 
+    def _note_objective(self, live: LiveTrial, step: float, objective: float) -> None:
+        """The trial's best, where each step counts with its last value (a bar revises its step)."""
+        if live.reading is None:
+            live.reading = reading.TrialReading(regex=None, best=reading.StepBest(
+                self.space.objective.better, closed=live.best, closed_step=live.best_step))
+        live.reading.objective_seen = True
+        live.best, live.best_step = live.reading.best.add(step, objective)
+
     def _handle_report(self, live: LiveTrial, report: Report) -> None:
         live.reports += 1
         live.last_step = report.step
@@ -754,12 +768,8 @@ class StudyLoop:
         live.last.update(report.values)
         if objective is not None and math.isfinite(objective):
             live.curve.append((report.resource if report.resource is not None else report.step, objective))
-        if objective is not None and live.reading is not None:  # each step counts with its last value
-            live.reading.objective_seen = True
-            live.best, live.best_step = live.reading.best.add(report.step, objective)
-        elif objective is not None and not math.isnan(objective):  # best of what was recorded, decided or not
-            if live.best is None or self.space.objective.better(objective, live.best):
-                live.best, live.best_step = objective, report.step
+        if objective is not None:  # best of what was recorded, decided or not
+            self._note_objective(live, report.step, objective)
         if live.proc is None or live.proc.final_status is not None:
             return  # drained after the fact, or already being stopped: record (best too), do not decide again
         for flag in (self.health.observe(live.row.id, report.step, report.values)
