@@ -92,6 +92,11 @@ def app_for(db: Path) -> HpotuiApp:
     return HpotuiApp(str(db), "live", refresh_s=0.1, ack_wait_s=15.0)
 
 
+def said(app: HpotuiApp) -> str:
+    """Every message of the session in full (the message line shows the start of the latest)."""
+    return "\n".join(m.plain for m in app.messages)
+
+
 def message(app: HpotuiApp) -> str:
     return str(app.screen.query_one("#message").render())
 
@@ -174,12 +179,30 @@ async def test_clone_with_an_edited_parameter(live_study):
         field = app.screen.query_one("#param-lr")
         field.value = "0.5"
         await pilot.press("enter")
-        await wait_until(pilot, lambda: f"clone of trial {number} queued" in message(app), what="clone ack")
+        await wait_until(pilot, lambda: f"clone of trial {number} queued" in said(app),
+                         what="clone ack")
         rows = query(live_study, "SELECT args, result FROM commands WHERE action = 'clone_trial'")
         assert json.loads(rows[0][0]) == {"params": {"lr": 0.5}}
         await pilot.press("plus")  # make room so the clone starts now
         await wait_until(pilot, lambda: query(live_study, "SELECT COUNT(*) FROM trials WHERE params = ?",
                                               json.dumps({"lr": 0.5}))[0][0] == 1, what="the clone to launch")
+        await wait_until(pilot, lambda: any(t.clone_of == number and not t.pending for t in screen.trials.values()),
+                         what="the started clone to say whose clone it is")
+
+
+async def test_a_clone_queued_while_launching_is_paused_is_visible(live_study):
+    app = app_for(live_study)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await on_study(pilot)
+        number = await highlight_running(pilot, screen)
+        await pilot.press("p")
+        await wait_until(pilot, lambda: screen.view.study.launching_paused, what="launching paused")
+        await pilot.press("c")
+        app.screen.query_one("#param-lr").value = "0.25"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: any(t.pending and t.clone_of == number for t in screen.trials.values()),
+                         what="the waiting clone in the table")
+        assert "1 clone waiting" in str(screen.query_one("#study-header").render())
 
 
 async def test_log_view_tails_and_follows_stdout(live_study):
@@ -214,7 +237,7 @@ async def test_stop_study_then_quit_says_it_keeps_running(live_study):
 
 
 async def test_refine_enter_writes_and_launches_the_next_stage(live_study):
-    pytest.importorskip("engine.refine")
+    pytest.importorskip("hpotui.engine.refine")
     app = app_for(live_study)
     async with app.run_test(size=(120, 50)) as pilot:
         screen = await on_study(pilot)
@@ -226,7 +249,7 @@ async def test_refine_enter_writes_and_launches_the_next_stage(live_study):
                          what="the spans")
         await pilot.press("enter")  # in the top-K field: write and launch
         await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
-        await wait_until(pilot, lambda: "next stage launched" in message(app), what="the launch message")
+        await wait_until(pilot, lambda: "next stage launched" in said(app), what="the launch message")
     stage = live_study.parent
     try:
         deadline = time.monotonic() + 30
@@ -240,3 +263,47 @@ async def test_refine_enter_writes_and_launches_the_next_stage(live_study):
         for (name,) in query(live_study, "SELECT name FROM studies WHERE stage = 2"):
             subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "stop", name, "--db", str(live_study)],
                            env=cli_env(), capture_output=True, timeout=60, cwd=stage)
+
+
+def engine_pid(db: Path) -> int:
+    return query(db, "SELECT engine_pid FROM studies WHERE name = 'live'")[0][0]
+
+
+async def test_engine_death_is_said_within_seconds_and_r_resumes(live_study):
+    """kill -9 the engine and one trial's process group: the screen, the list and a notice all say so."""
+    import os
+    import signal
+
+    app = app_for(live_study)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = await on_study(pilot)
+            await highlight_running(pilot, screen)
+            [(gone_number, gone_group)] = query(live_study, "SELECT number, pgid FROM trials WHERE status = "
+                                                            "'running' ORDER BY number LIMIT 1")
+            os.kill(engine_pid(live_study), signal.SIGKILL)
+            os.killpg(gone_group, signal.SIGKILL)
+            killed = time.monotonic()
+            await wait_until(pilot, lambda: screen.view.engine_died, timeout=10, what="the engine's death")
+            assert time.monotonic() - killed < 5
+            head = str(screen.query_one("#study-header").render())
+            assert "engine gone: R resumes (hpotui resume live)" in head and "ETA" not in head
+            await wait_until(pilot, lambda: any(t.number == gone_number and t.shown_status == "gone"
+                                                for t in screen.trials.values()), timeout=10, what="the gone trial")
+            gone = next(t for t in screen.trials.values() if t.number == gone_number)
+            assert gone.eta_s is None
+            assert not any(t.shown_status == "running" for t in screen.trials.values())
+            assert any("engine of live is gone" in m.plain for m in app.messages)  # the notice (and the bell)
+            await pilot.press("escape")
+            await wait_until(pilot, lambda: "engine gone" in str(app.screen.query_one("#studies").get_row_at(0)[2]),
+                             what="the study list to say it")
+            await pilot.press("enter")
+            screen = await on_study(pilot)
+            await pilot.press("R")
+            await wait_until(pilot, lambda: "resumed live in the background" in said(app),
+                             timeout=20, what="the resume")
+            await wait_until(pilot, lambda: screen.view is not None and screen.view.alive, timeout=30,
+                             what="a live engine again")
+    finally:
+        subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "stop", "live", "--db", str(live_study)],
+                       env=cli_env(), capture_output=True, timeout=60)

@@ -15,6 +15,7 @@ and shows the engine's acknowledgement in the message line; ``m`` shows every me
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -412,9 +413,12 @@ class StudyScreen(Screen[None]):
 
     def _notice(self, v: StudyView) -> None:
         s = v.study
+        done = [t for t in v.trials if not t.is_live and not t.pending and t.best is not None
+                and math.isfinite(t.best)]
+        best = (max if s.objective_mode == "max" else min)(done, key=lambda t: t.best or 0.0) if done else None
         state = StudyState(name=s.name, status=s.status, engine_alive=v.alive, launching_paused=s.launching_paused,
-                           pause_reason=s.pause_reason, best=v.best.best if v.best else None,
-                           best_trial=v.best.number if v.best else None, end_reason=v.end_reason,
+                           pause_reason=s.pause_reason, best=best.best if best else None,  # finished trials only
+                           best_trial=best.number if best else None, end_reason=v.end_reason,
                            mode=s.objective_mode)
         self.hpotui.observe(s.id, state)
 
