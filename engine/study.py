@@ -1323,7 +1323,7 @@ class StudyLoop:
                 self._say(line)
 
 
-def _storage_trouble(exc: sqlite3.OperationalError) -> bool:
+def _storage_trouble(exc: sqlite3.Error) -> bool:
     """A write failed for a reason that passes (space, I/O, a lock), not a bug in our SQL."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc).lower()
