@@ -88,9 +88,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def study_shortcut(argv: Sequence[str], commands: Sequence[str]) -> tuple[list[str], str | None]:
+    """``hpotui STUDY [--db PATH]``: the interface opened on STUDY; the name is taken out before parsing."""
+    rest = list(argv)
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg == "--db":
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        if arg in commands:
+            return rest, None
+        return rest[:i] + rest[i + 1:], arg
+    return rest, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    commands = [name for action in parser._subparsers._group_actions  # type: ignore[union-attr]
+                for name in getattr(action, "choices", {}) or {}]
+    argv, shortcut_study = study_shortcut(sys.argv[1:] if argv is None else argv, commands)
     args = parser.parse_args(argv)
+    args.shortcut_study = shortcut_study
     debug = getattr(args, "debug", False) or bool(os.environ.get("HPOTUI_DEBUG"))
     try:
         return _dispatch(args)
@@ -122,7 +144,7 @@ def _db_path(args: argparse.Namespace) -> str:
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command is None:
-        return _open_tui(_db_path(args), study=None)
+        return _open_tui(_db_path(args), study=getattr(args, "shortcut_study", None))
     handler = {"launch": cmd_launch, "resume": cmd_resume, "status": cmd_status, "stop": cmd_stop,
                "export": cmd_export, "plan": cmd_plan, "refine": cmd_refine, "helpers": cmd_helpers,
                "_engine": cmd_engine}[command]
@@ -338,6 +360,13 @@ def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
 
 
 def _open_tui(db_path: str, study: str | None) -> int:
+    from ..tui.dbopen import NotAStudyDatabase, open_readonly  # sqlite only: no textual on this path
+
+    try:
+        open_readonly(db_path).conn.close()
+    except NotAStudyDatabase as exc:  # a YAML file, a missing file: one line, exit 2, whatever the terminal
+        print(f"hpotui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if not (sys.stdin.isatty() and sys.stdout.isatty()):  # a script or a pipe: nobody to draw for
         where = f" {study}" if study else ""
         print(f"not a terminal, so no interface; follow the study with `hpotui status{where} --db {db_path}`",
