@@ -211,3 +211,28 @@ def test_refine_drops_a_parameter_whose_branch_the_top_trials_left(tmp_path: Pat
 
     refined.write_text(yaml.safe_dump(raw))
     load_space(refined)  # the refined file launches
+
+
+@pytest.mark.parametrize("replace, key, words", [
+    ("objective: {metric: val_acc, mode: max}", "objective: []", "empty list"),
+    ("objective: {metric: val_acc, mode: max}",
+     "objective: [{metric: val_acc, mode: max}, {metric: val_acc, mode: min}]", "listed twice"),
+    ("objective: {metric: val_acc, mode: max}", "objective: [{metric: val_acc, mode: best}]", "objective[0].mode"),
+    ("search: {algorithm: ALGO, seed: 0}", "search: {algorithm: ALGO, warm_start: {a: 1}}", "search.warm_start"),
+])
+def test_bad_objective_lists_and_warm_starts_are_one_line_errors(tmp_path: Path, replace: str, key: str,
+                                                                 words: str) -> None:
+    with pytest.raises(SpaceError) as caught:
+        space_of(tmp_path, text=SPACE.replace(replace, key))
+    assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_objective_list_and_warm_start_parse(tmp_path: Path) -> None:
+    text = SPACE.replace("objective: {metric: val_acc, mode: max}",
+                         "objective: [{metric: val_acc, mode: max}, {metric: size_mb, mode: min}]").replace(
+        "search: {algorithm: ALGO, seed: 0}", "search: {algorithm: ALGO, warm_start: [a, b]}")
+    space = space_of(tmp_path, text=text)
+    assert space.multi_objective and space.objective.metric == "val_acc"  # the first drives early stopping
+    assert [o.mode for o in space.objectives] == ["max", "min"] and space.search.warm_start == ("a", "b")
+    single = space_of(tmp_path)
+    assert not single.multi_objective and len(single.objectives) == 1

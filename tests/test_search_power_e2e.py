@@ -47,13 +47,14 @@ def dominated(a: dict, others: list[dict]) -> bool:
 
 
 def test_two_objectives_export_the_list_and_mark_the_pareto_front(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")  # Optuna's multi-objective TPE, told each trial's last values
     path = study_file(tmp_path, "mo", """
     name: mo
     command: python toy.py --x {x} --kind {kind}
     objective:
       - {metric: acc, mode: max}
       - {metric: size, mode: min}
-    search: {algorithm: random, seed: 1}
+    search: {algorithm: tpe, seed: 1}
     budget: {max_trials: 8, max_parallel: 2}
     space:
       x:    {type: uniform, low: 0.1, high: 1}
@@ -170,3 +171,13 @@ def test_a_real_conditional_study_passes_only_each_optimizers_own_flag(tmp_path:
         knob = f"beta2={t['params']['beta2']:g}" if optimizer == "adam" else f"momentum={t['params']['momentum']:g}"
         assert f"{optimizer} {knob} " in log  # the trainer ran the optimiser it was given, with its own knob
     assert optimizers == {"sgd", "adam"}
+
+
+def test_the_sample_spaces_parse_with_their_conditions_and_objectives() -> None:
+    from hpotui.engine.space import load_space
+
+    conditional = load_space(REPO / "sample_spaces" / "conditional.yaml")
+    assert conditional.param("momentum").when == (("optimizer", ("sgd",)),)
+    assert conditional.param("beta2").when == (("optimizer", ("adam",)),)
+    two = load_space(REPO / "sample_spaces" / "two_objectives.yaml")
+    assert [(o.metric, o.mode) for o in two.objectives] == [("val_acc", "max"), ("size_mb", "min")]
