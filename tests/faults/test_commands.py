@@ -84,3 +84,30 @@ def test_resume_refuses_malformed_commands_left_behind_instead_of_crashing(lab: 
                if not action.startswith("stop_"))
     assert lab.study_row("left")["status"] == "completed"
     assert sum(t["status"] == "completed" for t in lab.trials("left")) == 2
+
+
+def test_every_kind_of_bad_row_is_named_in_its_refusal() -> None:
+    """The checks themselves, including rows the table's CHECK would stop (a newer hpotui's action)."""
+    from hpotui.engine.command_check import check_command
+    from hpotui.engine.store import COMMAND_ACTIONS
+
+    cases = {
+        ("reboot_box", None, "{}"): "unknown action",
+        ("stop_trial", True, "{}"): "trial_number",
+        ("stop_trial", 1.5, "{}"): "trial_number",
+        ("pause_trial", None, "{}"): "needs a trial_number",
+        ("stop_study", None, b"{}"): "bytes",
+        ("stop_study", None, 42): "JSON object",
+        ("stop_study", None, "x" * (2 << 20)): "characters long",
+        ("clone_trial", 1, '{"params": {"lr": null}}'): "clone value",
+        ("clone_trial", 1, '{"params": {"lr": [1]}}'): "clone value",
+        ("set_max_parallel", None, '{"value": 0}'): "max_parallel",
+        ("set_max_parallel", None, '{"value": true}'): "max_parallel",
+    }
+    for (action, number, args), words in cases.items():
+        checked = check_command(action, number, args, COMMAND_ACTIONS)
+        assert checked.problem and checked.problem.startswith("refused:") and words in checked.problem, checked
+        assert len(checked.problem) < 200
+    good = check_command("clone_trial", 3, '{"params": {"lr": 0.1, "opt": "adam"}}', COMMAND_ACTIONS)
+    assert good.problem is None and good.args == {"params": {"lr": 0.1, "opt": "adam"}}
+    assert check_command("clone_trial", 3, None, COMMAND_ACTIONS).args == {"params": {}}
