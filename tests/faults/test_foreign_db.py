@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import stat
 import subprocess
 import sys
 from pathlib import Path
