@@ -46,6 +46,7 @@ import hashlib
 import json
 import os
 import stat
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -166,6 +167,23 @@ def _mkdir(path: Path, mode: int) -> bool:
     return True
 
 
+def _make_shared_root(root: Path) -> None:
+    """Create the shared folder already at mode 1777: made aside, then renamed into place.
+
+    A plain mkdir + chmod leaves a moment at the umask's mode in which another user's engine
+    would find a folder it cannot write and fall back. The rename never replaces a folder that
+    has entries or belongs to someone else (sticky parent), so losing the race is harmless.
+    """
+    if os.path.lexists(root):
+        return
+    aside = tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent)
+    try:
+        os.chmod(aside, 0o1777)
+        os.rename(aside, root)
+    except OSError:
+        os.rmdir(aside)
+
+
 class ClaimRegistry:
     """This user's handle on the host's claims folder; see the module docstring."""
 
@@ -181,7 +199,7 @@ class ClaimRegistry:
         root = root or default_root()
         uid = os.geteuid()
         try:
-            _mkdir(root, 0o1777)
+            _make_shared_root(root)
             cls._check_root(root, uid)
             own = root / f"user-{uid}"
             _mkdir(own, 0o755)
@@ -226,15 +244,31 @@ class ClaimRegistry:
         try:
             fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
-            try:
-                fd = os.open(path, _READ_FLAGS | os.O_CREAT | os.O_EXCL, 0o644)
-                os.fchmod(fd, 0o644)
-            except FileExistsError:
-                fd = os.open(path, _READ_FLAGS)
+            ClaimRegistry._make_lock(path)
+            fd = os.open(path, _READ_FLAGS)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise RegistryUnusable(f"{path} is not a regular file; remove it")
         return fd
+
+    @staticmethod
+    def _make_lock(path: Path) -> None:
+        """Create the lock file at mode 0644 from the start: written aside, then hard-linked into place.
+
+        A link never replaces an existing lock file (that would let two engines hold "the" lock).
+        """
+        aside = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
+        fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o644)
+        finally:
+            os.close(fd)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(aside)
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -280,7 +314,7 @@ class ClaimRegistry:
         return found
 
     def _claims_in(self, folder: Path, owner: int) -> list[ClaimRecord]:
-        found = []
+        found: list[ClaimRecord] = []
         try:
             names = [n for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")]
         except OSError:

@@ -71,17 +71,24 @@ def estimate_memory(params: Mapping[str, Any], measured: Iterable[tuple[Mapping[
     ``space_params`` are the space's :class:`engine.space.Param` objects (type, low, high,
     log). ``None`` when nothing has been measured yet.
     """
-    known = [(p, int(peak)) for p, peak in measured if peak and peak > 0]
+    known = _measured(measured)
     if not known:
         return None
-    choices = [p.name for p in space_params if p.type == "choice"]
-    same = [(p, peak) for p, peak in known if all(p.get(name) == params.get(name) for name in choices)]
+    same = _same_choices(params, known, [p.name for p in space_params if p.type == "choice"])
     if not same:  # a choice value never measured (a bigger batch?): the largest peak seen, to be safe
         return with_margin(max(peak for _, peak in known))
-    candidates = same
     numeric = [p for p in space_params if p.type != "choice"]  # conditional parameters may be absent: far
-    candidates.sort(key=lambda item: _distance(params, item[0], numeric))
-    return with_margin(max(peak for _, peak in candidates[:AUTO_NEIGHBOURS]))
+    same.sort(key=lambda item: _distance(params, item[0], numeric))
+    return with_margin(max(peak for _, peak in same[:AUTO_NEIGHBOURS]))  # the nearest few, the largest of them
+
+
+def _measured(measured: Iterable[tuple[Mapping[str, Any], int]]) -> list[tuple[Mapping[str, Any], int]]:
+    return [(p, int(peak)) for p, peak in measured if peak and peak > 0]
+
+
+def _same_choices(params: Mapping[str, Any], known: list[tuple[Mapping[str, Any], int]],
+                  choices: Sequence[str]) -> list[tuple[Mapping[str, Any], int]]:
+    return [(p, peak) for p, peak in known if all(p.get(name) == params.get(name) for name in choices)]
 
 
 def _distance(a: Mapping[str, Any], b: Mapping[str, Any], numeric: Sequence[Any]) -> float:

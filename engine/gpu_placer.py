@@ -181,18 +181,19 @@ class GpuPlacer:
     def _write_claim(self, row: Any, readings: Sequence[GpuReading], trial_pid: int | None = None,
                      trial_start: float | None = None) -> None:
         assert self.registry is not None
-        indices = tuple(int(g) for g in (row.gpus or "").split(",") if g.strip().isdigit())
+        indices = _indices(row.gpus)
         if not indices:
             return
         uuids = {r.index: r.uuid for r in readings}
         if trial_pid is None and self._last is not None and self._last.memory_bytes is not None:
             self._memory_of[row.id] = self._last.memory_bytes
         memory = self._memory_of.get(row.id)  # None after resume: the fraction holds the same share
+        fraction = row.gpu_fraction if row.gpu_fraction is not None else 1.0
         self.registry.write(ClaimRecord(
             key=trial_key(self.store.path, row.id), uid=self.registry.uid, user=self.registry.user,
             db=os.path.realpath(self.store.path), study=self.study.name, trial_id=row.id, trial_number=row.number,
             gpus=tuple(ClaimedGpu(i, uuids.get(i)) for i in indices),
-            fraction=row.gpu_fraction if row.gpu_fraction is not None else 1.0, memory_bytes=memory,
+            fraction=fraction, memory_bytes=memory,
             engine_pid=self.engine_pid, engine_start=self.engine_start or 0.0,
             trial_pid=trial_pid, trial_start=trial_start))
 
@@ -227,16 +228,8 @@ class GpuPlacer:
             claims = self._host_claims(registry.claims(), readings)
         else:
             claims = [Claim(g, f) for g, f in claims_from_rows(self.store.running_gpu_claims())]
-        result: dict[int, dict[str, int | None]] = {}
-        for r in readings:
-            held = [c for c in claims if c.gpu == r.index]
-            reserved = [reserved_bytes(c, r.memory_total_bytes) for c in held]
-            other = None
-            if registry is not None and r.memory_used_bytes is not None:
-                other = max(0, r.memory_used_bytes - sum(c.used_bytes or 0 for c in held))
-            result[r.index] = {"claimed_memory": None if None in reserved else sum(x or 0 for x in reserved),
-                               "claimed_trials": len(held), "other_memory": other}
-        return result
+        return {r.index: _sharing(r, [c for c in claims if c.gpu == r.index], registry is not None)
+                for r in readings}
 
     # -- the trial's life ------------------------------------------------------------------------
     def started(self, row: Any, pid: int, start: float | None) -> None:
@@ -251,7 +244,7 @@ class GpuPlacer:
     def adopted(self, row: Any) -> None:
         """A trial re-adopted by ``resume``: its claim names this engine now."""
         if row.gpus:
-            self._gpu_of[row.id] = tuple(int(g) for g in row.gpus.split(",") if g.strip().isdigit())
+            self._gpu_of[row.id] = _indices(row.gpus)
             registry = self._registry()
             if registry is not None and row.pid:
                 self.started(row, row.pid, row.proc_create_time)
@@ -324,6 +317,20 @@ class GpuPlacer:
         decided = {e.trial_id for e in self.store.events(self.study.id, kinds=["oom_retry"])}
         self.oom.alone |= decided
         return [t for t in trials if t.id in decided and t.id not in rerun_done]
+
+
+def _sharing(reading: GpuReading, held: list[Claim], every_engine: bool) -> dict[str, int | None]:
+    """One GPU's sample columns; "other" (memory of no claim's process) only when every claim is known."""
+    reserved = [reserved_bytes(c, reading.memory_total_bytes) for c in held]
+    other = None
+    if every_engine and reading.memory_used_bytes is not None:
+        other = max(0, reading.memory_used_bytes - sum(c.used_bytes or 0 for c in held))
+    claimed = None if None in reserved else sum(x or 0 for x in reserved)
+    return {"claimed_memory": claimed, "claimed_trials": len(held), "other_memory": other}
+
+
+def _indices(gpus: str | None) -> tuple[int, ...]:
+    return tuple(int(g) for g in (gpus or "").split(",") if g.strip().isdigit())
 
 
 def _packed(row: Any) -> bool:

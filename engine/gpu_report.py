@@ -11,24 +11,32 @@ from typing import Any
 
 def gpu_status_lines(store: Any, study_id: int, trials: list[dict[str, Any]]) -> list[str]:
     """Lines for one study's ``status``; ``trials`` are :func:`engine.export.study_record`'s trials."""
-    kinds = ["started", "oom_retry", "packing_paused", "gpu_claims"]
-    events = store.events(study_id, kinds=kinds)
-    placement: dict[int, str] = {}
-    lines: list[str] = []
+    placement, lines = _read_events(store, study_id)
     by_number = {t["id"]: t for t in trials}
-    for event in events:
-        if event.kind == "started" and event.trial_id is not None and event.data.get("placement"):
-            placement[event.trial_id] = str(event.data["placement"])
-        elif event.kind in ("packing_paused", "gpu_claims"):
-            lines.append(f"{'warning: ' if event.kind == 'gpu_claims' else ''}{event.message}")
     for t in trials:
-        trial = store.trial_by_number(study_id, t["id"]) if t["status"] == "running" or t["rerun_of"] else None
-        if trial is None:
-            continue
-        if t["status"] == "running" and trial.id in placement:
-            lines.append(f"  gpu: trial {t['id']} on GPU {t['gpus']} ({placement[trial.id]} when placed)")
+        if t["status"] == "running":
+            lines += _running_line(store, study_id, t, placement)
         first = by_number.get(t["rerun_of"]) if t["rerun_of"] is not None else None
         if first is not None and "oom" in first.get("flags", []):
             lines.append(f"  oom rerun: trial {t['id']} reruns trial {first['id']} alone on a whole GPU "
                          f"(out of GPU memory while sharing GPU {first['gpus']}): {t['status']}")
     return lines
+
+
+def _read_events(store: Any, study_id: int) -> tuple[dict[int, str], list[str]]:
+    """(trial id -> its placement reason, study-level lines: packing paused, claims fallback)."""
+    placement: dict[int, str] = {}
+    lines: list[str] = []
+    for event in store.events(study_id, kinds=["started", "packing_paused", "gpu_claims"]):
+        if event.kind != "started":
+            lines.append(("warning: " if event.kind == "gpu_claims" else "") + event.message)
+        elif event.trial_id is not None and event.data.get("placement"):
+            placement[event.trial_id] = str(event.data["placement"])
+    return placement, lines
+
+
+def _running_line(store: Any, study_id: int, t: dict[str, Any], placement: dict[int, str]) -> list[str]:
+    trial = store.trial_by_number(study_id, t["id"])
+    if trial is None or trial.id not in placement:
+        return []
+    return [f"  gpu: trial {t['id']} on GPU {t['gpus']} ({placement[trial.id]} when placed)"]

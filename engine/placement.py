@@ -120,7 +120,7 @@ def claims_for(indices: Sequence[int], resources: Resources,
     """
     memory = resources.gpu_memory
     if isinstance(memory, int):
-        totals = {r.index: r.memory_total_bytes for r in readings}
+        totals = {r.index: r.memory_total_bytes or 0 for r in readings}
         return [(int(i), min(1.0, memory / totals[i]) if totals.get(i) else 1.0) for i in indices]
     fraction = min(1.0, float(resources.gpus_per_trial))
     return [(int(i), fraction) for i in indices]
@@ -173,11 +173,19 @@ def place_trial(readings: Sequence[GpuReading], resources: Resources,
     if isinstance(resources.gpu_memory, int):
         return _place_by_memory(usable, resources.gpu_memory, grouped)
     if per_trial >= 1:
-        needed = int(round(per_trial))
-        free = sorted((r for r in usable if claimed.get(r.index, 0.0) <= EPS), key=_load)
-        if len(free) < needed:
-            return None
-        return tuple(sorted(r.index for r in free[:needed]))
+        return _place_whole(usable, int(round(per_trial)), claimed)
+    return _place_fraction(usable, per_trial, claimed)
+
+
+def _place_whole(usable: Sequence[GpuReading], needed: int, claimed: dict[int, float]) -> tuple[int, ...] | None:
+    free = sorted((r for r in usable if claimed.get(r.index, 0.0) <= EPS), key=_load)
+    if len(free) < needed:
+        return None
+    return tuple(sorted(r.index for r in free[:needed]))
+
+
+def _place_fraction(usable: Sequence[GpuReading], per_trial: float,
+                    claimed: dict[int, float]) -> tuple[int, ...] | None:
     fits = [r for r in usable if claimed.get(r.index, 0.0) + per_trial <= 1.0 + EPS]
     if not fits:
         return None
@@ -221,31 +229,33 @@ def why_waiting(readings: Sequence[GpuReading], resources: Resources,
                 claims: Iterable[ClaimLike]) -> str:
     """One line for the TUI and ``status`` saying why :func:`place_trial` returned ``None``."""
     grouped = _per_gpu(claims)
-    per_trial = float(resources.gpus_per_trial)
     memory = resources.gpu_memory if isinstance(resources.gpu_memory, int) else None
-    parts = []
-    for r in _allowed(readings, resources):
-        held = grouped.get(r.index, [])
-        fraction = sum(c.fraction for c in held)
-        if foreign_busy(r, resources, fraction):
-            what = []
-            if r.util_percent is not None and r.util_percent >= resources.busy_util_percent:
-                what.append(f"{r.util_percent:.0f}% util")
-            if r.memory_percent is not None and r.memory_percent >= resources.busy_memory_percent:
-                what.append(f"{r.memory_percent:.0f}% memory")
-            parts.append(f"GPU {r.index} busy with other jobs ({', '.join(what)})")
-        elif memory is not None:
-            room = available_bytes(r, held)
-            parts.append(f"GPU {r.index} {gib(room)} GiB free ({placement_reason(r, r.index, held).split(': ', 1)[1]})")
-        elif fraction > EPS:
-            parts.append(f"GPU {r.index} {fraction:g} claimed by running trials")
+    parts = [part for r in _allowed(readings, resources)
+             if (part := _gpu_state(r, resources, grouped.get(r.index, []), memory))]
     if memory is not None:
         need = f"{gib(memory)} GiB on one GPU"
     else:
+        per_trial = float(resources.gpus_per_trial)
         need = f"{per_trial:g} GPU" + ("s" if per_trial > 1 else "")
     detail = "; ".join(parts) if parts else "no allowed GPU has room"
     hint = " (resources.avoid_busy: false would use busy GPUs)" if any("busy" in p for p in parts) else ""
     return f"waiting for {need}: {detail}{hint}"
+
+
+def _gpu_state(r: GpuReading, resources: Resources, held: list[Claim], memory: int | None) -> str:
+    """Why one GPU could not take the trial; "" for a GPU with nothing to say."""
+    fraction = sum(c.fraction for c in held)
+    if foreign_busy(r, resources, fraction):
+        what = []
+        if r.util_percent is not None and r.util_percent >= resources.busy_util_percent:
+            what.append(f"{r.util_percent:.0f}% util")
+        if r.memory_percent is not None and r.memory_percent >= resources.busy_memory_percent:
+            what.append(f"{r.memory_percent:.0f}% memory")
+        return f"GPU {r.index} busy with other jobs ({', '.join(what)})"
+    if memory is not None:
+        held_text = placement_reason(r, r.index, held).split(": ", 1)[1]
+        return f"GPU {r.index} {gib(available_bytes(r, held))} GiB free ({held_text})"
+    return f"GPU {r.index} {fraction:g} claimed by running trials" if fraction > EPS else ""
 
 
 def check_request(resources: Resources, readings: Union[Sequence[GpuReading], ResourceMonitor],
@@ -257,33 +267,43 @@ def check_request(resources: Resources, readings: Union[Sequence[GpuReading], Re
     they free up. ``nvml_error`` is :attr:`ResourceMonitor.unavailable_reason`; pass the
     monitor itself as ``readings`` and both are taken from it.
     """
-    if not isinstance(readings, Sequence):
-        readings, nvml_error = readings.gpus(), readings.unavailable_reason
+    if isinstance(readings, Sequence):
+        listed: Sequence[GpuReading] = readings
+    else:
+        listed, nvml_error = readings.gpus(), readings.unavailable_reason
     per_trial = float(resources.gpus_per_trial)
     if per_trial <= 0:
         return None
     asked = _asked(per_trial)
-    if not readings:
+    if not listed:
         why = f"NVML: {nvml_error}" if nvml_error else "NVML lists no devices"
         return (f"resources.gpus_per_trial: {asked} per trial asked but no NVIDIA GPU is visible ({why}); "
                 f"set gpus_per_trial: 0 to run on CPU")
-    present = sorted(r.index for r in readings)
-    if resources.gpus is not None:
-        absent = sorted(set(resources.gpus) - set(present))
-        if absent:
-            names = ", ".join(str(i) for i in absent)
-            plural = "s" if len(absent) > 1 else ""
-            return (f"resources.gpus: GPU{plural} {names} not on this machine (it has {_indices(present)}); "
-                    f"list only those or remove resources.gpus")
+    problem = _absent_gpus(resources, listed) or _memory_too_big(resources, _allowed(listed, resources))
+    if problem:
+        return problem
+    return _too_few_gpus(resources, listed, per_trial, asked)
+
+
+def _too_few_gpus(resources: Resources, readings: Sequence[GpuReading], per_trial: float, asked: str) -> str | None:
     allowed = sorted(r.index for r in _allowed(readings, resources))
-    too_big = _memory_too_big(resources, _allowed(readings, resources))
-    if too_big:
-        return too_big
-    if per_trial > len(allowed):
-        where = f"resources.gpus allows {len(allowed)}" if resources.gpus is not None else f"this machine has {len(allowed)}"
-        return (f"resources.gpus_per_trial: {asked} per trial asked but {where} ({_indices(allowed)}); "
-                f"lower gpus_per_trial" + (" or allow more GPUs in resources.gpus" if resources.gpus is not None else ""))
-    return None
+    if per_trial <= len(allowed):
+        return None
+    where = f"resources.gpus allows {len(allowed)}" if resources.gpus is not None else f"this machine has {len(allowed)}"
+    return (f"resources.gpus_per_trial: {asked} per trial asked but {where} ({_indices(allowed)}); "
+            f"lower gpus_per_trial" + (" or allow more GPUs in resources.gpus" if resources.gpus is not None else ""))
+
+
+def _absent_gpus(resources: Resources, readings: Sequence[GpuReading]) -> str | None:
+    """An error when ``resources.gpus`` names GPUs this machine does not have."""
+    present = sorted(r.index for r in readings)
+    absent = sorted(set(resources.gpus or ()) - set(present))
+    if not absent:
+        return None
+    names = ", ".join(str(i) for i in absent)
+    plural = "s" if len(absent) > 1 else ""
+    return (f"resources.gpus: GPU{plural} {names} not on this machine (it has {_indices(present)}); "
+            f"list only those or remove resources.gpus")
 
 
 def _memory_too_big(resources: Resources, allowed: Sequence[GpuReading]) -> str | None:

@@ -46,9 +46,7 @@ class UsageSampler:
         gpus = monitor.gpus()
         host = monitor.host()
         gpu_rows = [_gpu_row(now, HOSTNAME, g) for g in gpus]
-        sharing = self.gpu_sharing(gpus) if self.gpu_sharing is not None and gpus else {}
-        for row in gpu_rows:
-            row.update(sharing.get(row["gpu"], {}))
+        _add_sharing(gpu_rows, self.gpu_sharing, gpus)
         if self.remote:
             for node, readings in self.executor.gpu_readings().items():
                 gpu_rows.extend(_gpu_row(now, node, g) for g in readings)
@@ -96,6 +94,13 @@ class UsageSampler:
     def close(self) -> None:
         if self._monitor is not None:
             self._monitor.close()
+
+
+def _add_sharing(rows: list[dict[str, Any]], sharing: Any, gpus: list[Any]) -> None:
+    """This host's rows get the claimed / other memory columns (GPU sharing, engine.gpu_placer)."""
+    columns = sharing(gpus) if sharing is not None and gpus else {}
+    for row in rows:
+        row.update(columns.get(row["gpu"], {}))
 
 
 def _gpu_row(now: float, host: str, g: Any) -> dict[str, Any]:

@@ -112,6 +112,7 @@ def test_two_engines_with_two_databases_never_oversubscribe_whole_gpus(tmp_path:
     assert statuses == ["completed"] * 12, outputs  # a second trial on a taken GPU would have run out of memory
     assert overlapping_on_a_gpu(dbs, {"fraction": 1.0}) == []
     assert any("waiting for 1 GPU" in out for out in outputs)  # they did meet: 4 asked, 2 GPUs
+    assert not any("host-wide GPU claims unavailable" in out for out in outputs)
     assert list((tmp_path / "claims" / f"user-{os.geteuid()}").glob("*.json")) == []  # all claims returned
 
 
@@ -183,9 +184,9 @@ def other_user() -> Iterator[str]:
 
 @pytest.fixture
 def shared_folder() -> Iterator[Path]:
-    """A folder both users can reach (pytest's tmp_path is private to root)."""
+    """A folder both users can reach and create in, like /dev/shm (pytest's tmp_path is private to root)."""
     folder = Path(tempfile.mkdtemp(prefix="hpotui-two-users-", dir="/tmp"))
-    folder.chmod(0o755)
+    folder.chmod(0o1777)
     try:
         yield folder
     finally:
@@ -225,8 +226,10 @@ def test_two_users_share_the_claims_and_never_oversubscribe(other_user: str, sha
     outputs = [finish(proc) for _, proc in engines]
     dbs = [db for db, _ in engines]
     assert os.stat(dbs[1]).st_uid == uid  # the second study really ran as the other user
+    assert not any("host-wide GPU claims unavailable" in out for out in outputs), outputs
     assert [t["status"] for db in dbs for t in trials(db)] == ["completed"] * 10, \
-        [(t["status"], t["status_reason"]) for db in dbs for t in trials(db)]
+        ([(t["status"], (t["status_reason"] or "")[:40], t["gpus"], t["created_at"], t["finished_at"]) for db in dbs
+          for t in trials(db)], [line for out in outputs for line in out.splitlines() if "warn" in line])
     assert overlapping_on_a_gpu(dbs, {"fraction": 1.0}) == []
     claims = shared_folder / "claims"
     assert os.lstat(claims / f"user-{uid}").st_uid == uid and os.lstat(claims / "user-0").st_uid == 0
