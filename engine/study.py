@@ -662,6 +662,7 @@ class StudyLoop:
             got |= self._drain(live)
             behind |= not (live.stdout.at_eof and live.stderr.at_eof)
             self._poll_metric_files(live)
+        self._settle_steps()
         if behind:  # a batch was cut short: more is waiting, go round the loop (and flush) at once
             self._tick = 0.0
         else:
@@ -772,6 +773,29 @@ class StudyLoop:
             self._note_objective(live, report.step, objective)
         if live.proc is None or live.proc.final_status is not None:
             return  # drained after the fact, or already being stopped: record (best too), do not decide again
+        if live.reading is None:
+            self._decide(live, report)
+            return
+        settled = live.reading.open_step.add(report, time.monotonic())  # judged on the step's last values
+        if settled is not None:
+            self._decide(live, settled)
+        if not all(math.isfinite(v) for v in report.values.values()):  # NaN / inf: judged at once
+            self._decide(live, live.reading.open_step.take())
+
+    def _settle_steps(self, final_for: LiveTrial | None = None) -> None:
+        """Judge the steps that stood still for SETTLE_S (or, at a trial's end, its last step)."""
+        now = time.monotonic()
+        for live in [final_for] if final_for is not None else list(self.live.values()):
+            if live.reading is not None:
+                held = live.reading.open_step.take() if final_for is not None else live.reading.open_step.due(now)
+                if held is not None:
+                    self._decide(live, held)
+
+    def _decide(self, live: LiveTrial, report: Report | None) -> None:
+        """Health checks, then the scheduler, on one step's values."""
+        if report is None or live.proc is None or live.proc.final_status is not None:
+            return
+        objective = report.values.get(self.space.objective.metric)
         for flag in (self.health.observe(live.row.id, report.step, report.values)
                      if _health_due(live.reports, report.values) else ()):
             self.store.buffer_event(self.study.id, live.row.id, "flag", flag.message,
@@ -822,6 +846,7 @@ class StudyLoop:
                 continue
             self._drain(live, final=True)
             self._poll_metric_files(live, final=True)  # what its CSV / event files hold at the end
+            self._settle_steps(final_for=live)
             self.executor.reap_group(live.proc)
             self._finish_trial(live, code)  # drops it from self.live as soon as its status is recorded
             self.live.pop(trial_id, None)

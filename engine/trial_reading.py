@@ -22,6 +22,7 @@ from .metric_files import open_sources, read_source
 from .metricline import RegexMetrics, Report
 
 NOT_READ_EVENT = "not_read"
+SETTLE_S = 0.3  # a step with no new value for this long is judged (health, scheduler)
 FILE_POLL_S = 0.25  # how often a running trial's CSV / TensorBoard files are looked at
 RESUME_LOOKBACK = 64 * 1024  # bytes before the committed offset searched for the step a re-adopted bar is at
 SILENT_STREAK = 10  # trials in a row without the objective before launching pauses
@@ -54,12 +55,43 @@ class StepBest:
 
 
 @dataclass
+class OpenStep:
+    """A trial's newest step, held until it settles: the health checks and the scheduler judge a
+    step by its *last* values (a bar revises its step; a trial may report one step twice).
+
+    A step settles when a report at another step arrives, when ``SETTLE_S`` pass without a new
+    value at it, or when the trial ends; a NaN or an infinity is judged at once.
+    """
+
+    report: Report | None = None
+    since: float = 0.0
+
+    def add(self, report: Report, now: float) -> Report | None:
+        """Hold ``report``; returns the step it settles (the one before), if any."""
+        held, self.since = self.report, now
+        if held is not None and held.step == report.step:
+            self.report = Report(step=held.step, values={**held.values, **report.values},
+                                 resource=report.resource if report.resource is not None else held.resource)
+            return None
+        self.report = report
+        return held
+
+    def due(self, now: float) -> Report | None:
+        return self.take() if self.report is not None and now - self.since >= SETTLE_S else None
+
+    def take(self) -> Report | None:
+        held, self.report = self.report, None
+        return held
+
+
+@dataclass
 class TrialReading:
     """One trial's readers (regex over its output, file sources) and what they saw."""
 
     regex: RegexMetrics | None
     best: StepBest
     sources: list[Any] = field(default_factory=list)  # metric_files sources
+    open_step: OpenStep = field(default_factory=OpenStep)
     cut_lines: int = 0  # pieces longer than logs.max_line_kb, read in parts
     objective_seen: bool = False
     last_poll: float = 0.0

@@ -155,3 +155,18 @@ def test_resume_after_kill_9_keeps_the_step_a_plain_script_announced(tmp_path: P
     assert resumed.returncode == 0, out[-2000:] + err
     [trial] = _export(tmp_path, "resumed", "--curves")["trials"]
     assert trial["curves"]["val_acc"] == [[1.0, 0.1], [2.0, 0.2], [3.0, 0.3], [4.0, 0.4]]
+
+
+def test_the_scheduler_judges_a_step_by_its_last_value(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text(textwrap.dedent("""
+        import time
+        for epoch, acc in ((1, 0.9), (1, 0.2), (2, 0.3), (3, 0.4)):
+            print(f'@hpotui {{"epoch": {epoch}, "val_acc": {acc}}}', flush=True)
+            time.sleep(0.05)
+    """))
+    _space(tmp_path, "rung", "python t.py {x}",
+           extra="scheduler: {type: asha, resource: epoch, min_resource: 1, max_resource: 3, reduction_factor: 3}\n")
+    assert run_cli("launch", "rung.yaml", "--headless", "--db", "h.db", cwd=tmp_path).returncode == 0
+    db = sqlite3.connect(tmp_path / "h.db")
+    [(message, data)] = db.execute("SELECT message, data FROM events WHERE kind = 'scheduler'").fetchall()
+    assert json.loads(data)["value"] == 0.2 and json.loads(data)["step"] == 1, message
