@@ -73,20 +73,23 @@ def reserved_bytes(claim: Claim, total: int | None) -> int | None:
 
 
 def available_bytes(reading: GpuReading, claims: Sequence[Claim]) -> int | None:
-    """Memory a new trial may count on: NVML's free memory minus what claims promise but do not use yet.
+    """Memory a new trial may count on: the GPU's size minus what others hold and what claims promise.
 
-    ``None`` when NVML does not say how much memory the GPU has.
+    Committed memory is what processes outside the claims hold (NVML's used minus the claiming
+    trials' own use) plus, for each claim, the larger of its promise and its use. That equals
+    "NVML free minus promised-but-not-yet-used" when the readings agree, and stays on the safe
+    side when the GPU reading and the per-process reading were taken a moment apart (a trial
+    that loaded its memory in between is not counted as free twice). ``None`` when NVML does
+    not say how much memory the GPU has.
     """
     total = reading.memory_total_bytes
     if total is None:
         return None
-    free = total - (reading.memory_used_bytes or 0)
-    promised = 0
-    for claim in claims:
-        reserved = reserved_bytes(claim, total) or 0
-        promised += max(0, reserved - (claim.used_bytes or 0))
+    claimed_use = sum(c.used_bytes or 0 for c in claims)
+    outside = max(0, (reading.memory_used_bytes or 0) - claimed_use)
+    committed = outside + sum(max(reserved_bytes(c, total) or 0, c.used_bytes or 0) for c in claims)
     by_fraction = total - int(sum(c.fraction for c in claims) * total)  # never promise more than the GPU has
-    return max(0, min(free - promised, by_fraction))
+    return max(0, min(total - committed, by_fraction))
 
 
 def _per_gpu(claims: Iterable[ClaimLike]) -> dict[int, list[Claim]]:

@@ -339,3 +339,10 @@ def replace_busy(resources: Resources) -> Resources:
     from dataclasses import replace
 
     return replace(resources, avoid_busy=False)
+
+
+def test_readings_taken_a_moment_apart_never_count_memory_twice_as_free() -> None:
+    """The GPU reading says 0 used (older); the process reading already shows the trial's 28 GiB."""
+    gpu = readings(FakeNvml(1))[0]
+    assert available_bytes(gpu, [Claim(0, 30 / 80, 30 * GIB, used_bytes=28 * GIB)]) == 50 * GIB
+    assert available_bytes(gpu, [Claim(0, 30 / 80, 30 * GIB, used_bytes=34 * GIB)]) == 46 * GIB  # over its claim
