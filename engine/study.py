@@ -716,9 +716,11 @@ class StudyLoop:
         if not final and now - live.reading.last_poll < reading.FILE_POLL_S:
             return
         live.reading.last_poll = now
-        for report in reading.read_sources(live.reading, final):
+        reports = reading.read_sources(live.reading, final)
+        for report in reports:
             self._handle_report(live, report)
-        self._buffer_progress(live)
+        if reports:
+            self._buffer_progress(live)
 
     def _note_refused_log(self, live: LiveTrial, stream: LogTail) -> None:
         """A log that is a planted link or another user's file is not read: the trial's events say so, once."""
