@@ -58,7 +58,7 @@ def changes(before: StudyState | None, now: StudyState) -> list[Notice]:
     if now.launching_paused and not before.launching_paused and (now.pause_reason or "").startswith(
             "launching paused:"):
         out.append(Notice(name, "paused", f"{name}: {now.pause_reason}", "warning"))
-    if now.beats(before.best):
+    if before.best is not None and now.beats(before.best):  # a change of best, not the first one seen
         which = f" (trial {now.best_trial})" if now.best_trial is not None else ""
         out.append(Notice(name, "best", f"{name}: new best {now.best:.4g}{which}"))
     return out

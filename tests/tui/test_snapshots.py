@@ -1,22 +1,24 @@
-"""The main screens pinned as pictures, at 80x24 (the smallest terminal we promise) and 160x50.
+"""The main screens pinned as pictures, at 80x24 (the smallest terminal we promise) and 200x60.
 
-The study file is generated with fixed times and the app gets a fixed clock, so run times, ETAs
-and message stamps never move. Update after an intended change with ``--snapshot-update``.
+The study file is written by the engine's own store with fixed times (``tests/tui/bigdb.py``)
+and the app gets a fixed clock, so run times, ETAs and message stamps never move. Update after
+an intended change with ``--snapshot-update``, after looking at the pictures.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from tests.tui.bigdb import make_study_db
 from tests.tui.conftest import fixed_clock, wait_until
 from hpotui.tui.app import HpotuiApp
 from hpotui.tui.screens.study import StudyScreen
 
-SIZES = [(80, 24), (160, 50)]
+SIZES = [(80, 24), (200, 60)]
 
 
 def make_app(db, study: str | None = "demo") -> HpotuiApp:
-    return HpotuiApp(str(db), study, clock=fixed_clock, refresh_s=0.1)
+    return HpotuiApp(str(db), study, clock=fixed_clock, refresh_s=0.1, open_live=False)
 
 
 async def settle(pilot) -> None:
@@ -44,9 +46,9 @@ def test_study_curves(snap_compare, demo_db, size):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("key", ["g", "h", "v"])
+@pytest.mark.parametrize("key", ["g", "h", "v", "a"])
 def test_study_panels(snap_compare, demo_db, size, key):
-    """g: GPU panel, h: health panel, v: compare view."""
+    """g: GPU panel, h: health panel, v: compare view, a: parameter view."""
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press(key)
@@ -62,6 +64,26 @@ def test_help_screen(snap_compare, demo_db):
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(demo_db), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_failed_trial_reason_and_clone_dialog(snap_compare, demo_db):
+    """The reason line of a failed trial (exit code, stderr), then the clone dialog with its key hint."""
+    async def run_before(pilot):
+        await settle(pilot)
+        await pilot.press(*["j"] * 7)  # trial 8 failed
+        await settle(pilot)
+        await pilot.press("c")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(demo_db), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_engine_gone(snap_compare, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_study_db(tmp_path / "dead.db", name="dead", engine="dead")
+
+    assert snap_compare(HpotuiApp("dead.db", "dead", clock=fixed_clock, refresh_s=0.1), terminal_size=(80, 24),
+                        run_before=settle)
 
 
 def test_finished_study_without_color(snap_compare, finished_db, monkeypatch):
