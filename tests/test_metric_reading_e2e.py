@@ -170,3 +170,23 @@ def test_the_scheduler_judges_a_step_by_its_last_value(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "h.db")
     [(message, data)] = db.execute("SELECT message, data FROM events WHERE kind = 'scheduler'").fetchall()
     assert json.loads(data)["value"] == 0.2 and json.loads(data)["step"] == 1, message
+
+
+def test_a_line_longer_than_the_cap_keeps_its_metrics_and_is_said(tmp_path: Path) -> None:
+    (tmp_path / "t.py").write_text(textwrap.dedent("""
+        import sys, time
+        sys.stdout.write("epoch 1 " + "x" * 5000 + " val acc 0.25 ")  # a 5 KB line still being written
+        sys.stdout.flush()
+        time.sleep(1.0)
+        sys.stdout.write("y" * 3000 + " val acc 0.5\\n")
+    """))
+    _space(tmp_path, "longline", "python t.py {x}", extra="""
+        logs: {max_line_kb: 1}
+        metrics: {regex: {epoch: 'epoch (\\d+)', val_acc: 'val acc {number}'}}
+    """)
+    launched = run_cli("launch", "longline.yaml", "--headless", "--db", "h.db", cwd=tmp_path)
+    assert launched.returncode == 0, launched.stdout
+    record = _export(tmp_path, "longline", "--curves")
+    assert record["trials"][0]["curves"]["val_acc"] == [[1.0, 0.5]]  # the line's last value, read past the cap
+    assert any("longer than logs.max_line_kb was read in parts in 1 trial (1)" in w
+               for w in record["study"]["warnings"]), record["study"]["warnings"]
