@@ -9,12 +9,15 @@ recognised.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -176,3 +179,75 @@ def test_a_real_cuda_out_of_memory_is_recognised() -> None:
         pytest.skip("this PyTorch build has no CUDA")
     assert result.returncode != 0
     assert is_cuda_oom(result.stderr[-4000:]), result.stderr[-2000:]
+
+
+# --- sharing: a packed study of the digits trainer, and a real OOM beside a neighbour -------------------
+
+SHARED_OOM_TRIAL = textwrap.dedent("""
+    import sys, time
+    import torch
+    total = torch.cuda.get_device_properties(0).total_memory
+    block = torch.empty(int(0.6 * total), dtype=torch.uint8, device="cuda")  # two of these cannot share a GPU
+    torch.cuda.synchronize()
+    time.sleep(float(sys.argv[1]))
+    print('@hpotui {"epoch": 1, "val_acc": 0.5}', flush=True)
+""")
+
+
+def _launch(tmp_path: Path, space: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    from tests.conftest import cli_env
+
+    (tmp_path / "s.yaml").write_text(textwrap.dedent(space))
+    db = tmp_path / "h.db"
+    env = cli_env({"HPOTUI_CLAIMS_DIR": str(tmp_path / "claims")})
+    result = subprocess.run([sys.executable, "-m", "hpotui.engine.cli", "launch", "s.yaml", "--headless",
+                             "--db", str(db)], cwd=tmp_path, env=env, text=True, capture_output=True, timeout=540)
+    return result, db
+
+
+def test_a_packed_digits_study_runs_on_cuda_and_says_where_each_trial_went(tmp_path: Path) -> None:
+    trainer = Path(__file__).resolve().parents[1] / "sample_spaces" / "train_digits.py"
+    result, db = _launch(tmp_path, f"""
+        name: digits-packed
+        command: python {trainer} --lr {{lr}} --width {{width}} --batch-size 64 --epochs 40
+        objective: {{metric: val_acc, mode: max}}
+        search: {{algorithm: random, seed: 0}}
+        budget: {{max_trials: 8, max_parallel: 4}}
+        resources: {{gpu_memory: 1GiB, avoid_busy: false}}
+        space:
+          lr: {{type: loguniform, low: 1e-3, high: 0.1}}
+          width: {{type: int, low: 64, high: 512, log: true}}
+    """)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT number, status, gpus, gpu_fraction, gpu_memory, peak_gpu_memory FROM trials").fetchall()
+    started = [json.loads(d).get("placement") for (d,) in conn.execute("SELECT data FROM events WHERE kind = 'started'")]
+    samples = conn.execute("SELECT gpu, memory_used, memory_total, claimed_memory, claimed_trials, other_memory "
+                           "FROM gpu_samples ORDER BY id DESC LIMIT 8").fetchall()
+    print("\ntrials (number, status, gpus, fraction, claimed, peak):", rows)
+    print("placements:", started)
+    print("GPU samples (gpu, used, total, claimed, claimed trials, other):", samples)
+    assert all(status == "completed" and gpus for _, status, gpus, *_ in rows)
+    assert all(memory == GIB for *_, memory, _ in rows)
+    assert any(p and " 1 trial," not in p for p in started)  # at least one GPU held several trials at once
+    assert "on cuda" in (tmp_path / "hpotui_runs" / "digits-packed" / "1" / "stdout.log").read_text()
+
+
+def test_a_real_oom_beside_a_neighbour_runs_again_alone(tmp_path: Path) -> None:
+    (tmp_path / "hog.py").write_text(SHARED_OOM_TRIAL)
+    result, db = _launch(tmp_path, """
+        name: hog
+        command: python hog.py {hold}
+        objective: {metric: val_acc, mode: max}
+        budget: {max_trials: 2, max_parallel: 2}
+        resources: {gpus_per_trial: 0.5, gpus: [0], avoid_busy: false}
+        space:
+          hold: {type: uniform, low: 8, high: 9}
+    """)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    rows = sqlite3.connect(db).execute("SELECT id, status, rerun_of, gpu_fraction, status_reason FROM trials").fetchall()
+    print("\ntrials (id, status, rerun_of, fraction, reason):", rows)
+    failed = [r for r in rows if r[1] == "failed"]
+    assert len(failed) == 1 and "out of memory" in (failed[0][4] or "").lower()
+    rerun = [r for r in rows if r[2] == failed[0][0]]
+    assert rerun and rerun[0][1] == "completed" and rerun[0][3] == 1.0
