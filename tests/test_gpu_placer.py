@@ -108,3 +108,18 @@ def test_sample_columns_say_claimed_used_and_other(tmp_path: Path, claims_dir: P
         trial.wait()
     assert columns[0] == {"claimed_memory": 30 * GIB, "claimed_trials": 1, "other_memory": 6 * GIB}
     assert columns[1] == {"claimed_memory": 0, "claimed_trials": 0, "other_memory": 0}
+
+
+def test_after_resume_a_decided_oom_rerun_is_queued_and_still_runs_alone(tmp_path: Path, claims_dir: Path) -> None:
+    store, study, placer, _ = make(tmp_path, {"gpus_per_trial": 0.5}, [FakeGpu()])
+    first = add(store, study, placer, {"lr": 0.1, "batch": 32})
+    add(store, study, placer, {"lr": 0.2, "batch": 32})  # its neighbour on GPU 0
+    store.finish_trial(first.id, "failed", exit_code=1, reason="exit code 1: torch.OutOfMemoryError: CUDA out of memory")
+    tail = "Traceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+    assert placer.oom_retry(store.trial(first.id), "failed", tail) is True
+    placer.ended(first, "failed")
+    resumed = GpuPlacer(store, study, placer.space, placer._monitor, lambda _text: None)  # a new engine
+    queued = resumed.pending_reruns(store.trials(study.id), rerun_done=set())
+    assert [t.id for t in queued] == [first.id]
+    assert resumed.effective_resources(first.params, first.id).gpus_per_trial == 1
+    assert resumed.pending_reruns(store.trials(study.id), rerun_done={first.id}) == []
