@@ -28,7 +28,6 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
 from .trial_files import ForeignFile, open_own_log
 
@@ -71,14 +70,12 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
     raise OSError(err, os.strerror(err))
 
 
-class Piece(NamedTuple):
-    """A line or carriage-return segment of a trial's output."""
-
-    text: str
-    offset: int  # just past it (a partial piece: where it starts, nothing is consumed)
-    ends_line: bool  # a newline ended it; False for a carriage return, a cut part or a partial tail
-    partial: bool = False  # a bar's unterminated segment as it stands; handed out again once it ends
-    cut: bool = False  # a part of a piece longer than max_line_bytes
+# A line or carriage-return segment of a trial's output, as a plain tuple (millions are made):
+# (text, offset just past it (a partial piece: where it starts, nothing consumed), ends_line (a
+# newline ended it; False for a carriage return, a cut part or a partial tail), partial (a bar's
+# unterminated segment as it stands, handed out again once it ends), cut (a part of a piece
+# longer than max_line_bytes)).
+Piece = tuple[str, int, bool, bool, bool]
 
 
 class LogTail:
@@ -116,7 +113,7 @@ class LogTail:
 
     def read_lines(self, *, final: bool = False, budget: int = 4 * READ_CHUNK) -> list[tuple[str, int]]:
         """Complete pieces (lines and carriage-return segments) with the offset just past each."""
-        return [(p.text, p.offset) for p in self.read_pieces(final=final, budget=budget) if not p.partial]
+        return [(p[0], p[1]) for p in self.read_pieces(final=final, budget=budget) if not p[3]]
 
     def read_pieces(self, *, final: bool = False, budget: int = 4 * READ_CHUNK) -> list[Piece]:
         """New pieces with the offset just past each, at most ``budget`` bytes' worth per call.
@@ -164,10 +161,11 @@ class LogTail:
     def _split(self, data: bytes, pieces: list[Piece]) -> None:
         """Cut ``data`` (pending bytes + a new chunk) at newlines and lone carriage returns."""
         start = 0
-        if b"\r" not in data:  # the common case, as fast as before: newlines only
-            while (newline := data.find(b"\n", start)) >= 0:
+        if b"\r" not in data and not self._overlap:  # the common case, as fast as before: newlines only
+            append, find = pieces.append, data.find
+            while (newline := find(b"\n", start)) >= 0:
                 self.offset += newline + 1 - start
-                pieces.append(self._piece(data[start:newline], ends_line=True))
+                append((_decode(data[start:newline]), self.offset, True, False, False))
                 start = newline + 1
         else:
             for match in _TERMINATOR.finditer(data):
@@ -190,7 +188,7 @@ class LogTail:
         if self._overlap and not cut:  # the last part of an over-long piece
             raw, cut = self._overlap + raw, True
             self._overlap = b""
-        return Piece(_decode(raw), self.offset, ends_line, cut=cut)
+        return (_decode(raw), self.offset, ends_line, False, cut)
 
     def _hand_out_still_tail(self, pieces: list[Piece]) -> None:
         """The unterminated last segment, once it stayed the same for a whole read: a bar's last word."""
@@ -198,7 +196,7 @@ class LogTail:
             return
         if len(self._pending) == self._tail_seen:
             if not self._tail_handed:
-                pieces.append(Piece(_decode(self._pending), self.offset, False, partial=True))
+                pieces.append((_decode(self._pending), self.offset, False, True, False))
                 self._tail_handed = True
         else:
             self._tail_seen, self._tail_handed = len(self._pending), False

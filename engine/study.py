@@ -30,7 +30,7 @@ from .health import HealthMonitor, status_for
 from .conditions import inactive_names
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
 from .liveness import find_trial_process, process_create_time
-from .logtail import LogTail, Piece
+from .logtail import LogTail
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
 from .runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, judge_ended_unwatched, signal_name
 from .sampling import Sampler, make_sampler
@@ -673,9 +673,9 @@ class StudyLoop:
         for stream in (live.stdout, live.stderr):
             while True:  # a final drain reads to the end in bounded batches (a trial may exit mid-flood)
                 lines = stream.read_pieces(final=final, budget=DRAIN_BATCH_BYTES)
-                for piece in lines:
+                for text, _offset, ends_line, partial, cut in lines:
                     got = True
-                    self._handle_piece(live, piece, stream is live.stderr)
+                    self._handle_piece(live, text, ends_line, partial, cut, stream is live.stderr)
                 if not final or stream.at_eof:
                     break
                 if lines:  # a long final drain lands batch by batch, offsets with their rows
@@ -697,16 +697,17 @@ class StudyLoop:
             self._handle_report(live, report)
         return bool(reports)
 
-    def _handle_piece(self, live: LiveTrial, piece: Piece, on_stderr: bool) -> None:
+    def _handle_piece(self, live: LiveTrial, text: str, ends_line: bool, partial: bool, cut: bool,
+                      on_stderr: bool) -> None:
         """A line or progress-bar segment: regex metrics from every piece, ``@hpotui`` from whole lines."""
         if live.regex is not None:
-            for report in live.regex.feed(piece.text, ends_line=piece.ends_line, partial=piece.partial,
+            for report in live.regex.feed(text, ends_line=ends_line, partial=partial,
                                           stream="err" if on_stderr else "out", now=time.monotonic()):
                 self._handle_report(live, report)
-        if piece.cut and live.reading is not None:
+        if cut and live.reading is not None:
             live.reading.cut_lines += 1
-        if not piece.partial:
-            self._handle_line(live, piece.text)
+        if not partial:
+            self._handle_line(live, text)
 
     def _poll_metric_files(self, live: LiveTrial, final: bool = False) -> None:
         """CSV / TensorBoard sources, read as they grow (every quarter second) and once more at the end."""

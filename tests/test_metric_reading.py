@@ -101,15 +101,15 @@ def test_log_pieces_split_at_carriage_returns_and_a_still_tail_is_seen_once(tmp_
     log.write_bytes(b"start\r\n 1/3 loss=0.9\r 2/3 loss=0.5\r 3/3 val=0.7")
     tail = LogTail(log)
     first = tail.read_pieces()
-    assert [(p.text, p.ends_line, p.partial) for p in first] == [
+    assert [(p[0], p[2], p[3]) for p in first] == [  # (text, offset, ends_line, partial, cut)
         ("start", True, False), (" 1/3 loss=0.9", False, False), (" 2/3 loss=0.5", False, False)]
     [still] = tail.read_pieces()  # nothing new: the segment left on screen is handed out as it is
-    assert (still.text, still.partial, still.offset) == (" 3/3 val=0.7", True, first[-1].offset)
+    assert (still[0], still[3], still[1]) == (" 3/3 val=0.7", True, first[-1][1])
     assert tail.read_pieces() == []  # once
     with open(log, "ab") as f:
         f.write(b"\n")
     [done] = tail.read_pieces()
-    assert (done.text, done.ends_line, done.partial, done.offset) == (" 3/3 val=0.7", True, False, log.stat().st_size)
+    assert done[:4] == (" 3/3 val=0.7", log.stat().st_size, True, False)
 
 
 def test_a_piece_longer_than_the_cap_is_read_in_parts_and_its_metrics_kept(tmp_path: Path) -> None:
@@ -119,11 +119,11 @@ def test_a_piece_longer_than_the_cap_is_read_in_parts_and_its_metrics_kept(tmp_p
     pieces = []
     while not tail.at_eof or not pieces:
         pieces += tail.read_pieces(final=True, budget=1000)  # the line arrives in pieces
-    assert all(p.cut for p in pieces) and len(pieces) > 5 and pieces[-1].ends_line
+    assert all(p[4] for p in pieces) and len(pieces) > 5 and pieces[-1][2]  # all cut; the last ends the line
     regex = RegexMetrics((("loss", r"loss={number}"),))
     reports = []
-    for p in pieces:
-        reports += regex.feed(p.text, ends_line=p.ends_line)
+    for text, _offset, ends_line, _partial, _cut in pieces:
+        reports += regex.feed(text, ends_line=ends_line)
     assert [r.values for r in reports] == [{"loss": 0.456}]  # the line's last value, nothing lost in the cut
 
 
