@@ -190,7 +190,12 @@ class CsvSource(_Source):
 
 
 class TensorBoardSource(_Source):
-    """A folder of TensorBoard event files (SummaryWriter, Lightning, Keras, Hugging Face)."""
+    """A folder of TensorBoard event files (SummaryWriter, Lightning, Keras, Hugging Face).
+
+    A file in a subfolder names its metrics ``<subfolder>/<tag>``: Keras writes ``epoch_loss`` both
+    in ``train/`` and in ``validation/``. Point the source at the folder holding the files to get
+    bare tags (Lightning: ``.../lightning_logs/version_0``).
+    """
 
     kind = "tensorboard"
 
@@ -216,9 +221,12 @@ class TensorBoardSource(_Source):
         for file in sorted(self.path.rglob("events.out.tfevents.*")):
             if file not in self._loaders:
                 self._loaders[file] = EventFileLoader(str(file))
-        for loader in self._loaders.values():
+        for file, loader in self._loaders.items():
+            folder = file.parent.relative_to(self.path).as_posix()
+            prefix = "" if folder == "." else folder + "/"  # Keras: train/ and validation/ hold the same tags
             for event in loader.Load():
                 for tag, number in _scalars(event, tensor_util):
+                    tag = prefix + tag
                     self.rows += 1
                     if self._is_step_tag(tag):
                         self._epoch_at[event.step] = number

@@ -179,3 +179,13 @@ def test_tensorboard_source_maps_global_steps_to_the_epoch_tag(tmp_path: Path) -
     got += source.read(final=True)
     assert [(r.step, r.values["val_loss"]) for r in got][:2] == [(0.0, 1.0), (1.0, 0.5)]
     assert got[2].step == 2.0 and math.isnan(got[2].values["val_loss"])
+
+
+def test_tensorboard_files_in_subfolders_name_their_metrics_by_the_subfolder(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    torch_tb = pytest.importorskip("torch.utils.tensorboard")
+    for part, loss in (("train", 0.5), ("validation", 0.7)):  # how Keras' TensorBoard callback writes
+        with torch_tb.SummaryWriter(str(tmp_path / "tb" / part)) as writer:
+            writer.add_scalar("epoch_loss", loss, 0)
+    got = {name: value for r in TensorBoardSource(tmp_path / "tb").read(final=True) for name, value in r.values.items()}
+    assert got == {"train/epoch_loss": 0.5, "validation/epoch_loss": pytest.approx(0.7)}
