@@ -129,7 +129,7 @@ def _numbers(payload: dict) -> tuple[dict[str, float], list[str]]:
 
 
 # A number as trainers print it, NaN and the infinities included (any case): what ``{number}`` means.
-NUMBER = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?))"
+NUMBER = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?)(?![A-Za-z]))"
 NUMBER_PLACEHOLDER = "{number}"
 # ANSI escapes: CSI (colours, cursor moves), OSC (titles, links) and the two-byte ones.
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")

@@ -189,3 +189,8 @@ def test_tensorboard_files_in_subfolders_name_their_metrics_by_the_subfolder(tmp
             writer.add_scalar("epoch_loss", loss, 0)
     got = {name: value for r in TensorBoardSource(tmp_path / "tb").read(final=True) for name, value in r.values.items()}
     assert got == {"train/epoch_loss": 0.5, "validation/epoch_loss": pytest.approx(0.7)}
+
+
+def test_a_word_that_starts_like_inf_or_nan_is_not_a_number() -> None:
+    regex = RegexMetrics((("loss", r"loss: {number}"),))
+    assert regex.parse("loss: information follows") == [] and regex.parse("loss: nano") == []
