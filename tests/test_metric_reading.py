@@ -194,3 +194,28 @@ def test_tensorboard_files_in_subfolders_name_their_metrics_by_the_subfolder(tmp
 def test_a_word_that_starts_like_inf_or_nan_is_not_a_number() -> None:
     regex = RegexMetrics((("loss", r"loss: {number}"),))
     assert regex.parse("loss: information follows") == [] and regex.parse("loss: nano") == []
+
+
+def _space_with(metrics: dict, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from hpotui.engine.space import parse_space
+
+    return parse_space({"name": "s", "command": "python t.py {x}", "objective": {"metric": "val_acc", "mode": "max"},
+                        "budget": {"max_trials": 1, "max_parallel": 1}, "space": {"x": {"type": "uniform", "low": 0,
+                                                                                       "high": 1}},
+                        "metrics": metrics}, "s.yaml", tmp_path)
+
+
+def test_metric_files_in_the_space_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hpotui.engine import metric_files
+    from hpotui.engine.errors import SpaceError
+
+    space = _space_with({"csv": "{trial_dir}/m.csv", "tensorboard": "tb/{x}", "step": "epoch",
+                         "regex": {"val_acc": "acc {number}"}}, tmp_path)
+    assert space.metric_files == metric_files.MetricFilesSpec("{trial_dir}/m.csv", "tb/{x}", "epoch")
+    assert metric_files.render_path("tb/{x}", {"x": 0.5}, tmp_path) == tmp_path / "tb" / "0.5"
+    with pytest.raises(SpaceError, match=r"metrics.csv.*\{lr\} names no parameter"):
+        _space_with({"csv": "{lr}.csv"}, tmp_path)
+    monkeypatch.setattr(metric_files.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SpaceError) as missing:
+        _space_with({"tensorboard": "tb"}, tmp_path)
+    assert "pip install 'hpotui[tensorboard]'" in str(missing.value) and "\n" not in str(missing.value)
