@@ -328,6 +328,10 @@ class StudyReader:
         opened = open_readonly(path)
         self.conn: sqlite3.Connection = opened.conn
         self.immutable = opened.immutable
+        self.has_clones = opened.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                                              "'clones'").fetchone() is not None  # schema 3: a lasting queue
+        source = "(SELECT source_number FROM clones WHERE id = trials.clone_id)" if self.has_clones else "NULL"
+        self._columns = self._COLUMNS.replace(" FROM trials", f", {source} FROM trials")
         self._lock = threading.Lock()
         self._params: dict[int, dict[str, Any]] = {}
         self._last: dict[int, tuple[int, float | None]] = {}
@@ -452,10 +456,10 @@ class StudyReader:
         open_ids = self._open.get(study_id, set())
         with self._lock:
             if cache:
-                rows = self.conn.execute(self._COLUMNS + " AND (id > ? OR id IN (SELECT value FROM json_each(?)))",
+                rows = self.conn.execute(self._columns + " AND (id > ? OR id IN (SELECT value FROM json_each(?)))",
                                          (study_id, max(cache), json.dumps(sorted(open_ids)))).fetchall()
             else:
-                rows = self.conn.execute(self._COLUMNS, (study_id,)).fetchall()
+                rows = self.conn.execute(self._columns, (study_id,)).fetchall()
             max_step = plan.max_step
             if max_step is None:
                 max_step = self.conn.execute("SELECT MAX(last_step) FROM trials WHERE study_id = ? AND "
@@ -503,7 +507,8 @@ class StudyReader:
     def _trial_info(self, r: tuple[Any, ...], ctx: "_RowContext", flags: Sequence[tuple[str, float | None]],
                     clone_of: int | None) -> TrialInfo:
         (tid, number, status, params_json, best, last_step, gpus, started, finished, paused, reports, out,
-         err, reason, exit_code, pid, create_time, host, best_step) = r
+         err, reason, exit_code, pid, create_time, host, best_step, clone_source) = r
+        clone_of = clone_source if clone_source is not None else clone_of
         params = self._params.get(tid)
         if params is None:
             params = self._params[tid] = json.loads(params_json or "{}")
@@ -594,26 +599,37 @@ class StudyReader:
     def _waiting_clones(self, study: StudyRow, clones: Mapping[int, int], alive: bool) -> list[TrialInfo]:
         """Clones the engine accepted but has not started (launching paused, no free slot): shown as rows.
 
-        The engine keeps them in a first-in first-out queue, so the oldest accepted clone commands
-        are the ones already started (as many as trials carry a clone origin).
+        Since schema 3 the queue is the ``clones`` table (it survives the engine; a clone is started
+        once a trial carries its id). An older file only has the acknowledged commands, kept in a
+        first-in first-out queue in the engine's memory: the oldest ones are those already started.
         """
+        if self.has_clones:
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT id, source_number, params, note FROM clones c WHERE study_id = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM trials t WHERE t.clone_id = c.id) ORDER BY id", (study.id,)).fetchall()
+            return [self._waiting(-clone_id, source, json.loads(params or "{}"), note or "")
+                    for clone_id, source, params, note in rows]
         if not alive:
             return []
         with self._lock:
             rows = self.conn.execute("SELECT id, trial_number, args FROM commands WHERE study_id = ? AND action = "
                                      "'clone_trial' AND acknowledged_at IS NOT NULL AND result LIKE 'clone of %' "
                                      "ORDER BY id", (study.id,)).fetchall()
-        waiting = rows[len(clones):]
-        out = []
         numbers = {t.number: t for t in self._trials.get(study.id, {}).values()}
-        for command_id, source, args in waiting:
+        out = []
+        for command_id, source, args in rows[len(clones):]:
             base = dict(numbers[source].params) if source in numbers else {}
             base.update(_data(args).get("params") or {})
-            out.append(TrialInfo(id=-command_id, number=0, status="queued", params=base, last=None, best=None,
-                                 last_step=None, flags=(), gpus=None, started_at=None, finished_at=None, paused=False,
-                                 run_s=None, eta_s=None, stdout_path="", stderr_path="", clone_of=source,
-                                 pending=True, reason="waiting in the engine's clone queue"))
+            out.append(self._waiting(-command_id, source, base, ""))
         return out
+
+    @staticmethod
+    def _waiting(row_id: int, source: int | None, params: dict[str, Any], note: str) -> TrialInfo:
+        reason = "waiting in the clone queue" + (f" · {note}" if note else "")
+        return TrialInfo(id=row_id, number=0, status="queued", params=params, last=None, best=None, last_step=None,
+                         flags=(), gpus=None, started_at=None, finished_at=None, paused=False, run_s=None, eta_s=None,
+                         stdout_path="", stderr_path="", clone_of=source, pending=True, reason=reason)
 
     def failure(self, trial_id: int) -> FailureDetail | None:
         """The engine's ``failed`` event of a trial: exit code and stderr tail."""

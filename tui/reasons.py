@@ -36,21 +36,26 @@ def last_lines(text: str, count: int = STDERR_LINES) -> list[str]:
 
 
 def trial_reason(trial: TrialInfo, failure: FailureDetail | None, study_name: str, width: int) -> Text:
-    """Two or three short lines: the status and why, then (failed) the last lines of stderr."""
-    out = Text(no_wrap=True, overflow="ellipsis")
+    """Up to three lines cut to ``width``: the status and why, then (failed) the last lines of stderr."""
+    head = Text()
     label = "clone" if trial.pending else f"trial {trial.number}"
-    out.append(f"{label} ", style="bold")
-    out.append_text(fmt.status(trial.shown_status))
+    head.append(f"{label} ", style="bold")
+    head.append_text(fmt.status(trial.shown_status))
     if trial.clone_of is not None:
-        out.append(f" · clone of #{trial.clone_of}", style="cyan")
+        head.append(f" · clone of #{trial.clone_of}", style="cyan")
     why = _why(trial, failure, study_name)
     if why:
-        out.append(" · " + why)
+        head.append(" · " + why)
+    lines = [head]
     if trial.status == "failed" and failure is not None and failure.stderr_tail:
-        for line in last_lines(failure.stderr_tail):
-            out.append("\n  stderr│ ", style="dim")
-            out.append(line[: max(10, width - 12)], style="red")
-    return out
+        for text in last_lines(failure.stderr_tail):
+            line = Text("  stderr│ ", style="dim")
+            line.append(text, style="red")
+            lines.append(line)
+    room = max(20, width - 2)
+    for line in lines:
+        line.truncate(room, overflow="ellipsis")
+    return Text("\n").join(lines)
 
 
 def _why(trial: TrialInfo, failure: FailureDetail | None, study_name: str) -> str:

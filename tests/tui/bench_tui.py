@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -48,6 +49,9 @@ async def open_time(db: Path) -> float:
 def writer(db: Path, stop: threading.Event) -> None:
     """An engine's write pattern at 1 Hz for the 50 running trials."""
     conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+    me = psutil.Process()
+    conn.execute("UPDATE studies SET engine_pid = ?, engine_create_time = ?, engine_host = ?",  # the engine: us
+                 (me.pid, me.create_time(), socket.gethostname()))
     running = [r[0] for r in conn.execute("SELECT id FROM trials WHERE status = 'running'")]
     step = {tid: conn.execute("SELECT last_step FROM trials WHERE id = ?", (tid,)).fetchone()[0] or 0
             for tid in running}

@@ -163,20 +163,27 @@ def make_study_db(path: str | Path, *, name: str = "demo", trials: int = 12, ste
     return path
 
 
+def _queue_clone(store: Store, study_id: int, params: dict[str, Any], note: str | None) -> int:
+    """A clone of trial 6 as the engine queues it: the command, acknowledged in the clones table's own write."""
+    command = store.send_command(study_id, "clone_trial", trial_number=6, args={"params": {"lr": params["lr"]}})
+    clone_id = store.queue_clone(study_id, command_id=command, source_number=6, params=params, note=note,
+                                 result=f"clone of trial 6 queued: lr={params['lr']:g}")
+    assert clone_id is not None
+    return clone_id
+
+
 def _waiting_clone(store: Store, study_id: int) -> None:
-    """Two clones of trial 6 the engine accepted: the first runs (the last trial), the second waits in its queue."""
-    first = store.send_command(study_id, "clone_trial", trial_number=6, args={"params": {}})
-    store.acknowledge_command(first, "clone of trial 6 queued")
-    command = store.send_command(study_id, "clone_trial", trial_number=6, args={"params": {"lr": 2.5}})
-    store.acknowledge_command(command, "clone of trial 6 queued: lr=2.5 dropout=0.1 width=64 optimizer=adam")
-    store.add_event(study_id, None, "command", "clone_trial: clone of trial 6 queued")
+    """A second clone of trial 6, off the searched range, still waiting in the queue (launching has no slot)."""
+    params = {"lr": 2.5, "dropout": 0.365, "width": 225, "optimizer": "sgd"}
+    _queue_clone(store, study_id, params, "lr=2.5 is outside the searched range [0.0001, 1]")
 
 
 def _write_trial(store: Store, study_id: int, i: int, status: str, params: dict[str, Any], started: float | None,
                  steps: int, gpus: int, rng: random.Random, clock: _Clock, clone_of: int | None) -> None:
     number = i + 1
     gpu = str(i % gpus) if status == "running" and gpus else None
-    row = store.add_trial(study_id=study_id, params=params, argv=["python", "train.py"],
+    clone_id = _queue_clone(store, study_id, params, None) if clone_of is not None else None
+    row = store.add_trial(study_id=study_id, params=params, argv=["python", "train.py"], clone_id=clone_id,
                           trial_dir=f"/nonexistent/{number}", stdout_path=f"/nonexistent/{number}/stdout.log",
                           stderr_path=f"/nonexistent/{number}/stderr.log", sample_index=i, rerun_of=None, seed=None,
                           number=number, gpu_picker=(lambda _claims: (gpu, 1.0)) if gpu else None)
