@@ -587,12 +587,13 @@ class StudyLoop:
                                         rerun_of=rerun_of, seed=seed, number=number, gpu_picker=picker,
                                         clone_id=clone_id)
 
-        row = self.gpu.insert(insert, params, rerun_of) if self.gpu.uses_gpus(self.executor) else insert(None)
-        placement = self.gpu.placed(row) if row is not None else ""
-        if row is None:
+        inserted = self.gpu.insert(insert, params, rerun_of) if self.gpu.uses_gpus(self.executor) else insert(None)
+        placement = self.gpu.placed(inserted) if inserted is not None else ""
+        if inserted is None:
             os.rmdir(trial_dir)  # still empty and ours; the next try makes it again
             self._note_waiting_for_gpus()
             return False  # no GPU free right now: the next tick tries again
+        row: TrialRow = inserted
         self._consume_configuration()
         self._waiting_note = None
         self._note_new_trial(row, folder.note, clone_id)
