@@ -611,6 +611,7 @@ class StudyLoop:
             proc = self.executor.start(row.id, argv, cwd=self.space.workdir, env=env,
                                        stdout_path=Path(row.stdout_path), stderr_path=Path(row.stderr_path))
         except OSError as exc:
+            self.gpu.ended(row, "failed")  # it never ran: its GPU claim goes at once
             self._requeue_if_out_of_fds(row, exc)
             reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
             self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)

@@ -89,3 +89,22 @@ def test_an_oom_storm_pauses_packing_not_the_study(tmp_path: Path) -> None:
     assert record["study"]["status"] == "completed"
     assert events(tmp_path / "h.db", "failure_storm") == []  # launching itself never paused
     assert "packing paused: the last 3 packed trials ran out of GPU memory" in status(tmp_path / "h.db", "storm", env)
+
+
+def test_a_trial_that_cannot_start_gives_its_gpu_back(tmp_path: Path) -> None:
+    make_box(tmp_path, [FakeGpu()])
+    env = box_env(tmp_path)
+    (tmp_path / "s.yaml").write_text(f"""
+name: nostart
+command: [{tmp_path / 'missing-program'}, "{{x}}"]
+objective: {{metric: val_acc, mode: max}}
+budget: {{max_trials: 3, max_parallel: 1, failure_streak: 10}}
+resources: {{gpus_per_trial: 1}}
+space:
+  x: {{type: uniform, low: 0, high: 1}}
+""")
+    proc = launch(tmp_path / "s.yaml", tmp_path / "h.db", env)
+    proc.communicate(timeout=120)
+    rows = trials(tmp_path / "h.db")
+    assert [r["status"] for r in rows] == ["failed"] * 3  # each found the GPU free again: no leaked claim
+    assert list((tmp_path / "claims").glob("user-*/*.json")) == []
