@@ -14,6 +14,7 @@ The decisions themselves are pure functions in :mod:`engine.placement` and
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -24,6 +25,7 @@ from .placement import EPS, Claim, claims_for, claims_from_rows, cuda_visible_de
 from .resources import OOM_FLAG, OOM_HINT, GpuReading, is_cuda_oom
 
 OOM_STORM_TRIALS = 3  # this many packed trials in a row out of memory: packing pauses
+RETRY_S = 0.5  # waiting for room: look at every engine's claims at most this often (a local end: at once)
 Picker = Callable[[list[tuple[str, float]]], "tuple[str, float] | None"]
 
 
@@ -66,6 +68,7 @@ class GpuPlacer:
         self._shared: set[int] = set()  # trials that had company on their GPU at some point
         self._gpu_of: dict[int, tuple[int, ...]] = {}  # live trials of this engine -> GPUs
         self._memory_of: dict[int, int] = {}  # gpu_memory trials of this engine -> bytes claimed
+        self._retry_at = 0.0  # monotonic time before which a placement that found no room is not retried
 
     # -- the registry, opened on first use -----------------------------------------------------
     def _registry(self) -> ClaimRegistry | None:
@@ -111,18 +114,20 @@ class GpuPlacer:
         this trial's claim is written, so no other engine (any database, any user) can place
         in between.
         """
+        if time.monotonic() < self._retry_at:
+            return None  # found no room a moment ago; reading every claim again each loop turn costs CPU
         resources = self.effective_resources(params, rerun_of)
         readings = self._monitor().gpus()
         registry = self._registry()
         if registry is None:
-            return add_trial(self._picker(readings, resources, None))
+            return self._note_outcome(add_trial(self._picker(readings, resources, None)))
         try:
             with registry.locked():
                 claims = self._host_claims(registry.claims(), readings)
                 row = add_trial(self._picker(readings, resources, claims))
                 if row is not None:
                     self._write_claim(row, readings)
-                return row
+                return self._note_outcome(row)
         except RegistryBusy as exc:
             self._waiting_claims, self._waiting_resources = [], resources
             self._last = None
@@ -131,6 +136,10 @@ class GpuPlacer:
         except OSError as exc:  # the registry went bad mid-run (full /dev/shm, folder removed)
             self._fall_back(f"{registry.root}: {exc.strerror or exc}")
             return None
+
+    def _note_outcome(self, row: Any) -> Any:
+        self._retry_at = 0.0 if row is not None else time.monotonic() + RETRY_S
+        return row
 
     def _picker(self, readings: Sequence[GpuReading], resources: Any, host_claims: list[Claim] | None) -> Picker:
         def pick(claim_rows: list[tuple[str, float]]) -> tuple[str, float] | None:
@@ -251,6 +260,7 @@ class GpuPlacer:
 
     def ended(self, row: Any, status: str) -> None:
         """The trial is over: drop its claim; a packed trial that completed ends an OOM streak."""
+        self._retry_at = 0.0  # a GPU of ours may be free: place again at once
         self._gpu_of.pop(row.id, None)
         self._memory_of.pop(row.id, None)
         self._shared.discard(row.id)
