@@ -123,3 +123,22 @@ def test_after_resume_a_decided_oom_rerun_is_queued_and_still_runs_alone(tmp_pat
     assert [t.id for t in queued] == [first.id]
     assert resumed.effective_resources(first.params, first.id).gpus_per_trial == 1
     assert resumed.pending_reruns(store.trials(study.id), rerun_done={first.id}) == []
+
+
+def test_a_database_from_before_gpu_sharing_gains_its_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    from hpotui.engine import store as store_module
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    store_module._migration_1(store_module._sqlite_utils().Database(conn))
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    assert store.schema_version() == store_module.SCHEMA_VERSION
+    trial_columns = {r[1] for r in store.conn.execute("PRAGMA table_info(trials)")}
+    sample_columns = {r[1] for r in store.conn.execute("PRAGMA table_info(gpu_samples)")}
+    assert "gpu_memory" in trial_columns
+    assert {"claimed_memory", "claimed_trials", "other_memory"} <= sample_columns
