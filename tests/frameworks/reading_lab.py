@@ -55,6 +55,14 @@ class StudyRun:
     def by_case(self, case: str) -> TrialSeen:
         return next(t for t in self.trials.values() if t.case == case)
 
+    def row_count(self, trial: TrialSeen) -> int:
+        conn = sqlite3.connect(self.db)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM metrics m JOIN trials t ON t.id = m.trial_id "
+                                "WHERE t.number = ?", (trial.number,)).fetchone()[0]
+        finally:
+            conn.close()
+
     def latencies(self, trial: TrialSeen) -> list[float]:
         printed = self.record(trial)["printed_at"]
         return [trial.opened[e] - printed[e] for e in trial.opened if e in printed]

@@ -33,8 +33,8 @@ def _check_healthy(run: StudyRun, case: str, names: dict[str, str], **precision:
     assert trial.opened_while_running and len(trial.opened) == len(record["record"])
     checked = assert_curves_match(run.curves(trial), record["record"], names, **precision)
     latencies = run.latencies(trial)
-    print(f"{run.name} {case}: {checked} values equal, latency median {statistics.median(latencies):.3f}s "
-          f"max {max(latencies):.3f}s")
+    print(f"{run.name} {case}: {checked} values equal ({run.row_count(trial)} rows incl. a bar's revisions), "
+          f"latency median {statistics.median(latencies):.3f}s max {max(latencies):.3f}s")
     return checked
 
 
