@@ -108,3 +108,19 @@ space:
     rows = trials(tmp_path / "h.db")
     assert [r["status"] for r in rows] == ["failed"] * 3  # each found the GPU free again: no leaked claim
     assert list((tmp_path / "claims").glob("user-*/*.json")) == []
+
+
+def test_auto_runs_alone_until_measured_then_packs_by_the_measured_peak(tmp_path: Path) -> None:
+    from hpotui.engine.gpu_memory import GIB, with_margin
+
+    make_box(tmp_path, [FakeGpu()])
+    env = box_env(tmp_path)
+    space = space_file(tmp_path, "auto", gib=20, resources="{gpu_memory: auto}", trials=3, parallel=3,
+                       hold=(6.0, 6.5))  # longer than the 5 s between usage samples: a peak gets measured
+    finish(launch(space, tmp_path / "h.db", env))
+    first, second, third = trials(tmp_path / "h.db")
+    assert first["gpu_fraction"] == 1.0 and first["peak_gpu_memory"] == 20 * GIB  # alone: nothing measured yet
+    assert second["gpu_memory"] == third["gpu_memory"] == with_margin(20 * GIB)
+    assert second["created_at"] >= first["finished_at"]
+    assert third["created_at"] < second["finished_at"]  # packed side by side on the one GPU
+    assert all(t["status"] == "completed" for t in (first, second, third))
