@@ -30,7 +30,7 @@ def _arrived_while_running(run: StudyRun, case: str) -> None:
     record = run.record(trial)
     assert not record["timed_out"], f"{case}: epochs {record['timed_out']} never reached the database while running"
     latencies = run.latencies(trial)
-    print(f"{run.name} {case}: latency median {statistics.median(latencies):.3f}s max {max(latencies):.3f}s")
+    print(f"{run.name} {case}: {len(latencies)} epochs, latency median {statistics.median(latencies):.3f}s max {max(latencies):.3f}s")
 
 
 def _lightning_csv(path: Path) -> dict[str, dict[str, float]]:
@@ -77,3 +77,16 @@ def test_summary_writer_loop(tmp_path: Path) -> None:
             record.setdefault(f"{scalar.step:g}", {})[tag] = scalar.value
     assert assert_curves_match(run.curves(trial), record, names, decimals=12) == 9
     assert run.by_case("epochs=3,poison=1").status == "diverged"
+
+
+@_needs("keras", "torch")
+def test_keras_csv_logger(tmp_path: Path) -> None:
+    names = {"loss": "loss", "accuracy": "accuracy", "val_loss": "val_loss", "val_accuracy": "val_accuracy"}
+    run = run_study(tmp_path, "keras-csv", "pb_keras.py", ["logger=csv,verbose=0", "logger=csv,verbose=0,poison=1"],
+                    metrics={"csv": "{trial_dir}/keras.csv"}, objective={"metric": "val_accuracy", "mode": "max"},
+                    gate_metrics=tuple(names), first_epoch=0)
+    _arrived_while_running(run, "logger=csv,verbose=0")
+    trial = run.by_case("logger=csv,verbose=0")
+    # Keras' History and its CSV hold the same numbers (the CSV with repr's precision)
+    assert assert_curves_match(run.curves(trial), run.record(trial)["record"], names, significant=12) == 12
+    assert run.by_case("logger=csv,verbose=0,poison=1").status == "diverged"
