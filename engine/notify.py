@@ -42,35 +42,40 @@ class NotifySpec:
     on: tuple[str, ...] = DEFAULT_EVENTS
 
 
+EXAMPLE = 'notify: {command: [notify-send, "hpotui {study}", "{message}"]}'
+
+
 def parse_notify(raw: Any, fail: Callable[..., Exception]) -> NotifySpec | None:
     """Validate ``notify:``; ``fail(key, problem, fix)`` builds the space file's one-line error."""
     if raw is None:
         return None
-    example = 'notify: {command: [notify-send, "hpotui {study}", "{message}"]}'
     if not isinstance(raw, dict):
-        raise fail("notify", "expected a mapping", f"write {example}")
+        raise fail("notify", "expected a mapping", f"write {EXAMPLE}")
     for key in raw:
         if key not in ("command", "on"):
             raise fail(f"notify.{key}", "unknown key", "allowed keys: command, on")
-    command = raw.get("command")
+    return NotifySpec(command=_command(raw.get("command"), fail), on=_events(raw.get("on", list(DEFAULT_EVENTS)), fail))
+
+
+def _command(command: Any, fail: Callable[..., Exception]) -> tuple[str, ...]:
     if not isinstance(command, list) or not command or not all(isinstance(a, (str, int, float)) for a in command):
         raise fail("notify.command", "expected a non-empty list of arguments (it never runs through a shell)",
-                   f"write {example}")
+                   f"write {EXAMPLE}")
     argv = tuple(str(a) for a in command)
-    for arg in argv:
-        for name in _ANY_PLACEHOLDER.findall(arg):
-            if name not in PLACEHOLDERS:
-                raise fail("notify.command", f"unknown placeholder {{{name}}}",
-                           "use {study}, {event} or {message}")
-    on = raw.get("on", list(DEFAULT_EVENTS))
-    if isinstance(on, str):
-        on = [on]
-    if not isinstance(on, list) or not on:
+    unknown = [name for arg in argv for name in _ANY_PLACEHOLDER.findall(arg) if name not in PLACEHOLDERS]
+    if unknown:
+        raise fail("notify.command", f"unknown placeholder {{{unknown[0]}}}", "use {study}, {event} or {message}")
+    return argv
+
+
+def _events(on: Any, fail: Callable[..., Exception]) -> tuple[str, ...]:
+    events = [on] if isinstance(on, str) else on
+    if not isinstance(events, list) or not events:
         raise fail("notify.on", "expected a list of events", f"write on: [{', '.join(EVENTS)}]")
-    for event in on:
+    for event in events:
         if event not in EVENTS:
             raise fail("notify.on", f"unknown event {event!r}", f"use any of {', '.join(EVENTS)}")
-    return NotifySpec(command=argv, on=tuple(dict.fromkeys(on)))
+    return tuple(dict.fromkeys(events))
 
 
 def render(command: tuple[str, ...], study: str, event: str, message: str) -> list[str]:

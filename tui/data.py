@@ -476,16 +476,12 @@ class StudyReader:
         if study.status not in LIVE_STATUSES or not alive:
             return None, False
         running = [t for t in trials if t.status == "running"]
-        moving = [t for t in running if not t.paused]
-        if study.launching_paused and not moving:
+        paces = [RunningPace(t.run_s or 0.0, t.eta_s) for t in running if not t.paused]
+        if study.launching_paused and not paces:
             return None, True
-        paces = [RunningPace(t.run_s or 0.0, t.eta_s) for t in moving]
-        finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted"))
-        left = 0
-        if plan.max_trials is not None and not study.launching_paused:
-            left = max(0, plan.max_trials - finished - len(running))
+        left = _left_to_start(study, plan, counts, len(running))
         mean = expected_trial_seconds(durations, finished_n, paces)
-        return study_eta(paces, left, mean, study.max_parallel or plan.max_parallel or 1), False
+        return study_eta(paces, left, mean, _parallel(study, plan)), False
 
     def _end_reason(self, study: StudyRow) -> str:
         """Why the study ended, from the engine's last ``study_end`` event (read once per ending)."""
@@ -508,31 +504,35 @@ class StudyReader:
                     clone_of: int | None) -> TrialInfo:
         (tid, number, status, params_json, best, last_step, gpus, started, finished, paused, reports, out,
          err, reason, exit_code, pid, create_time, host, best_step, clone_source) = r
-        clone_of = clone_source if clone_source is not None else clone_of
-        params = self._params.get(tid)
-        if params is None:
-            params = self._params[tid] = json.loads(params_json or "{}")
         reports = reports or 0
-        eta = None
-        process = ""
-        end = finished
-        pace, last_time = self._step_seconds(tid, reports, ctx.metric) if status == "running" else (None, None)
-        if status == "running":
-            if not ctx.alive:
-                process = "unwatched" if host == HOSTNAME and process_alive(pid, create_time) else "gone"
-            if process == "gone":
-                end = max(x for x in (last_time, ctx.last_seen, started) if x is not None) if started else None
-            else:
-                eta = trial_eta(last_step, ctx.max_step, pace)
+        eta, process, end = (None, "", finished) if status != "running" else self._running(
+            tid, reports, ctx, last_step, started, (host, pid, create_time))
         last = self._last_objective(tid, reports, ctx.metric)
         if _better(last, best, ctx.mode):
             best = last  # reports recorded after the engine stopped judging still count
-        return TrialInfo(id=tid, number=number, status=status, params=params, last=last, best=best,
-                         last_step=last_step, flags=current_flags(flags, best_step), gpus=gpus, started_at=started,
-                         finished_at=finished, paused=bool(paused),
-                         run_s=None if started is None else max(0.0, (end or ctx.now) - started), eta_s=eta,
-                         stdout_path=out or "", stderr_path=err or "", reason=reason or "", exit_code=exit_code,
-                         clone_of=clone_of, process=process)
+        return TrialInfo(id=tid, number=number, status=status, params=self._params_of(tid, params_json), last=last,
+                         best=best, last_step=last_step, flags=current_flags(flags, best_step), gpus=gpus,
+                         started_at=started, finished_at=finished, paused=bool(paused),
+                         run_s=_run_seconds(started, end, ctx.now), eta_s=eta, stdout_path=_text(out),
+                         stderr_path=_text(err), reason=_text(reason), exit_code=exit_code,
+                         clone_of=_first(clone_source, clone_of), process=process)
+
+    def _params_of(self, trial_id: int, params_json: str | None) -> dict[str, Any]:
+        """Parsed once per trial: a trial's parameters never change."""
+        params = self._params.get(trial_id)
+        if params is None:
+            params = self._params[trial_id] = json.loads(params_json or "{}")
+        return params
+
+    def _running(self, tid: int, reports: int, ctx: "_RowContext", last_step: float | None, started: float | None,
+                 process_id: tuple[str | None, int | None, float | None]) -> tuple[float | None, str, float | None]:
+        """(ETA, process state, when its clock stops) of a running trial."""
+        pace, last_time = self._step_seconds(tid, reports, ctx.metric)
+        process = "" if ctx.alive else _process_state(*process_id)
+        if process != "gone":
+            return trial_eta(last_step, ctx.max_step, pace), process, None
+        seen = [x for x in (last_time, ctx.last_seen, started) if x is not None]
+        return None, process, max(seen) if seen else None  # its clock stopped when it was last seen
 
     @staticmethod
     def _best(trials: Sequence[TrialInfo], mode: str) -> TrialInfo | None:
@@ -575,8 +575,9 @@ class StudyReader:
         last_id, flags, clones = self._events.get(study_id, (0, {}, {}))
         touched: set[int] = set()
         with self._lock:
+            kinds = "('flag')" if self.has_clones else "('flag', 'started')"  # schema 3: trials carry clone_id
             rows = self.conn.execute("SELECT id, trial_id, kind, data FROM events WHERE study_id = ? AND id > ? "
-                                     "AND kind IN ('flag', 'started') ORDER BY id", (study_id, last_id)).fetchall()
+                                     f"AND kind IN {kinds} ORDER BY id", (study_id, last_id)).fetchall()
         for event_id, trial_id, kind, data in rows:
             last_id = event_id
             if trial_id is None:
@@ -803,6 +804,39 @@ class StudyReader:
                 else:
                     out.append((number, tuple(values)))
         return out
+
+
+def _process_state(host: str | None, pid: int | None, create_time: float | None) -> str:
+    """A running trial whose engine is dead: ``unwatched`` while its process lives here, else ``gone``.
+
+    Trials on other hosts (Ray) do not outlive their engine.
+    """
+    return "unwatched" if host == HOSTNAME and process_alive(pid, create_time) else "gone"
+
+
+def _text(value: str | None) -> str:
+    return value or ""
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _run_seconds(started: float | None, end: float | None, now: float) -> float | None:
+    """How long a trial ran: to its end, to when it was last seen (gone), or to now."""
+    return None if started is None else max(0.0, (end or now) - started)
+
+
+def _parallel(study: StudyRow, plan: StudyPlan) -> int:
+    return study.max_parallel or plan.max_parallel or 1
+
+
+def _left_to_start(study: StudyRow, plan: StudyPlan, counts: Mapping[str, int], running: int) -> int:
+    """Trials the budget still has to start (none while launching is paused)."""
+    if plan.max_trials is None or study.launching_paused:
+        return 0
+    finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted"))
+    return max(0, plan.max_trials - finished - running)
 
 
 @dataclass(frozen=True)

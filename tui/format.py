@@ -76,18 +76,21 @@ def badge(flag: str, wide: bool = False) -> str:
 def badges(flags: tuple[str, ...], width: int | None = None, clone_of: int | None = None) -> Text:
     """Flag badges, in words when ``width`` leaves room for them, cut to ``+N`` when it does not."""
     wide = width is not None and badges_width(flags, True, clone_of) <= width
-    out = Text()
-    items = ([(f"↻#{clone_of}", "cyan")] if clone_of is not None else [])
+    items = [(f"↻#{clone_of}", "cyan")] if clone_of is not None else []
     items += [(badge(f, wide), "reverse red" if f in SEVERE_FLAGS else "reverse yellow") for f in flags]
+    out = Text()
     for i, (label, style) in enumerate(items):
-        rest = len(items) - i
-        if width is not None and i and out.cell_len + 1 + len(label) + (0 if rest == 1 else 3) > width:
-            out.append(f" +{rest}", style="bold")
+        if width is not None and i and not _fits(out, label, width, last=i == len(items) - 1):
+            out.append(f" +{len(items) - i}", style="bold")
             break
-        if i:
-            out.append(" ")
+        out.append(" " if i else "")
         out.append(label, style=style)
     return out
+
+
+def _fits(shown: Text, label: str, width: int, last: bool) -> bool:
+    """Whether ``label`` still fits after ``shown``, leaving room for a ``+N`` unless it is the last one."""
+    return shown.cell_len + 1 + len(label) + (0 if last else 3) <= width
 
 
 def badges_width(flags: tuple[str, ...], wide: bool, clone_of: int | None = None) -> int:

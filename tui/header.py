@@ -63,31 +63,52 @@ def header_lines(v: StudyView, shown: Shown, width: int) -> Text:
 
 
 def state_line(v: StudyView, shown: Shown, width: int) -> Text:
-    s = v.study
     two = Text(no_wrap=True, overflow="ellipsis")
-    if v.engine_died:
-        two.append(f"engine gone: R resumes (hpotui resume {s.name})", style="bold red")
-    elif v.alive:
-        two.append("engine alive", style="green")
-    else:
-        two.append("ended", style="dim")
-    if s.launching_paused:
-        two.append(" · ")
-        two.append("launching paused", style="bold yellow")
-    if shown.status:
-        two.append(f" · filter {shown.status}", style="bold")
-    if shown.text:
-        two.append(f" · /{shown.text}", style="bold")
-    if shown.sort != "number" or shown.descending:
-        two.append(f" · sort {sort_label(shown.sort)}{'▼' if shown.descending else '▲'}")
-    if shown.view not in ("curves",):
-        two.append(f" · {shown.view}")
-    if s.status in ("running", "queued") and v.alive:
-        two.append(" · ETA " + ("paused" if v.eta_paused else fmt.duration(v.eta_s)))
-        two.append(f" · parallel {s.max_parallel or v.plan.max_parallel or '-'}")
-    if v.immutable:
-        two.append(" · read-only snapshot", style="dim")
-    if v.end_reason and not v.engine_died:
-        two.append(f" · {v.end_reason}", style="italic")
+    for part in (_engine_part(v), _table_part(v, shown), _pace_part(v)):
+        two.append_text(part)
     two.truncate(width, overflow="ellipsis")
     return two
+
+
+def _engine_part(v: StudyView) -> Text:
+    """First: can anything happen to this study (engine alive, gone, or ended), launching paused."""
+    s = v.study
+    out = Text()
+    if v.engine_died:
+        out.append(f"engine gone: R resumes (hpotui resume {s.name})", style="bold red")
+    elif v.alive:
+        out.append("engine alive", style="green")
+    else:
+        out.append("ended", style="dim")
+    if s.launching_paused:
+        out.append(" · ")
+        out.append("launching paused", style="bold yellow")
+    return out
+
+
+def _table_part(v: StudyView, shown: Shown) -> Text:
+    """Then: what the table shows (filter, search, sort, the view below it)."""
+    out = Text()
+    if shown.status:
+        out.append(f" · filter {shown.status}", style="bold")
+    if shown.text:
+        out.append(f" · /{shown.text}", style="bold")
+    if shown.sort != "number" or shown.descending:
+        out.append(f" · sort {sort_label(shown.sort)}{'▼' if shown.descending else '▲'}")
+    if shown.view != "curves":
+        out.append(f" · {shown.view}")
+    return out
+
+
+def _pace_part(v: StudyView) -> Text:
+    """Last (cut first): ETA and parallelism of a live study, or why a finished one ended."""
+    s = v.study
+    out = Text()
+    if s.status in ("running", "queued") and v.alive:
+        out.append(" · ETA " + ("paused" if v.eta_paused else fmt.duration(v.eta_s)))
+        out.append(f" · parallel {s.max_parallel or v.plan.max_parallel or '-'}")
+    if v.immutable:
+        out.append(" · read-only snapshot", style="dim")
+    if v.end_reason and not v.engine_died:
+        out.append(f" · {v.end_reason}", style="italic")
+    return out

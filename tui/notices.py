@@ -47,21 +47,33 @@ def changes(before: StudyState | None, now: StudyState) -> list[Notice]:
     """The notices for going from ``before`` to ``now`` (none on the first sight of a study)."""
     if before is None:
         return []
-    out: list[Notice] = []
+    found = (_ended_or_died(before, now), _paused(before, now), _best(before, now))
+    return [n for n in found if n is not None]
+
+
+def _ended_or_died(before: StudyState, now: StudyState) -> Notice | None:
     name = now.name
     if before.status in LIVE and now.status not in LIVE:
         why = f": {now.end_reason}" if now.end_reason else ""
-        out.append(Notice(name, "ended", f"study {name} {now.status}{why}"))
-    elif now.status in LIVE and before.engine_alive and not now.engine_alive:
-        out.append(Notice(name, "engine_died", f"the engine of {name} is gone; `hpotui resume {name}` (or R on its "
-                                               "screen) carries it on", "error"))
-    if now.launching_paused and not before.launching_paused and (now.pause_reason or "").startswith(
-            "launching paused:"):
-        out.append(Notice(name, "paused", f"{name}: {now.pause_reason}", "warning"))
-    if before.best is not None and now.beats(before.best):  # a change of best, not the first one seen
-        which = f" (trial {now.best_trial})" if now.best_trial is not None else ""
-        out.append(Notice(name, "best", f"{name}: new best {now.best:.4g}{which}"))
-    return out
+        return Notice(name, "ended", f"study {name} {now.status}{why}")
+    if now.status in LIVE and before.engine_alive and not now.engine_alive:
+        return Notice(name, "engine_died", f"the engine of {name} is gone; `hpotui resume {name}` (or R on its "
+                                           "screen) carries it on", "error")
+    return None
+
+
+def _paused(before: StudyState, now: StudyState) -> Notice | None:
+    storm = (now.pause_reason or "").startswith("launching paused:")  # the engine's failure-storm sentence
+    if now.launching_paused and not before.launching_paused and storm:
+        return Notice(now.name, "paused", f"{now.name}: {now.pause_reason}", "warning")
+    return None
+
+
+def _best(before: StudyState, now: StudyState) -> Notice | None:
+    if before.best is None or not now.beats(before.best):  # a change of best, not the first one seen
+        return None
+    which = f" (trial {now.best_trial})" if now.best_trial is not None else ""
+    return Notice(now.name, "best", f"{now.name}: new best {now.best:.4g}{which}")
 
 
 class Watcher:

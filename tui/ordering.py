@@ -48,17 +48,18 @@ def text_matches(trial: "TrialInfo", query: str) -> bool:
         return True
     texts = [f"{k}={_param_text(v)}".lower() for k, v in trial.params.items()]
     texts += [f.lower() for f in trial.flags]
-    for word in words:
-        bare = word.lstrip("#")
-        if bare.isdigit() and int(bare) == trial.number:
-            continue
-        if word.startswith("#"):
-            return False  # "#12" means trial 12 and nothing else
-        if trial.shown_status.startswith(word) or trial.status.startswith(word):
-            continue
-        if not any(word in t for t in texts):
-            return False
-    return True
+    return all(_word_matches(trial, word, texts) for word in words)
+
+
+def _word_matches(trial: "TrialInfo", word: str, texts: Sequence[str]) -> bool:
+    bare = word.lstrip("#")
+    if bare.isdigit() and int(bare) == trial.number:
+        return True
+    if word.startswith("#"):
+        return False  # "#12" means trial 12 and nothing else
+    if trial.shown_status.startswith(word) or trial.status.startswith(word):
+        return True
+    return any(word in t for t in texts)
 
 
 def _param_text(value: object) -> str:

@@ -116,39 +116,54 @@ def pick_pair(names: list[str], word: str) -> list[str]:
     return found[:3]
 
 
-def build_detail(reader: StudyReader, req: Request, view: StudyView | None) -> tuple[tuple[Text, ...], tuple[str, ...]]:
-    """The texts of the detail pane for ``req.view``; runs in the worker."""
-    width = req.panel_width
+Detail = tuple[tuple[Text, ...], tuple[str, ...]]
+
+
+def build_detail(reader: StudyReader, req: Request, view: StudyView | None) -> Detail:
+    """The texts of the detail pane for ``req.view`` (and the metric names it found); runs in the worker."""
     if req.view == "gpu":
-        return (render_resources(reader.resources(), width),), ()
+        return (render_resources(reader.resources(), req.panel_width),), ()
     if req.view == "health":
-        return (render_flags(reader.flags(req.study_id), width),), ()
+        return (render_flags(reader.flags(req.study_id), req.panel_width),), ()
     study = view.study if view else reader.study(req.study_id)
+    if study is None:
+        return (Text(), Text()), ()
     if req.view == "params":
-        if study is None:
-            return (Text(),), ()
-        plan = reader.plan(study)
-        scored = [Scored(n, p, v) for n, p, v in reader.scored_numbers(study)]
-        pareto: list[tuple[int, tuple[float, float]]] = []
-        if len(plan.objectives) >= 2:
-            pareto = [(n, (v[0], v[1])) for n, v in reader.final_values(study, [m for m, _ in plan.objectives[:2]])]
-        return (render_param_view(study.id, plan, study.objective_metric, study.objective_mode, scored, width - 4,
-                                  req.color, pareto),), ()
-    objective = study.objective_metric if study else None
+        return _params_detail(reader, req, study)
     if req.view == "compare":
-        return _compare(reader, req, view, objective, study.objective_mode if study else "max")
+        return _compare(reader, req, view, study)
+    return _curves_detail(reader, req)
+
+
+def _params_detail(reader: StudyReader, req: Request, study: Any) -> Detail:
+    plan = reader.plan(study)
+    scored = [Scored(n, p, v) for n, p, v in reader.scored_numbers(study)]
+    pareto: list[tuple[int, tuple[float, float]]] = []
+    if len(plan.objectives) >= 2:
+        pareto = [(n, (v[0], v[1])) for n, v in reader.final_values(study, [m for m, _ in plan.objectives[:2]])]
+    text = render_param_view(study.id, plan, study.objective_metric, study.objective_mode, scored,
+                             req.panel_width - 4, req.color, pareto)
+    return (text,), ()
+
+
+def chart_groups(names: list[str], metric: str | None) -> list[tuple[str, list[str]]]:
+    """The two charts of a trial: losses and accuracies, the chosen metric in the second, or the first two."""
+    groups = [("loss", pick_pair(names, "loss")), ("accuracy", pick_pair(names, "acc"))]
+    if metric and all(metric not in g for _, g in groups):
+        groups[1] = (metric, [metric])
+    if not groups[0][1] and not groups[1][1]:
+        groups = [(n, [n]) for n in names[:2]] or groups
+    return groups
+
+
+def _curves_detail(reader: StudyReader, req: Request) -> Detail:
     if req.trial_id is None or req.trial_id < 0:
         empty = Text("no trial selected" if req.trial_id is None else "a queued clone: no curves yet", style="dim")
         return (empty, Text()), ()
     names = reader.metric_names([req.trial_id])
     cutoffs = reader.cutoffs(req.trial_id)
-    groups = [("loss", pick_pair(names, "loss")), ("accuracy", pick_pair(names, "acc"))]
-    if req.metric and all(req.metric not in g for _, g in groups):
-        groups[1] = (req.metric, [req.metric])
-    if not groups[0][1] and not groups[1][1]:
-        groups = [(n, [n]) for n in names[:2]] or groups
     charts = []
-    for (title, group), (w, h) in zip(groups, req.chart_sizes):
+    for (title, group), (w, h) in zip(chart_groups(names, req.metric), req.chart_sizes):
         series = [Series(n, *_xy(reader.curve(req.trial_id, n, 2 * w))) for n in group]
         charts.append(render_chart(series, w, h, title=title, log_y=req.log_y, cutoffs=cutoffs, color=req.color))
     while len(charts) < 2:
@@ -156,14 +171,19 @@ def build_detail(reader: StudyReader, req: Request, view: StudyView | None) -> t
     return tuple(charts), tuple(names)
 
 
-def _compare(reader: StudyReader, req: Request, view: StudyView | None, objective: str | None,
-             mode: str) -> tuple[tuple[Text, ...], tuple[str, ...]]:
-    trial_ids = [t for t in req.marked if t > 0]
-    if not trial_ids and view is not None:
-        ranked = sorted((t for t in view.trials if t.best is not None and not t.pending), key=lambda t: t.best or 0.0,
-                        reverse=mode == "max")
-        trial_ids = [t.id for t in ranked[:COMPARE_DEFAULT]]
-    metric = req.metric or objective or "val_loss"
+def compared_trials(req: Request, view: StudyView | None, mode: str) -> list[int]:
+    """The marked trials, or the best few when none is marked."""
+    marked = [t for t in req.marked if t > 0]
+    if marked or view is None:
+        return marked
+    scored = [t for t in view.trials if t.best is not None and not t.pending]
+    scored.sort(key=lambda t: t.best or 0.0, reverse=mode == "max")
+    return [t.id for t in scored[:COMPARE_DEFAULT]]
+
+
+def _compare(reader: StudyReader, req: Request, view: StudyView | None, study: Any) -> Detail:
+    trial_ids = compared_trials(req, view, study.objective_mode)
+    metric = req.metric or study.objective_metric
     w, h = req.chart_sizes[0]
     numbers = {t.id: t.number for t in view.trials} if view else {}
     series = [Series(f"#{numbers.get(tid, tid)}", *_xy(reader.curve(tid, metric, 2 * w))) for tid in trial_ids[:8]]
@@ -175,6 +195,14 @@ def _compare(reader: StudyReader, req: Request, view: StudyView | None, objectiv
 
 def _xy(curve: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return curve.steps, curve.values
+
+
+def finished_best(trials: tuple[TrialInfo, ...], mode: str) -> TrialInfo | None:
+    """The best finished trial: what "the best so far changed" is about (running trials move every step)."""
+    done = [t for t in trials if not t.is_live and not t.pending and t.best is not None and math.isfinite(t.best)]
+    if not done:
+        return None
+    return (max if mode == "max" else min)(done, key=lambda t: t.best or 0.0)
 
 
 def sort_keys(params: tuple[str, ...]) -> list[str]:
@@ -413,9 +441,7 @@ class StudyScreen(Screen[None]):
 
     def _notice(self, v: StudyView) -> None:
         s = v.study
-        done = [t for t in v.trials if not t.is_live and not t.pending and t.best is not None
-                and math.isfinite(t.best)]
-        best = (max if s.objective_mode == "max" else min)(done, key=lambda t: t.best or 0.0) if done else None
+        best = finished_best(v.trials, s.objective_mode)
         state = StudyState(name=s.name, status=s.status, engine_alive=v.alive, launching_paused=s.launching_paused,
                            pause_reason=s.pause_reason, best=best.best if best else None,  # finished trials only
                            best_trial=best.number if best else None, end_reason=v.end_reason,

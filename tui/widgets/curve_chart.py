@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from rich.color import Color
 from rich.style import Style
@@ -97,27 +97,40 @@ def render_chart(series: Sequence[Series], width: int, height: int, *, title: st
     how many, and a series with nothing left says so instead of a chart.
     """
     width, height = max(width, MIN_WIDTH), max(height, MIN_HEIGHT)
-    dropped = 0
+    note = ""
     if log_y:
-        kept = [Series(s.label, *_positive(s.steps, s.values)) for s in series]
-        dropped = sum(len(a.steps) - len(b.steps) for a, b in zip(series, kept))
-        series = kept
-        if dropped:
-            empty = f"no value above zero to draw on a log axis ({dropped} at or below zero); L turns log-y off"
+        series, note, empty = _positive_y(series, empty)
     if log_x:
         series = [Series(s.label, *reversed(_positive(s.values, s.steps))) for s in series]
     drawn = [s for s in series if s.steps]
-    note = " (log y" + (f"; {dropped} values ≤ 0 not drawn" if dropped else "") + ")" if log_y else ""
     head = _legend(series, title + note, color, cutoffs, lines)
     head.truncate(width)
     if not drawn:
         return Text.assemble(head, Text(f"\n  {empty}", style="dim"))
     with PLOT_LOCK:
-        text = _plot(series, drawn, width, height - 1, log_y=log_y, log_x=log_x, cutoffs=cutoffs, color=color,
-                     lines=lines, xticks=xticks)
+        text = _plot(series, drawn, width, height - 1, Axes(log_y, log_x, tuple(cutoffs), xticks), color=color,
+                     lines=lines)
     body = Text.from_ansi(text, no_wrap=True)
     body.spans = [Span(s.start, s.end, _foreground_only(s.style)) for s in body.spans]
     return Text("\n").join([head, body])
+
+
+def _positive_y(series: Sequence[Series], empty: str) -> tuple[list[Series], str, str]:
+    """The series without values at or below zero, the title's note, and what to say if nothing is left."""
+    kept = [Series(s.label, *_positive(s.steps, s.values)) for s in series]
+    dropped = sum(len(a.steps) - len(b.steps) for a, b in zip(series, kept))
+    if not dropped:
+        return kept, " (log y)", empty
+    return (kept, f" (log y; {dropped} values ≤ 0 not drawn)",
+            f"no value above zero to draw on a log axis ({dropped} at or below zero); L turns log-y off")
+
+
+@dataclass(frozen=True)
+class Axes:
+    log_y: bool
+    log_x: bool
+    cutoffs: tuple[float, ...]
+    xticks: tuple[list[float], list[str]] | None
 
 
 def log_ticks(lo: float, hi: float, count: int = 4) -> tuple[list[float], list[str]]:
@@ -134,8 +147,8 @@ def log_ticks(lo: float, hi: float, count: int = 4) -> tuple[list[float], list[s
     return positions, [f"{10 ** p:.3g}" for p in positions]
 
 
-def _plot(series: Sequence[Series], drawn: Sequence[Series], width: int, height: int, *, log_y: bool, log_x: bool,
-          cutoffs: Sequence[float], color: bool, lines: bool, xticks: tuple[list[float], list[str]] | None) -> str:
+def _plot(series: Sequence[Series], drawn: Sequence[Series], width: int, height: int, axes: Axes, *, color: bool,
+          lines: bool) -> str:
     """plotext's global figure, built and cleared under :data:`PLOT_LOCK` (the caller holds it).
 
     Log axes are drawn as linear axes over log10 of the (positive) data with the real values as
@@ -143,48 +156,66 @@ def _plot(series: Sequence[Series], drawn: Sequence[Series], width: int, height:
     """
     import plotext as plt
 
-    fy = math.log10 if log_y else float
-    fx = math.log10 if log_x else float
     fig = plt.figure
     fig.clear()
     try:
         fig.theme("dark" if color else "colorless")
         fig.canvas("default")
         fig.plot_size(width, height)
-        order = list(enumerate(series))
-        if not color:
-            order.reverse()  # without colour the first series is drawn last, on top of the others
-        for i, s in order:
-            if not s.steps:
-                continue
-            pixel = plt.pixel(foreground=COLORS[i % len(COLORS)]) if color else None
-            shape = SCATTER_MARKERS[i % len(SCATTER_MARKERS)] if not lines else (
-                MARKERS[0] if color else MARKERS[i % len(MARKERS)])
-            marker = plt.marker(shape, pixel)
-            xs, ys = [fx(x) for x in s.steps], [fy(y) for y in s.values]
-            if len(xs) == 1:  # a single point would make a zero-width axis
-                xs, ys = [xs[0], xs[0] + 1e-9], [ys[0], ys[0]]
-            joined = lines and (color or i == 0)  # NO_COLOR: only the first is a line, the rest are marks
-            fig.draw(fig.signal(xs, ys, marker=marker).lines(joined))
-        values = [v for s in drawn for v in s.values]
-        lo, hi = y_limits(values, log_y)
-        lo, hi = fy(lo), fy(hi)
-        for c in cutoffs:
-            cut_pixel = plt.pixel(foreground=CUTOFF_COLOR) if color else None
-            fig.draw(fig.signal([fx(c), fx(c)], [lo, hi], marker=plt.marker("braille", cut_pixel)).lines(True))
-        fig.ruler(1).lim(lo, hi)
-        if log_y:
-            fig.ruler(1).ticks(*log_ticks(lo, hi, max(2, height // 3)))
-        steps = [x for s in drawn for x in s.steps]
-        if log_x:
-            fig.ruler(0).ticks(*log_ticks(fx(min(steps)), fx(max(steps)), max(2, width // 10)))
-        else:
-            ticks = xticks or x_ticks(steps + list(cutoffs), width)
-            if ticks is not None:
-                fig.ruler(0).ticks(*ticks)
+        _draw_series(plt, fig, series, axes, color, lines)
+        _draw_axes(plt, fig, drawn, width, height, axes, color)
         return fig.build().string(colorless=not color)
     finally:
         fig.clear()
+
+
+def _scale(log: bool) -> Callable[[float], float]:
+    return math.log10 if log else float
+
+
+def _draw_series(plt: Any, fig: Any, series: Sequence[Series], axes: Axes, color: bool, lines: bool) -> None:
+    fx, fy = _scale(axes.log_x), _scale(axes.log_y)
+    order = list(enumerate(series))
+    if not color:
+        order.reverse()  # without colour the first series is drawn last, on top of the others
+    for i, s in order:
+        if not s.steps:
+            continue
+        pixel = plt.pixel(foreground=COLORS[i % len(COLORS)]) if color else None
+        marker = plt.marker(_shape(i, color, lines), pixel)
+        xs, ys = [fx(x) for x in s.steps], [fy(y) for y in s.values]
+        if len(xs) == 1:  # a single point would make a zero-width axis
+            xs, ys = [xs[0], xs[0] + 1e-9], [ys[0], ys[0]]
+        joined = lines and (color or i == 0)  # NO_COLOR: only the first is a line, the rest are marks
+        fig.draw(fig.signal(xs, ys, marker=marker).lines(joined))
+
+
+def _shape(i: int, color: bool, lines: bool) -> str:
+    if not lines:
+        return SCATTER_MARKERS[i % len(SCATTER_MARKERS)]
+    return MARKERS[0] if color else MARKERS[i % len(MARKERS)]
+
+
+def _draw_axes(plt: Any, fig: Any, drawn: Sequence[Series], width: int, height: int, axes: Axes, color: bool) -> None:
+    fx, fy = _scale(axes.log_x), _scale(axes.log_y)  # cut-off lines and limits in the drawn (log10) space
+    lo, hi = y_limits([v for s in drawn for v in s.values], axes.log_y)
+    lo, hi = fy(lo), fy(hi)
+    for c in axes.cutoffs:
+        cut_pixel = plt.pixel(foreground=CUTOFF_COLOR) if color else None
+        fig.draw(fig.signal([fx(c), fx(c)], [lo, hi], marker=plt.marker("braille", cut_pixel)).lines(True))
+    fig.ruler(1).lim(lo, hi)
+    if axes.log_y:
+        fig.ruler(1).ticks(*log_ticks(lo, hi, max(2, height // 3)))
+    ticks = _bottom_ticks(drawn, width, axes)
+    if ticks is not None:
+        fig.ruler(0).ticks(*ticks)
+
+
+def _bottom_ticks(drawn: Sequence[Series], width: int, axes: Axes) -> tuple[list[float], list[str]] | None:
+    steps = [x for s in drawn for x in s.steps]
+    if axes.log_x:
+        return log_ticks(math.log10(min(steps)), math.log10(max(steps)), max(2, width // 10))
+    return axes.xticks or x_ticks(steps + list(axes.cutoffs), width)
 
 
 def _foreground_only(style: str | Style) -> Style:

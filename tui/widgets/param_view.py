@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from rich.text import Text
 from textual.widgets import Static
@@ -61,25 +61,30 @@ def side_by_side(charts: Sequence[Text], width: int) -> Text:
     return Text("\n").join(out)
 
 
-def param_chart(name: str, plan: StudyPlan, scored: Sequence[Scored], top: Sequence[Scored], metric: str,
-                width: int, color: bool) -> Text:
+def param_axis(name: str, plan: StudyPlan, scored: Sequence[Scored]
+               ) -> tuple[Callable[[Scored], float | None], tuple[list[float], list[str]] | None]:
+    """How a trial's value of ``name`` becomes an x position: numbers as they are, choices by index."""
     spec = plan.ranges.get(name, {})
     values = [s.params.get(name) for s in scored]
-    if spec.get("type") == "choice" or any(isinstance(v, str) for v in values):
-        choices = [str(c) for c in spec.get("values", [])] or sorted({str(v) for v in values})
-        index = {c: float(i) for i, c in enumerate(choices)}
-        pick = lambda s: index.get(str(s.params.get(name)))  # noqa: E731
-        ticks: tuple[list[float], list[str]] | None = (list(index.values()), choices)
-    else:
-        pick = lambda s: _number(s.params.get(name))  # noqa: E731
-        ticks = None
-    every = [(x, s.value) for s in scored if (x := pick(s)) is not None]
-    best = [(x, s.value) for s in top if (x := pick(s)) is not None]
-    series = [Series("trials", [x for x, _ in every], [y for _, y in every]),
-              Series(f"top {len(top)}", [x for x, _ in best], [y for _, y in best])]
+    if spec.get("type") != "choice" and not any(isinstance(v, str) for v in values):
+        return (lambda s: _number(s.params.get(name))), None
+    choices = [str(c) for c in spec.get("values", [])] or sorted({str(v) for v in values})
+    index = {c: float(i) for i, c in enumerate(choices)}
+    return (lambda s: index.get(str(s.params.get(name)))), (list(index.values()), choices)
+
+
+def param_chart(name: str, plan: StudyPlan, scored: Sequence[Scored], top: Sequence[Scored], metric: str,
+                width: int, color: bool) -> Text:
+    pick, ticks = param_axis(name, plan, scored)
+    series = [_points("trials", pick, scored), _points(f"top {len(top)}", pick, top)]
     log_x = plan.is_log(name) and ticks is None
     return render_chart(series, width, CHART_HEIGHT, title=f"{metric} vs {name}" + (" (log x)" if log_x else ""),
                         lines=False, log_x=log_x, color=color, xticks=ticks, empty="no finished trial with it")
+
+
+def _points(label: str, pick: Callable[[Scored], float | None], trials: Sequence[Scored]) -> Series:
+    pairs = [(x, s.value) for s in trials if (x := pick(s)) is not None]
+    return Series(label, [x for x, _ in pairs], [y for _, y in pairs])
 
 
 def _number(value: Any) -> float | None:
@@ -102,25 +107,30 @@ def importances(study_id: int, plan: StudyPlan, scored: Sequence[Scored], mode: 
         return "parameter importances once four trials have finished"
     result: tuple[str, ...] | str
     try:
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        distributions = _distributions(optuna, plan)
-        study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
-        for s in scored:
-            params = {k: v for k, v in s.params.items() if k in distributions}
-            if len(params) != len(distributions):
-                continue
-            try:
-                study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=s.value))
-            except ValueError:
-                continue  # a clone outside the searched range: not part of the space Optuna ranks
         found = optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            optuna_study(optuna, plan, scored, mode), evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
         result = tuple(f"{name} {share:.2f}" for name, share in found.items())
     except Exception as exc:  # too few distinct trials, one-valued parameters: say it, never crash the view
         result = f"parameter importances unavailable ({exc})"
     with _CACHE_LOCK:
         _IMPORTANCE_CACHE[key] = result
     return result
+
+
+def optuna_study(optuna: Any, plan: StudyPlan, scored: Sequence[Scored], mode: str) -> Any:
+    """An in-memory Optuna study holding the finished trials (nothing is written anywhere)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    distributions = _distributions(optuna, plan)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
+    for s in scored:
+        params = {k: v for k, v in s.params.items() if k in distributions}
+        if len(params) != len(distributions):
+            continue
+        try:
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=s.value))
+        except ValueError:
+            continue  # a clone outside the searched range: not part of the space Optuna ranks
+    return study
 
 
 def _distributions(optuna: Any, plan: StudyPlan) -> dict[str, Any]:

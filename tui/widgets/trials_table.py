@@ -149,21 +149,22 @@ class TrialsTable(ScrollView, can_focus=True):
         if tuple(params) != self._params or max_step != self._max_step:
             self._made.clear()
         self._params, self._max_step, self._marked, self._sort = tuple(params), max_step, set(marked), sort
-        by_id = {t.id: t for t in trials}
-        order = [t.id for t in trials]
-        if pin:
-            order = pin_row(order, keep, self._cursor)
-        self._order = order
-        self._trials = [by_id[i] for i in order]
-        self._flags_wanted = max([FLAGS_MIN] + [fmt.badges_width(t.flags, True, t.clone_of) for t in trials[:500]])
-        if keep is not None and keep in self._order:
-            self._cursor = self._order.index(keep)
-        self._cursor = max(0, min(self._cursor, len(self._order) - 1))
+        self._set_rows(trials, keep, pin)
         self.virtual_size = Size(self.size.width, len(self._trials) + 1)
         self._scroll_to_cursor()
         self.refresh()
         if self.trial_id != keep:
             self.post_message(self.Highlighted(self.trial_id))
+
+    def _set_rows(self, trials: Sequence[TrialInfo], keep: int | None, pin: bool) -> None:
+        by_id = {t.id: t for t in trials}
+        order = [t.id for t in trials]
+        self._order = pin_row(order, keep, self._cursor) if pin else order
+        self._trials = [by_id[i] for i in self._order]
+        self._flags_wanted = max([FLAGS_MIN] + [fmt.badges_width(t.flags, True, t.clone_of) for t in trials[:500]])
+        if keep in by_id:
+            self._cursor = self._order.index(keep)  # type: ignore[arg-type]
+        self._cursor = max(0, min(self._cursor, len(self._order) - 1))
 
     def _cells(self, t: TrialInfo, flags_width: int) -> Cells:
         is_marked = t.id in self._marked
