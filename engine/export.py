@@ -196,23 +196,25 @@ def _search_lines(store: Store, study: StudyRow, record: dict[str, Any]) -> list
     return lines
 
 
-def status_text(store: Store, study: StudyRow | None = None) -> str:
-    """`hpotui status`: every study in one line each, or one study in detail."""
-    if study is None:
-        studies = store.studies()
-        if not studies:
-            return f"no studies in {store.path}; start one with `hpotui launch SPACE --headless`"
-        lines = [f"{'study':<28} {'stage':>5} {'status':<12} {'trials':<34} {'best':>10}  engine"]
-        for s in studies:
-            counts = store.status_counts(s.id)
-            summary = " ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-            best = top_trials(store, s.id, 1)
-            best_text = f"{best[0].best_value:.4g}" if best else "-"
-            alive = "alive" if engine_alive(s) else "-"
-            lines.append(f"{s.name:<28} {s.stage:>5} {s.status:<12} {summary:<34} {best_text:>10}  {alive}")
-        return "\n".join(lines)
-    record = study_record(store, study)
-    s = record["study"]
+def _all_studies_text(store: Store) -> str:
+    """`hpotui status` with no study: one aligned line per study, or a hint when there are none."""
+    studies = store.studies()
+    if not studies:
+        return f"no studies in {store.path}; start one with `hpotui launch SPACE --headless`"
+    lines = [f"{'study':<28} {'stage':>5} {'status':<12} {'trials':<34} {'best':>10}  engine"]
+    for s in studies:
+        counts = store.status_counts(s.id)
+        summary = " ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        best = top_trials(store, s.id, 1)
+        best_text = f"{best[0].best_value:.4g}" if best else "-"
+        alive = "alive" if engine_alive(s) else "-"
+        lines.append(f"{s.name:<28} {s.stage:>5} {s.status:<12} {summary:<34} {best_text:>10}  {alive}")
+    return "\n".join(lines)
+
+
+def _study_header_lines(store: Store, study: StudyRow, s: dict[str, Any]) -> list[str]:
+    """Status, objective and stage lineage, trial counts, pause reason and warnings: what a user
+    checks first, before any trial detail."""
     counts = store.status_counts(study.id)
     lines = [f"study {s['name']}: {s['status']} (engine {'alive' if s['engine_alive'] else 'not running'})",
              f"objective: {objective_text(s['objective'])}, stage {s['stage']}"
@@ -223,20 +225,45 @@ def status_text(store: Store, study: StudyRow | None = None) -> str:
         lines.append(f"launching paused: {study.pause_reason}")
     for warning in s["warnings"]:
         lines.append(f"warning: {warning}")
-    lines += _search_lines(store, study, record)
+    return lines
+
+
+def _top_lines(store: Store, study: StudyRow, objective: Any) -> list[str]:
+    """The five best trials with their parameters (nothing when no trial has a value yet)."""
     best = top_trials(store, study.id, 5)
-    if best:
-        lines.append(f"top {len(best)}{_by_first(study, s['objective'])}:")
-        for t in best:
-            lines.append(f"  trial {t.number:<4} {study.objective_metric}={t.best_value:.4g} {t.status:<10} "
-                         + " ".join(f"{k}={_cell(v)}" for k, v in t.params.items()))
-    running = [t for t in record["trials"] if t["status"] == "running"]
-    for t in running:
-        lines.append(f"  running: trial {t['id']} step {t['resource']} " +
-                     " ".join(f"{k}={_cell(v)}" for k, v in t["last"].items()))
-    flagged = [t for t in record["trials"] if t["flags"]]
-    for t in flagged:
-        lines.append(f"  flags: trial {t['id']}: {', '.join(t['flags'])}")
+    if not best:
+        return []
+    lines = [f"top {len(best)}{_by_first(study, objective)}:"]
+    for t in best:
+        lines.append(f"  trial {t.number:<4} {study.objective_metric}={t.best_value:.4g} {t.status:<10} "
+                     + " ".join(f"{k}={_cell(v)}" for k, v in t.params.items()))
+    return lines
+
+
+def _running_and_flag_lines(trials: list[dict[str, Any]]) -> list[str]:
+    """Running trials with their last metrics, then every trial carrying a health flag, so a
+    problem is never hidden behind the top list."""
+    lines = []
+    for t in trials:
+        if t["status"] == "running":
+            lines.append(f"  running: trial {t['id']} step {t['resource']} " +
+                         " ".join(f"{k}={_cell(v)}" for k, v in t["last"].items()))
+    for t in trials:
+        if t["flags"]:
+            lines.append(f"  flags: trial {t['id']}: {', '.join(t['flags'])}")
+    return lines
+
+
+def status_text(store: Store, study: StudyRow | None = None) -> str:
+    """`hpotui status`: every study in one line each, or one study in detail."""
+    if study is None:
+        return _all_studies_text(store)
+    record = study_record(store, study)
+    s = record["study"]
+    lines = _study_header_lines(store, study, s)
+    lines += _search_lines(store, study, record)
+    lines += _top_lines(store, study, s["objective"])
+    lines += _running_and_flag_lines(record["trials"])
     from .gpu_report import gpu_status_lines  # GPU sharing: placements, OOM reruns, paused packing
 
     lines += gpu_status_lines(store, study.id, record["trials"])
