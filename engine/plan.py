@@ -46,34 +46,51 @@ def plan(spec: SchedulerSpec, max_trials: int | None) -> dict[str, Any]:
 
     ``max_trials`` may be None only for hyperband (one full iteration of the paper).
     """
-    if spec.type not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler type {spec.type!r}; use one of {', '.join(SCHEDULERS)}")
-    if max_trials is None and spec.type != "hyperband":
-        raise ValueError(f"{spec.type} needs max_trials to plan")
-    if max_trials is not None and (isinstance(max_trials, bool) or int(max_trials) != max_trials or max_trials < 1):
-        raise ValueError(f"max_trials must be a whole number >= 1, got {max_trials!r}")
-    if spec.type in ("asha", "hyperband") and spec.max_resource is None:
-        raise ValueError(f"{spec.type} needs max_resource to plan")
-
+    _check_type_and_trials(spec, max_trials)
     if spec.type == "hyperband":
-        brackets = _hyperband(spec, max_trials)
+        brackets = _hyperband(spec, _max_resource(spec), max_trials)
+    elif max_trials is None:
+        raise ValueError(f"{spec.type} needs max_trials to plan")
     elif spec.type == "asha":
-        resources = ladder(spec.min_resource, spec.max_resource, spec.reduction_factor)
+        resources = ladder(spec.min_resource, _max_resource(spec), spec.reduction_factor)
         brackets = [_bracket(len(resources) - 1, int(max_trials), resources, spec.reduction_factor)]
     else:  # fifo, median: every trial may run to the end
         resource = None if spec.max_resource is None else _number(spec.max_resource)
         brackets = [{"s": 0, "rungs": [{"n": int(max_trials), "resource": resource}]}]
 
     total = sum(b["rungs"][0]["n"] for b in brackets)
+    return {"scheduler": spec.type, "brackets": brackets, "total_trials": total,
+            "max_total_resource": _total_cost(brackets)}
+
+
+def _check_type_and_trials(spec: SchedulerSpec, max_trials: int | None) -> None:
+    """Refuse an unknown scheduler or a ``max_trials`` that is not a whole count before any
+    arithmetic, so the user reads what to fix instead of a traceback from deep in the rungs."""
+    if spec.type not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler type {spec.type!r}; use one of {', '.join(SCHEDULERS)}")
+    if max_trials is not None and (isinstance(max_trials, bool) or int(max_trials) != max_trials or max_trials < 1):
+        raise ValueError(f"max_trials must be a whole number >= 1, got {max_trials!r}")
+
+
+def _max_resource(spec: SchedulerSpec) -> float:
+    """``max_resource`` for the schedulers whose rungs are drawn from it (asha, hyperband):
+    without it there is no top rung, so there is nothing to plan."""
+    if spec.max_resource is None:
+        raise ValueError(f"{spec.type} needs max_resource to plan")
+    return spec.max_resource
+
+
+def _total_cost(brackets: list[dict[str, Any]]) -> int | float | None:
+    """``max_total_resource``: ``sum(n · resource)`` over every rung, None when any rung runs
+    to an unknown end (no ``max_resource``), since a partial sum would understate the cost."""
     if any(r["resource"] is None for b in brackets for r in b["rungs"]):
-        cost = None
-    else:
-        cost = _number(clean(sum(r["n"] * r["resource"] for b in brackets for r in b["rungs"])))
-    return {"scheduler": spec.type, "brackets": brackets, "total_trials": total, "max_total_resource": cost}
+        return None
+    return _number(clean(sum(r["n"] * r["resource"] for b in brackets for r in b["rungs"])))
 
 
-def _hyperband(spec: SchedulerSpec, max_trials: int | None) -> list[dict[str, Any]]:
-    paper = hyperband_brackets(spec.min_resource, spec.max_resource, spec.reduction_factor)
+def _hyperband(spec: SchedulerSpec, max_resource: float, max_trials: int | None) -> list[dict[str, Any]]:
+    """The paper's brackets, with ``max_trials`` dealt to them as the scheduler deals them."""
+    paper = hyperband_brackets(spec.min_resource, max_resource, spec.reduction_factor)
     if max_trials is None:
         counts = [b.n for b in paper]
     else:
@@ -134,18 +151,33 @@ def _spent(bracket: dict[str, Any]) -> float | None:
 def format_plan(plan_dict: dict[str, Any], resource: str = "epoch") -> str:
     """The plan as a text table for ``hpotui plan SPACE``; ``resource`` names the unit (epoch)."""
     brackets = plan_dict["brackets"]
-    cost = plan_dict["max_total_resource"]
-    unit = resource + "s"
     lines = [f"scheduler: {plan_dict['scheduler']}   trials: {plan_dict['total_trials']}   "
              f"brackets: {len(brackets)}"]
+    lines += _bracket_table(brackets, resource)
+    lines += _cost_lines(plan_dict, resource)
+    return "\n".join(lines)
+
+
+def _bracket_table(brackets: list[dict[str, Any]], resource: str) -> list[str]:
+    """One aligned row per bracket: its trials, its rungs as ``n@resource``, and its cost."""
+    unit = resource + "s"
     rows = [("bracket", "trials", f"rungs (trials @ {resource})", f"max {unit}")]
     for b in brackets:
         rungs = "  ".join(f"{r['n']}@{'end' if r['resource'] is None else fmt(r['resource'])}" for r in b["rungs"])
         b_cost = None if any(r["resource"] is None for r in b["rungs"]) else sum(r["n"] * r["resource"] for r in b["rungs"])
         rows.append((f"s={b['s']}", str(b["rungs"][0]["n"]), rungs, "unknown" if b_cost is None else fmt(b_cost)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}")
+    return [f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}"
+            for row in rows]
+
+
+def _cost_lines(plan_dict: dict[str, Any], resource: str) -> list[str]:
+    """The total cost (or why it is unknown), what stopping saves under halving, and the caveat
+    that median stopping has no fixed rungs to count."""
+    brackets = plan_dict["brackets"]
+    cost = plan_dict["max_total_resource"]
+    unit = resource + "s"
+    lines = []
     if cost is None:
         lines.append("total: unknown: no max_resource, each trial runs until its command ends")
     else:
@@ -155,4 +187,4 @@ def format_plan(plan_dict: dict[str, Any], resource: str = "epoch") -> str:
             lines.append(f"{unit} if each trial stops where this plan stops it: {fmt(sum(s for s in spent if s is not None))}")
     if plan_dict["scheduler"] == "median":
         lines.append(f"median stopping may stop trials early at any {resource} past the grace period")
-    return "\n".join(lines)
+    return lines
