@@ -22,6 +22,7 @@ import json
 import math
 import sqlite3
 import threading
+from operator import attrgetter
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Sequence
@@ -536,11 +537,11 @@ class StudyReader:
 
     @staticmethod
     def _best(trials: Sequence[TrialInfo], mode: str) -> TrialInfo | None:
-        scored = [t for t in trials if _finite(t.best) is not None]
+        scored = [t for t in trials if t.best is not None and math.isfinite(t.best)]
         if not scored:
             return None
         pick = max if mode == "max" else min
-        return pick(scored, key=lambda t: t.best)  # type: ignore[arg-type,return-value]
+        return pick(scored, key=attrgetter("best"))
 
     def _last_objective(self, trial_id: int, reports: int, metric: str) -> float | None:
         """Only re-read when the trial's report count moved: finished trials cost one dict lookup."""

@@ -265,6 +265,7 @@ class StudyScreen(Screen[None]):
         self._last_forced = 0.0
         self._repin = True
         self._said_state_problem = False
+        self._params_for = -1  # finished trials the parameter view was last drawn for
 
     @property
     def hpotui(self) -> "HpotuiApp":
@@ -372,9 +373,9 @@ class StudyScreen(Screen[None]):
             self._version = view.data_version
             if req.trial_id is None and view.trials:  # first load: curves of the first row at once
                 req = replace(req, trial_id=view.trials[0].id)
-        if not (changed or req.detail):
-            return Loaded(view=view, sizes=req.chart_sizes)
         current = view or self.view
+        if not (req.detail or changed and self._detail_may_change(req, current)):
+            return Loaded(view=view, sizes=req.chart_sizes)
         reason = self._reason(reader, req, current)
         try:
             detail, names = build_detail(reader, req, current)
@@ -384,6 +385,22 @@ class StudyScreen(Screen[None]):
                           sizes=req.chart_sizes, reason=reason, problem=f"could not draw the {req.view} view: {exc}")
         return Loaded(view=view, detail=detail, detail_for=(req.view, req.trial_id), metrics=names,
                       sizes=req.chart_sizes, reason=reason)
+
+    def _detail_may_change(self, req: Request, view: StudyView | None) -> bool:
+        """Whether new rows can change the pane below: a finished trial's curves never do, the parameter
+        view only when a trial finished; redrawing them anyway each second was most of the live CPU."""
+        if view is None:
+            return True
+        if req.view == "curves":
+            trial = next((t for t in view.trials if t.id == req.trial_id), None)
+            before = self.trials.get(req.trial_id or 0)  # live until this read: draw its last points
+            return trial is None or trial.is_live or before is None or before.is_live
+        if req.view == "params":
+            finished = view.total - sum(view.counts.get(s, 0) for s in ("running", "queued"))
+            if finished == self._params_for:
+                return False
+            self._params_for = finished
+        return True
 
     def _reason(self, reader: StudyReader, req: Request, view: StudyView | None) -> Text | None:
         if req.view != "curves" or view is None:

@@ -175,10 +175,7 @@ def _scale(log: bool) -> Callable[[float], float]:
 
 def _draw_series(plt: Any, fig: Any, series: Sequence[Series], axes: Axes, color: bool, lines: bool) -> None:
     fx, fy = _scale(axes.log_x), _scale(axes.log_y)
-    order = list(enumerate(series))
-    if not color:
-        order.reverse()  # without colour the first series is drawn last, on top of the others
-    for i, s in order:
+    for i, s in enumerate(series):  # NO_COLOR: the first is a line below, the others' marks land on top of it
         if not s.steps:
             continue
         pixel = plt.pixel(foreground=COLORS[i % len(COLORS)]) if color else None
