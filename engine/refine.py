@@ -129,12 +129,33 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _propose_numeric(param: Param, values: Sequence[float], sides: set[str]) -> tuple[dict[str, Any], str]:
+    """The new ``low``/``high`` for a numeric parameter and a note saying how they came about."""
     low0, high0 = float(param.low), float(param.high)  # type: ignore[arg-type]
+    target = _target_range(param, values, sides, low0, high0)
+    if target is None:
+        return {"low": param.low, "high": param.high}, "no top trial used it: kept"
+    lo, hi = _snap(param, *target, low0, high0)
+    if "lower" not in sides:
+        lo = max(lo, low0)
+    if "upper" not in sides:
+        hi = min(hi, high0)
+    lo, hi = _keep_open(param, lo, hi, low0, high0, sides)
+    note = _widen_note(sides, lo, hi, low0, high0)
+    if param.type == "int":
+        return {"low": int(lo), "high": int(hi)}, note
+    return {"low": lo, "high": hi}, note
+
+
+def _target_range(param: Param, values: Sequence[float], sides: set[str], low0: float,
+                  high0: float) -> tuple[float, float] | None:
+    """The top-K span plus its margin (in log space for log parameters), widened past the old
+    bound on each warned side but never past the parameter's own limits (0, and 1 for a range
+    inside [0, 1]); None when no top trial used a usable value, so the old range is kept."""
     t0, t1 = _forward(param, low0), _forward(param, high0)
     width = t1 - t0
     ts = [_forward(param, float(v)) for v in values if _is_number(v) and (not param.log or v > 0)]
     if not ts:
-        return {"low": param.low, "high": param.high}, "no top trial used it: kept"
+        return None
     a, b = min(ts), max(ts)
     margin = max(SPAN_MARGIN * (b - a), RANGE_MARGIN * width)
     lo_t, hi_t = max(a - margin, t0), min(b + margin, t1)
@@ -148,6 +169,12 @@ def _propose_numeric(param: Param, values: Sequence[float], sides: set[str]) -> 
         lo = max(lo, 0.0)
         if high0 <= 1:
             hi = min(hi, 1.0)
+    return lo, hi
+
+
+def _snap(param: Param, lo: float, hi: float, low0: float, high0: float) -> tuple[float, float]:
+    """Bounds the parser accepts and a reader can read: whole for ``int``, on the old step grid
+    for ``step``, else 3 significant digits; always rounded outward so the range never shrinks."""
     if param.type == "int":
         lo, hi = float(math.floor(lo + 1e-9)), float(math.ceil(hi - 1e-9))
         if param.log:
@@ -162,19 +189,18 @@ def _propose_numeric(param: Param, values: Sequence[float], sides: set[str]) -> 
             hi = round(hi - step, 12)
     else:
         lo, hi = _round_out(lo, up=False), _round_out(hi, up=True)
-    if "lower" not in sides:
-        lo = max(lo, low0)
-    if "upper" not in sides:
-        hi = min(hi, high0)
-    lo, hi = _keep_open(param, lo, hi, low0, high0, sides)
+    return lo, hi
+
+
+def _widen_note(sides: set[str], lo: float, hi: float, low0: float, high0: float) -> str:
+    """For each warned side, whether the range really moved past the old bound or hit a limit,
+    so the user knows a boundary warning was acted on (or why it could not be)."""
     notes = []
     for side in sorted(sides, reverse=True):
         moved = hi > high0 if side == "upper" else lo < low0
         word = "upward" if side == "upper" else "downward"
         notes.append(f"widened {word}" if moved else f"cannot widen {word}: the parameter's own limit")
-    if param.type == "int":
-        return {"low": int(lo), "high": int(hi)}, "; ".join(notes)
-    return {"low": lo, "high": hi}, "; ".join(notes)
+    return "; ".join(notes)
 
 
 def _keep_open(param: Param, lo: float, hi: float, low0: float, high0: float, sides: set[str]) -> tuple[float, float]:
@@ -198,23 +224,33 @@ def param_spans(space: Space, results: Sequence[Result], top: int, *,
     """Per parameter: the scatter, the top-K span, boundary warnings and the proposed new range."""
     ranked = rank(results, space.objective.mode)
     warnings = boundary_warnings(space.params, results, space.objective.mode, min_trials=min_trials, top=top)
-    spans = []
-    for param in space.params:
-        active = [r for r in ranked if param.name in r[0]]  # a conditional one: the trials where it was on
-        k = top_count(len(active), top) if active else 0
-        points = tuple((r[0][param.name], r[1]) for r in active)
-        top_values = tuple(r[0][param.name] for r in active[:k])
-        mine = tuple(w for w in warnings if w.param == param.name)
-        numbers = [float(v) for v in top_values if _is_number(v)]
-        span = (min(numbers), max(numbers)) if numbers and param.is_numeric else None
-        if param.is_numeric:
-            proposed, note = _propose_numeric(param, numbers, {w.side for w in mine})
-        else:
-            kept = [v for v in param.values if any(_same(v, u) for u in top_values)] or list(param.values)
-            proposed = {"values": kept}
-            note = f"the values the top {k} used" if len(kept) < len(param.values) else ""
-        spans.append(ParamSpan(param, points, top_values, span, mine, proposed, note))
-    return spans
+    return [_param_span(param, ranked, warnings, top) for param in space.params]
+
+
+def _param_span(param: Param, ranked: Sequence[Result], warnings: Sequence[BoundaryWarning],
+                top: int) -> ParamSpan:
+    """One parameter's span, judged only on the trials where it was active (a conditional one
+    is absent from the others, which must not count as its values)."""
+    active = [r for r in ranked if param.name in r[0]]  # a conditional one: the trials where it was on
+    k = top_count(len(active), top) if active else 0
+    points = tuple((r[0][param.name], r[1]) for r in active)
+    top_values = tuple(r[0][param.name] for r in active[:k])
+    mine = tuple(w for w in warnings if w.param == param.name)
+    numbers = [float(v) for v in top_values if _is_number(v)]
+    span = (min(numbers), max(numbers)) if numbers and param.is_numeric else None
+    if param.is_numeric:
+        proposed, note = _propose_numeric(param, numbers, {w.side for w in mine})
+    else:
+        proposed, note = _propose_choice(param, top_values, k)
+    return ParamSpan(param, points, top_values, span, mine, proposed, note)
+
+
+def _propose_choice(param: Param, top_values: Sequence[Any], k: int) -> tuple[dict[str, Any], str]:
+    """The choices the top-K used, in the file's order; all of them when none was used, so a
+    stage never loses a parameter by accident."""
+    kept = [v for v in param.values if any(_same(v, u) for u in top_values)] or list(param.values)
+    note = f"the values the top {k} used" if len(kept) < len(param.values) else ""
+    return {"values": kept}, note
 
 
 def _describe(param: Param, spec: Mapping[str, Any]) -> str:
@@ -286,44 +322,75 @@ def refine_space(space: Space, results: Sequence[Result], top: int, resource_sca
         match = STAGE_SUFFIX.match(parent)
         name = stage_name(parent, int(match.group(2)) + 1 if match else 2)
     raw = copy.deepcopy(dict(space.raw))
+    changes = _refine_params(raw, space, results, top, bounds or {}, min_trials)
+    changes.extend(_prune_conditions(raw, space))
+    changes.extend(_warm_start_from_parent(raw, parent))
+    if resource_scale != 1:
+        changes.extend(_scale_resources(raw, resource_scale))
+    changes.extend(_shrink_trials(raw, resource_scale))
+    ordered = _named(raw, name, parent)
+    changes.append(Change("name", space.name, name))
+    changes.append(Change("parent", str(space.parent or "(none)"), parent))
+    return ordered, changes
+
+
+def _refine_params(raw: dict[str, Any], space: Space, results: Sequence[Result], top: int,
+                   bounds: Mapping[str, Any], min_trials: int) -> list[Change]:
+    """Write each parameter's proposed (or hand-set) range into ``raw["space"]``, keeping the
+    spec's other keys (``log``, ``step``, ``when``), and describe each change."""
     changes: list[Change] = []
     new_specs = raw.setdefault("space", {})
     for span in param_spans(space, results, top, min_trials=min_trials):
         param = span.param
         proposed, note = dict(span.proposed), span.note
-        override = (bounds or {}).get(param.name)
+        override = bounds.get(param.name)
         if override is not None:
-            if param.type == "choice":
-                proposed = {"values": list(override)}
-            else:
-                low, high = override  # either may be None: keep refine's proposal for that side
-                low = proposed["low"] if low is None else low
-                high = proposed["high"] if high is None else high
-                proposed = {"low": int(low), "high": int(high)} if param.type == "int" else {"low": float(low),
-                                                                                             "high": float(high)}
+            proposed = _overridden(param, proposed, override)
             note = "set by hand"
         spec = dict(new_specs.get(param.name) or {})
         spec.update(proposed)
         new_specs[param.name] = spec
-        old = {"values": list(param.values)} if param.type == "choice" else {"low": param.low, "high": param.high}
-        if span.span is not None and not note.startswith("set"):
-            top_text = f"top {len(span.top_values)} span {format_bound(span.span[0])}..{format_bound(span.span[1])}"
-            note = f"{note}; {top_text}" if note else top_text
-        changes.append(Change(f"space.{param.name}", _describe(param, old), _describe(param, proposed), note))
+        changes.append(_param_change(span, proposed, note))
+    return changes
 
-    changes.extend(_prune_conditions(raw, space))
-    changes.extend(_warm_start_from_parent(raw, parent))
-    if resource_scale != 1:
-        changes.extend(_scale_resources(raw, resource_scale))
+
+def _overridden(param: Param, proposed: dict[str, Any], override: Any) -> dict[str, Any]:
+    """The refine dialog's edit in place of the proposal; a numeric side left None keeps the
+    proposal for that side, so the user can move one bound only."""
+    if param.type == "choice":
+        return {"values": list(override)}
+    low, high = override  # either may be None: keep refine's proposal for that side
+    low = proposed["low"] if low is None else low
+    high = proposed["high"] if high is None else high
+    return {"low": int(low), "high": int(high)} if param.type == "int" else {"low": float(low), "high": float(high)}
+
+
+def _param_change(span: ParamSpan, proposed: Mapping[str, Any], note: str) -> Change:
+    """``space.<name>: old -> new (note; top K span a..b)``: the evidence next to the decision."""
+    param = span.param
+    old = {"values": list(param.values)} if param.type == "choice" else {"low": param.low, "high": param.high}
+    if span.span is not None and not note.startswith("set"):
+        top_text = f"top {len(span.top_values)} span {format_bound(span.span[0])}..{format_bound(span.span[1])}"
+        note = f"{note}; {top_text}" if note else top_text
+    return Change(f"space.{param.name}", _describe(param, old), _describe(param, proposed), note)
+
+
+def _shrink_trials(raw: dict[str, Any], resource_scale: float) -> list[Change]:
+    """``budget.max_trials`` divided by ``max(2, F)``: longer trials, fewer of them, so the stage
+    never costs more than the one it refines."""
     budget = raw.get("budget") or {}
-    if isinstance(budget, dict) and budget.get("max_trials") is not None:
-        old_trials = int(float(budget["max_trials"]))
-        new_trials = max(1, math.ceil(old_trials / max(2.0, resource_scale)))
-        budget = dict(budget, max_trials=new_trials)
-        raw["budget"] = budget
-        changes.append(Change("budget.max_trials", str(old_trials), str(new_trials),
-                              f"divided by max(2, resource scale {resource_scale:g})"))
+    if not (isinstance(budget, dict) and budget.get("max_trials") is not None):
+        return []
+    old_trials = int(float(budget["max_trials"]))
+    new_trials = max(1, math.ceil(old_trials / max(2.0, resource_scale)))
+    raw["budget"] = dict(budget, max_trials=new_trials)
+    return [Change("budget.max_trials", str(old_trials), str(new_trials),
+                   f"divided by max(2, resource scale {resource_scale:g})")]
 
+
+def _named(raw: dict[str, Any], name: str, parent: str) -> dict[str, Any]:
+    """``raw`` in its original key order with the new ``name`` and ``parent: <parent>`` right
+    after it (at the end when the file had no ``name``), so the file reads like the original."""
     ordered: dict[str, Any] = {}
     for key, value in raw.items():
         if key == "parent":
@@ -332,9 +399,7 @@ def refine_space(space: Space, results: Sequence[Result], top: int, resource_sca
         if key == "name":
             ordered["parent"] = parent
     ordered.setdefault("parent", parent)
-    changes.append(Change("name", space.name, name))
-    changes.append(Change("parent", str(space.parent or "(none)"), parent))
-    return ordered, changes
+    return ordered
 
 
 def _prune_conditions(raw: dict[str, Any], space: Space) -> list[Change]:
