@@ -582,6 +582,20 @@ def _metrics(r: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _command(r: _Reader, raw: Any, params: tuple[Param, ...], scheduler: SchedulerSpec) -> tuple[str, ...]:
+    """The command as argv, refused unless every placeholder names something and every
+    parameter reaches the trial (a parameter left out would be searched but never used)."""
+    argv = _command_argv(r, raw)
+    used = _placeholders_used(r, argv, params, scheduler)
+    for p in params:
+        if p.name not in used:
+            raise r.fail(f"space.{p.name}", f"parameter never reaches the trial: no {{{p.name}}} in command",
+                         f"add e.g. --{p.name.replace('_', '-')} {{{p.name}}} to command")
+    check_command(argv, params, r.fail)
+    return tuple(argv)
+
+
+def _command_argv(r: _Reader, raw: Any) -> list[str]:
+    """A command string split like a shell would, or a list of scalar arguments; never empty."""
     if isinstance(raw, str):
         try:
             argv = shlex.split(raw)
@@ -597,6 +611,13 @@ def _command(r: _Reader, raw: Any, params: tuple[Param, ...], scheduler: Schedul
         raise r.fail("command", f"expected a string or a list, got {_show(raw)}", "write command: python train.py --lr {lr}")
     if not argv:
         raise r.fail("command", "empty command", "write command: python train.py --lr {lr}")
+    return argv
+
+
+def _placeholders_used(r: _Reader, argv: list[str], params: tuple[Param, ...],
+                       scheduler: SchedulerSpec) -> set[str]:
+    """Every ``{name}`` in the command, refused (with the closest name as the fix) when it names
+    no parameter or built-in, since it would otherwise reach the trial as literal text."""
     names = {p.name for p in params}
     used: set[str] = set()
     for arg in argv:
@@ -609,12 +630,7 @@ def _command(r: _Reader, raw: Any, params: tuple[Param, ...], scheduler: Schedul
                 raise r.fail("command", "placeholder {max_resource} needs scheduler.max_resource",
                              "add scheduler: {max_resource: 27}")
             used.add(placeholder)
-    for p in params:
-        if p.name not in used:
-            raise r.fail(f"space.{p.name}", f"parameter never reaches the trial: no {{{p.name}}} in command",
-                         f"add e.g. --{p.name.replace('_', '-')} {{{p.name}}} to command")
-    check_command(argv, params, r.fail)
-    return tuple(argv)
+    return used
 
 
 def _fmt(x: float) -> str:
