@@ -113,11 +113,30 @@ def parse_health(raw: Any, fail: Callable[..., Exception]) -> HealthConfig:
     if not isinstance(raw, dict):
         raise fail("health", f"expected a mapping, got {_show(raw)}",
                    "write health: {num_classes: 10, stop_on: [nan, divergence]}")
+    _check_known_keys(raw, fail)
+    values = _metric_names(raw, fail)
+    for key in _FLAG_LISTS:
+        if key in raw:
+            values[key] = _flag_list(raw[key], f"health.{key}", fail)
+    if raw.get("num_classes") is not None:
+        values["num_classes"] = _num_classes(raw["num_classes"], fail)
+    values.update(_thresholds(raw, fail))
+    config = HealthConfig(**values)
+    _check_consistent(config, fail)
+    return config
+
+
+def _check_known_keys(raw: dict[Any, Any], fail: Callable[..., Exception]) -> None:
+    """An unknown key is most often a typo of a known one: name the closest, never ignore it."""
     for key in raw:
         if key not in HEALTH_KEYS:
             close = difflib.get_close_matches(str(key), HEALTH_KEYS, n=1)
             fix = f"did you mean {close[0]!r}?" if close else "allowed keys: " + ", ".join(HEALTH_KEYS)
             raise fail(f"health.{key}", "unknown key", fix)
+
+
+def _metric_names(raw: dict[Any, Any], fail: Callable[..., Exception]) -> dict[str, Any]:
+    """The metric names the detectors read (``loss``, ``val_acc`` ...): non-empty strings, stripped."""
     values: dict[str, Any] = {}
     for key in _NAMES:
         if key in raw:
@@ -125,15 +144,21 @@ def parse_health(raw: Any, fail: Callable[..., Exception]) -> HealthConfig:
                 raise fail(f"health.{key}", f"expected a metric name, got {_show(raw[key])}",
                            f"write {key}: {getattr(HealthConfig, key)}")
             values[key] = raw[key].strip()
-    for key in _FLAG_LISTS:
-        if key in raw:
-            values[key] = _flag_list(raw[key], f"health.{key}", fail)
-    if raw.get("num_classes") is not None:
-        number = _number(raw["num_classes"], "health.num_classes", fail)
-        if number != int(number) or number < 2:
-            raise fail("health.num_classes", f"expected a whole number of classes >= 2, got {_show(raw['num_classes'])}",
-                       "write num_classes: 10")
-        values["num_classes"] = int(number)
+    return values
+
+
+def _num_classes(value: Any, fail: Callable[..., Exception]) -> int:
+    """``num_classes`` sets the chance-level loss ``ln(C)``, so it must be a whole count of 2 or more."""
+    number = _number(value, "health.num_classes", fail)
+    if number != int(number) or number < 2:
+        raise fail("health.num_classes", f"expected a whole number of classes >= 2, got {_show(value)}",
+                   "write num_classes: 10")
+    return int(number)
+
+
+def _thresholds(raw: dict[Any, Any], fail: Callable[..., Exception]) -> dict[str, Any]:
+    """Each detector threshold present in ``raw``, checked against its own range (``_NUMBERS``)."""
+    values: dict[str, Any] = {}
     for key, (whole, accepted, requirement, example) in _NUMBERS.items():
         if key not in raw:
             continue
@@ -143,7 +168,12 @@ def parse_health(raw: Any, fail: Callable[..., Exception]) -> HealthConfig:
         if not accepted(number):
             raise fail(f"health.{key}", f"{requirement}, got {_show(raw[key])}", f"write {key}: {example}")
         values[key] = int(number) if whole else number
-    config = HealthConfig(**values)
+    return values
+
+
+def _check_consistent(config: HealthConfig, fail: Callable[..., Exception]) -> None:
+    """Settings valid one by one but contradictory together: an empty update-ratio band, or a
+    flag both stopping trials and ignored."""
     if config.update_ratio_low >= config.update_ratio_high:
         raise fail("health.update_ratio_low", f"update_ratio_low ({config.update_ratio_low:g}) must be below "
                    f"update_ratio_high ({config.update_ratio_high:g})", "swap or fix the bounds")
@@ -151,7 +181,6 @@ def parse_health(raw: Any, fail: Callable[..., Exception]) -> HealthConfig:
     if both:
         raise fail("health.stop_on", f"{both[0]!r} is also under ignore, so it could never stop a trial",
                    f"remove {both[0]} from stop_on or from ignore")
-    return config
 
 
 def _flag_list(value: Any, key: str, fail: Callable[..., Exception]) -> tuple[str, ...]:
