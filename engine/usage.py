@@ -45,22 +45,40 @@ class UsageSampler:
         now = time.time()
         gpus = monitor.gpus()
         host = monitor.host()
+        gpu_rows = self._gpu_rows(now, gpus)
+        host_row = {"time": now, "host": HOSTNAME, "cpu_percent": host.cpu_percent, "ram_used": host.ram_used_bytes,
+                    "ram_total": host.ram_total_bytes, "load1": host.load_1m}
+        self.store.add_resource_samples(gpu_rows, host_row)
+        self._note_availability(bool(gpus))
+        if not gpus or not trials or self.remote:
+            return
+        self._sample_trials(now, gpus, trials)
+
+    def _gpu_rows(self, now: float, gpus: list[Any]) -> list[dict[str, Any]]:
+        """This host's GPUs (with the sharing columns), then every Ray node's, one row each."""
         gpu_rows = [_gpu_row(now, HOSTNAME, g) for g in gpus]
         _add_sharing(gpu_rows, self.gpu_sharing, gpus)
         if self.remote:
             for node, readings in self.executor.gpu_readings().items():
                 gpu_rows.extend(_gpu_row(now, node, g) for g in readings)
-        host_row = {"time": now, "host": HOSTNAME, "cpu_percent": host.cpu_percent, "ram_used": host.ram_used_bytes,
-                    "ram_total": host.ram_total_bytes, "load1": host.load_1m}
-        self.store.add_resource_samples(gpu_rows, host_row)
+        return gpu_rows
+
+    def _note_availability(self, has_gpus: bool) -> None:
+        """One event each time GPU readings come or go, so a silent NVML failure is never mistaken
+        for an idle GPU."""
+        monitor = self.monitor
         available = monitor.available()
-        if gpus and available != self._gpu_available:
+        if has_gpus and available != self._gpu_available:
             text = "GPU readings available" if available else \
                 f"GPU readings unavailable: {monitor.unavailable_reason or 'NVML stopped answering'}"
             self.store.buffer_event(self.study_id, None, "gpu_readings", text, level="info" if available else "warning")
             self._gpu_available = available
-        if not gpus or not trials or self.remote:
-            return
+
+    def _sample_trials(self, now: float, gpus: list[Any],
+                       trials: Mapping[int, tuple[int, int, str | None]]) -> None:
+        """Each local trial's GPU use on its placed GPUs, kept as a bounded history for its peak,
+        its mean and the low-utilisation hint."""
+        monitor = self.monitor
         placed = {tid: tuple(int(x) for x in (g or "").split(",") if x.strip().isdigit())
                   for tid, (_, _, g) in trials.items()}
         usage = monitor.trial_usage({tid: pid for tid, (_, pid, _) in trials.items()}, gpus=placed)
