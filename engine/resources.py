@@ -103,6 +103,20 @@ class TrialUsage:
     pids: tuple[int, ...] = ()
 
 
+def _gpu_memory_of(members: set[int], on_gpu: Mapping[int, Mapping[int, int | None]],
+                   nvml_ok: bool) -> tuple[int | None, set[int]]:
+    """GPU memory held by a trial's processes and the GPUs they are on. NA (None) when NVML is
+    down or any one process's amount is unknown: a partial sum would read as a smaller trial."""
+    gpu_memory: int | None = 0 if nvml_ok else None
+    used: set[int] = set()
+    for index, table in on_gpu.items():
+        for pid in members & table.keys():
+            used.add(index)
+            amount = table[pid]
+            gpu_memory = None if amount is None or gpu_memory is None else gpu_memory + amount
+    return gpu_memory, used
+
+
 class ResourceMonitor:
     """Readings of this machine that never raise; one per engine, safe to share between threads.
 
@@ -278,13 +292,7 @@ class ResourceMonitor:
             members = trees.get(root, set())
             seen |= members
             cpu, rss = self._cpu_and_rss(members)
-            gpu_memory: int | None = 0 if nvml_ok else None
-            used: set[int] = set()
-            for index, table in on_gpu.items():
-                for pid in members & table.keys():
-                    used.add(index)
-                    amount = table[pid]
-                    gpu_memory = None if amount is None or gpu_memory is None else gpu_memory + amount
+            gpu_memory, used = _gpu_memory_of(members, on_gpu, nvml_ok)
             indices = sorted(used | set((gpus or {}).get(trial, ())))
             known = [u for u in (utils.get(i) for i in indices) if u is not None]
             result[trial] = TrialUsage(
