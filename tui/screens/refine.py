@@ -65,12 +65,13 @@ def summarise(name: str, spec: Mapping[str, Any], top_values: list[Any]) -> Para
         chosen = sorted({str(v) for v in top_values})
         return ParamSummary(name, kind, None, None, False, (", ".join(chosen), ""), "")
     lo, hi = min(values), max(values)
+    low, high = float(low), float(high)  # type: ignore[arg-type]  # numeric: checked above
     warning = ""
-    if _position(hi, float(low), float(high), log) >= 1 - EDGE:
+    if _position(hi, low, high, log) >= 1 - EDGE:
         warning = f"top trials reach the upper bound {high:g}: the best may lie above it — widen, do not narrow"
-    elif _position(lo, float(low), float(high), log) <= EDGE:
+    elif _position(lo, low, high, log) <= EDGE:
         warning = f"top trials reach the lower bound {low:g}: the best may lie below it — widen, do not narrow"
-    return ParamSummary(name, kind, float(low), float(high), log, (lo, hi), warning)
+    return ParamSummary(name, kind, low, high, log, (lo, hi), warning)
 
 
 def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[str, str]]:
@@ -219,8 +220,8 @@ class RefineScreen(ModalScreen["str | None"]):
             summary = summarise(name, spec, [p.get(name) for p, _ in best])
             if name in proposals:
                 summary = replace(summary, warning=proposals[name][1] or summary.warning, proposed=proposals[name][0])
-            pairs = [(p.get(name), v) for p, v in scored
-                     if isinstance(p.get(name), (int, float)) and not isinstance(p.get(name), bool)]
+            pairs = [(float(x), v) for p, v in scored
+                     if isinstance(x := p.get(name), (int, float)) and not isinstance(x, bool)]
             chart = None
             if pairs:
                 chart = render_chart([Series(self.study.objective_metric, [x for x, _ in pairs],
