@@ -98,29 +98,49 @@ def _stream(popen: subprocess.Popen[bytes]) -> Iterator[dict[str, bytes]]:
     leader_gone_at: float | None = None
     while selector.get_map():
         timeout = 1.0 if first_at is None else max(0.0, first_at + BATCH_S - time.monotonic())
-        for key, _ in selector.select(timeout):
-            data = os.read(key.fd, READ_BYTES)
-            if not data:
-                selector.unregister(key.fileobj)
-                continue
-            batch[key.data] += data
-            first_at = first_at or time.monotonic()
+        first_at = _read_ready(selector, timeout, batch, first_at)
         if popen.poll() is not None and selector.get_map():
-            # The leader exited but something in its group still holds the pipes: end it.
             leader_gone_at = leader_gone_at or time.monotonic()
-            if time.monotonic() - leader_gone_at > 0.5:
-                end_group(popen, LEFTOVER_GRACE_S)
-                if time.monotonic() - leader_gone_at > 0.5 + LEFTOVER_GRACE_S + 1.0:
-                    break  # held by a process outside the group: give up on the rest
-        pending = len(batch["out"]) + len(batch["err"])
-        if pending and (first_at is None or time.monotonic() >= first_at + BATCH_S or pending >= BATCH_BYTES
-                        or not selector.get_map()):
+            if _end_leftovers(popen, leader_gone_at):
+                break  # held by a process outside the group: give up on the rest
+        if _batch_due(batch, first_at, pipes_open=bool(selector.get_map())):
             yield {"out": bytes(batch["out"]), "err": bytes(batch["err"])}
             batch = {"out": bytearray(), "err": bytearray()}
             first_at = None
     selector.close()
     if batch["out"] or batch["err"]:
         yield {"out": bytes(batch["out"]), "err": bytes(batch["err"])}
+
+
+def _read_ready(selector: selectors.BaseSelector, timeout: float, batch: dict[str, bytearray],
+                first_at: float | None) -> float | None:
+    """Read whatever the pipes hold into ``batch`` (a closed pipe is unregistered); returns when
+    the batch's first bytes arrived, the clock its sending is timed from."""
+    for key, _ in selector.select(timeout):
+        data = os.read(key.fd, READ_BYTES)
+        if not data:
+            selector.unregister(key.fileobj)
+            continue
+        batch[key.data] += data
+        first_at = first_at or time.monotonic()
+    return first_at
+
+
+def _end_leftovers(popen: subprocess.Popen[bytes], leader_gone_at: float) -> bool:
+    """The leader exited but something in its group still holds the pipes: end the group after
+    half a second. True once even that has not freed them, so the stream stops waiting."""
+    if time.monotonic() - leader_gone_at > 0.5:
+        end_group(popen, LEFTOVER_GRACE_S)
+        if time.monotonic() - leader_gone_at > 0.5 + LEFTOVER_GRACE_S + 1.0:
+            return True
+    return False
+
+
+def _batch_due(batch: dict[str, bytearray], first_at: float | None, pipes_open: bool) -> bool:
+    """Send when the batch is BATCH_S old, BATCH_BYTES big, or the pipes have just closed."""
+    pending = len(batch["out"]) + len(batch["err"])
+    return bool(pending and (first_at is None or time.monotonic() >= first_at + BATCH_S or pending >= BATCH_BYTES
+                             or not pipes_open))
 
 
 def end_group(popen: subprocess.Popen[bytes], grace_s: float) -> None:
