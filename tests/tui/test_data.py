@@ -227,3 +227,22 @@ def test_generated_times_are_fixed(tmp_path):
             for p in (a, b)]
     assert rows[0] == rows[1]
     assert max(r[0] or 0 for r in rows[0]) < FIXED_NOW
+
+
+def test_eta_says_paused_when_launching_and_every_live_trial_are_paused(demo_db):
+    conn = sqlite3.connect(demo_db)
+    conn.execute("UPDATE studies SET launching_paused = 1, pause_reason = 'paused by the user'")
+    conn.execute("UPDATE trials SET paused = 1 WHERE status = 'running'")
+    conn.commit()
+    view = StudyReader(str(demo_db), clock=fixed_clock).study_view(1)
+    assert view.eta_paused and view.eta_s is None
+
+
+def test_hpotui_study_is_the_interface_on_that_study():
+    from hpotui.engine.cli import study_shortcut
+
+    commands = ["launch", "status", "resume"]
+    assert study_shortcut(["demo", "--db", "x.db"], commands) == (["--db", "x.db"], "demo")
+    assert study_shortcut(["--db", "x.db", "demo"], commands) == (["--db", "x.db"], "demo")
+    assert study_shortcut(["--db", "x.db", "status", "demo"], commands) == (["--db", "x.db", "status", "demo"], None)
+    assert study_shortcut([], commands) == ([], None)

@@ -335,3 +335,19 @@ async def test_refine_writes_the_next_stage_with_what_the_fields_show(finished_d
     assert written["space"]["dropout"]["low"] == 0.1
     assert written["budget"]["max_trials"] == 7 and "budget.max_trials: 17 -> 7" in text
     assert written["parent"] == "done"
+
+
+async def test_clicking_a_header_sorts_by_it_and_again_reverses(demo_db):
+    app = HpotuiApp(str(demo_db), "demo", clock=fixed_clock, refresh_s=0.1)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await loaded(pilot)
+        x = 0
+        for column in screen.table.columns:
+            if column.name == "best":
+                break
+            x += column.width + 1
+        await pilot.click("#trials", offset=(x + 1, 0))
+        await wait_until(pilot, lambda: "best▲" in screen.table.header_text(), what="sorted by best")
+        await wait_until(pilot, lambda: screen.table.trial_ids[0] == screen.view.best.id, what="best first")
+        await pilot.click("#trials", offset=(x + 1, 0))
+        await wait_until(pilot, lambda: "best▼" in screen.table.header_text(), what="reversed")
