@@ -291,6 +291,15 @@ def _writer_settings(conn: sqlite3.Connection) -> None:
     conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
 
 
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row ``cur`` just inserted. sqlite3 types ``lastrowid`` as Optional (None
+    before any INSERT); after an INSERT it is always set, so None here means a broken driver."""
+    rowid = cur.lastrowid
+    if rowid is None:
+        raise sqlite3.DatabaseError("an INSERT returned no row id")
+    return rowid
+
+
 def _may_be_corrupt(exc: BaseException) -> bool:
     """An error that can mean a damaged file (not a full disk or a held lock)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
@@ -471,8 +480,11 @@ class Store:
                 "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, objective_metric, objective_mode, space_file, space_yaml, space_json, parent_id, stage, now,
                  max_parallel, int(headless)))
-            study_id = cur.lastrowid
-        return self.study_by_id(study_id)  # type: ignore[return-value]
+            study_id = _inserted_id(cur)
+        study = self.study_by_id(study_id)
+        if study is None:  # the row this connection just committed: only a lost write gets here
+            raise sqlite3.DatabaseError(f"study {study_id} was inserted but cannot be read back")
+        return study
 
     def unused_study_name(self, name: str) -> str:
         """``name`` if free, else ``name-2``, ``name-3`` ...: two launches never share trials.
@@ -595,7 +607,7 @@ class Store:
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (study_id, number, json.dumps(params), json.dumps(argv), sample_index, rerun_of, seed, trial_dir,
                  stdout_path, stderr_path, now, bracket, HOSTNAME, gpus, fraction, clone_id))
-            trial_id = cur.lastrowid
+            trial_id = _inserted_id(cur)
         return self.trial(trial_id)
 
     # -- clones (a queue that survives the engine) -------------------------------------------------
@@ -849,7 +861,7 @@ class Store:
             cur = conn.execute("INSERT INTO commands (study_id, trial_number, action, args, created_at) "
                                "VALUES (?, ?, ?, ?, ?)", (study_id, trial_number, action, json.dumps(args or {}),
                                                          time.time()))
-            return cur.lastrowid  # type: ignore[return-value]
+            return _inserted_id(cur)
 
     def pending_commands(self, study_id: int) -> list[CommandRow]:
         """Unacknowledged commands, each checked: a malformed row comes back with its ``problem`` set."""
