@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
+from .executors.base import Executor
 from .gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryBusy, RegistryUnusable, trial_key
 from .gpu_memory import AUTO, estimate_memory
 from .placement import EPS, Claim, claims_for, claims_from_rows, cuda_visible_devices, place_trial, \
@@ -91,8 +92,9 @@ class GpuPlacer:
         self._say(f"warning: {message}")
 
     # -- placement -------------------------------------------------------------------------------
-    def uses_gpus(self, executor: Any) -> bool:
-        return self.resources.gpus_per_trial > 0 and not getattr(executor, "places_gpus", False)
+    def uses_gpus(self, executor: Executor) -> bool:
+        """Whether the engine places this study's GPUs (not when the executor places them itself, as Ray does)."""
+        return self.resources.gpus_per_trial > 0 and not executor.places_gpus
 
     def effective_resources(self, params: dict[str, Any], rerun_of: int | None) -> Any:
         """The request for this trial: alone after an OOM or a storm, the learned size for ``auto``."""

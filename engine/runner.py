@@ -12,39 +12,21 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from .executors.base import EXIT_UNKNOWN, Executor, TrialProcess  # re-exported: where callers have imported them from
 from .liveness import process_alive, process_create_time
 from .process_tree import ProcessTree, processes_of_trial, set_subreaper
 from .trial_files import create_trial_logs
 
-EXIT_UNKNOWN = -1000  # an adopted trial ended while no engine was its parent: its exit code is lost
+class LocalExecutor(Executor):
+    """Trials as subprocesses of this engine, each in its own session, logs in its trial folder."""
 
-
-@dataclass
-class TrialProcess:
-    """A running trial as the executor sees it; ``popen`` is None for a re-adopted trial."""
-
-    trial_id: int
-    pid: int
-    pgid: int
-    create_time: float
-    stdout_path: Path
-    stderr_path: Path
-    popen: subprocess.Popen[bytes] | None = None
-    stop_deadline: float | None = None  # when set, SIGKILL the group once passed
-    final_status: str | None = None  # status to record when it exits (stopped / pruned / diverged ...)
-    final_reason: str | None = None
-    paused: bool = False
-    node: str | None = None
-    extra: dict = field(default_factory=dict)
-
-
-class LocalExecutor:
     name = "local"
+    places_gpus = False  # the engine places GPUs itself (engine/gpu_placer.py)
+    outlives_engine = True  # a trial's own session survives the engine; `resume` adopts it by pid + start time
 
     def __init__(self, grace_period_s: float = 10.0) -> None:
         self.grace_period_s = grace_period_s

@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from .clones import Refused, with_overrides
 from .errors import UserError
+from .executors.base import Executor
 from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
 from .conditions import inactive_names
@@ -99,10 +100,10 @@ class _Counters:
 
 class StudyLoop:
     def __init__(self, store: Store, space: Space, study: StudyRow, options: Options,
-                 executor: Any | None = None) -> None:
+                 executor: Executor | None = None) -> None:
         self.store, self.space, self.study, self.options = store, space, study, options
         self.out = options.out or sys.stdout
-        self.executor = executor or LocalExecutor(grace_period_s=options.grace_period_s)
+        self.executor: Executor = executor or LocalExecutor(grace_period_s=options.grace_period_s)
         self.sampler: Sampler = make_sampler(space)
         self.scheduler = make_scheduler(space.scheduler, space.objective.metric, space.objective.mode)
         self.health = HealthMonitor(space.health, space.objective.metric, space.objective.mode,
@@ -210,9 +211,8 @@ class StudyLoop:
 
     def _watch_descendants(self, on: bool) -> None:
         """Make the engine the subreaper of its trials' orphans while the study runs (local executor only)."""
-        watch = getattr(self.executor, "watch_descendants", None)
-        if watch is not None and (on or self._watching):
-            self._watching = bool(watch(on)) and on
+        if on or self._watching:
+            self._watching = bool(self.executor.watch_descendants(on)) and on
 
     def _make_study_folders(self) -> None:
         """hpotui_runs/ and the study's folder, each level owner-only whatever the umask says; one line if not."""
@@ -347,15 +347,14 @@ class StudyLoop:
 
     def _end_leftovers(self, t: TrialRow) -> None:
         """Its leader died while no engine ran; children that left its group may still run: end them."""
-        end = getattr(self.executor, "end_leftovers", None)
-        ended = end(t.trial_dir) if end is not None and t.trial_dir else 0
+        ended = self.executor.end_leftovers(t.trial_dir) if t.trial_dir else 0
         if ended:
             self.store.buffer_event(self.study.id, t.id, "leftovers", f"trial {t.number}: ended {ended} of its "
                                     "processes still running after it", level="warning")
 
     def _find_unrecorded_start(self, t: TrialRow) -> TrialRow:
         """A queued trial with a log file was started; find its process (to adopt) or read what it left."""
-        if getattr(self.executor, "name", "") == "local":
+        if self.executor.outlives_engine:
             found = find_trial_process(t.trial_dir)
             if found is not None:
                 self.store.mark_running(t.id, pid=found[0], pgid=found[0], proc_create_time=found[1],
@@ -390,7 +389,7 @@ class StudyLoop:
 
         Ray trials die with their engine, so theirs is never a finished run: they run again.
         """
-        if getattr(self.executor, "name", "") != "local" or t.status not in ("running", "queued"):
+        if not self.executor.outlives_engine or t.status not in ("running", "queued"):
             return t
         verdict = judge_ended_unwatched(live.stderr.tail_text(), live.reports, live.last_step,
                                         self.space.scheduler.max_resource)
@@ -830,7 +829,7 @@ class StudyLoop:
     # -- exits -------------------------------------------------------------------------------------------
     def _note_placements(self) -> None:
         """Trials a cluster executor (Ray) queued at start and has now placed: record their node and pid."""
-        for proc in getattr(self.executor, "take_placed", list)():
+        for proc in self.executor.take_placed():
             live = self.live.get(proc.trial_id)
             if live is None:
                 continue
@@ -1144,7 +1143,7 @@ class StudyLoop:
             self._last_sample = now
             self.usage.sample({tid: (lt.row.number, lt.proc.pid, lt.row.gpus)
                                for tid, lt in self.live.items() if lt.proc is not None})
-            getattr(self.executor, "sweep", lambda: None)()  # descendants that left their trial's group
+            self.executor.sweep()  # descendants that left their trial's group
         if now - self._last_heartbeat >= HEARTBEAT_S:
             self.store.heartbeat(self.study.id)
             self._last_heartbeat = now

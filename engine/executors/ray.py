@@ -40,7 +40,7 @@ from typing import Any
 
 from ..errors import UserError
 from . import ray_node
-from ..runner import EXIT_UNKNOWN, TrialProcess
+from .base import EXIT_UNKNOWN, Executor, TrialProcess
 from ..space import Resources
 from ..trial_files import create_trial_logs
 
@@ -75,9 +75,10 @@ class _Stream:
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     name = "ray"
     places_gpus = True  # Ray picks each trial's GPUs on its node; the engine's local placement stays out
+    outlives_engine = False  # Ray ends a driver's tasks with it: `resume` runs them again
 
     def __init__(self, address: str | None = None, *, grace_period_s: float = 10.0,
                  resources: Resources | None = None) -> None:
