@@ -13,7 +13,7 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .errors import UserError
 from .self_command import hpotui_command
@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own convention too)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse's own convention too)
         message = message.replace(", '_engine'", "")  # the detached engine's entry is not for people
         self.exit(EXIT_BAD_INPUT, f"hpotui: {message}; see `hpotui --help`\n")
 
