@@ -162,13 +162,18 @@ def _bracket_table(brackets: list[dict[str, Any]], resource: str) -> list[str]:
     """One aligned row per bracket: its trials, its rungs as ``n@resource``, and its cost."""
     unit = resource + "s"
     rows = [("bracket", "trials", f"rungs (trials @ {resource})", f"max {unit}")]
-    for b in brackets:
-        rungs = "  ".join(f"{r['n']}@{'end' if r['resource'] is None else fmt(r['resource'])}" for r in b["rungs"])
-        b_cost = None if any(r["resource"] is None for r in b["rungs"]) else sum(r["n"] * r["resource"] for r in b["rungs"])
-        rows.append((f"s={b['s']}", str(b["rungs"][0]["n"]), rungs, "unknown" if b_cost is None else fmt(b_cost)))
+    rows += [_bracket_row(b) for b in brackets]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     return [f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}"
             for row in rows]
+
+
+def _bracket_row(bracket: dict[str, Any]) -> tuple[str, str, str, str]:
+    """``s=N``, its starting trials, ``n@resource`` per rung (``end`` with no max_resource), cost."""
+    rungs = "  ".join(f"{r['n']}@{'end' if r['resource'] is None else fmt(r['resource'])}" for r in bracket["rungs"])
+    cost = None if any(r["resource"] is None for r in bracket["rungs"]) else \
+        sum(r["n"] * r["resource"] for r in bracket["rungs"])
+    return (f"s={bracket['s']}", str(bracket["rungs"][0]["n"]), rungs, "unknown" if cost is None else fmt(cost))
 
 
 def _cost_lines(plan_dict: dict[str, Any], resource: str) -> list[str]:
