@@ -152,11 +152,23 @@ def _target_range(param: Param, values: Sequence[float], sides: set[str], low0: 
     bound on each warned side but never past the parameter's own limits (0, and 1 for a range
     inside [0, 1]); None when no top trial used a usable value, so the old range is kept."""
     t0, t1 = _forward(param, low0), _forward(param, high0)
-    width = t1 - t0
     ts = [_forward(param, float(v)) for v in values if _is_number(v) and (not param.log or v > 0)]
     if not ts:
         return None
-    a, b = min(ts), max(ts)
+    lo_t, hi_t = _widened(param, min(ts), max(ts), t0, t1, sides)
+    lo, hi = _back(param, lo_t), _back(param, hi_t)
+    if not param.log and low0 >= 0:  # widening stops at the parameter's own limits
+        lo = max(lo, 0.0)
+        if high0 <= 1:
+            hi = min(hi, 1.0)
+    return lo, hi
+
+
+def _widened(param: Param, a: float, b: float, t0: float, t1: float, sides: set[str]) -> tuple[float, float]:
+    """In the parameter's own scale (log or linear): the top span ``a..b`` plus its margin inside
+    the old range ``t0..t1``, except that a warned side moves a decade (log) or half the old
+    width (linear) past the old bound, because the best trials sat against it."""
+    width = t1 - t0
     margin = max(SPAN_MARGIN * (b - a), RANGE_MARGIN * width)
     lo_t, hi_t = max(a - margin, t0), min(b + margin, t1)
     extension = math.log(WIDEN_LOG_FACTOR) if param.log else WIDEN_LINEAR_FRACTION * width
@@ -164,12 +176,7 @@ def _target_range(param: Param, values: Sequence[float], sides: set[str], low0: 
         lo_t = t0 - extension
     if "upper" in sides:
         hi_t = t1 + extension
-    lo, hi = _back(param, lo_t), _back(param, hi_t)
-    if not param.log and low0 >= 0:  # widening stops at the parameter's own limits
-        lo = max(lo, 0.0)
-        if high0 <= 1:
-            hi = min(hi, 1.0)
-    return lo, hi
+    return lo_t, hi_t
 
 
 def _snap(param: Param, lo: float, hi: float, low0: float, high0: float) -> tuple[float, float]:
@@ -231,10 +238,7 @@ def _param_span(param: Param, ranked: Sequence[Result], warnings: Sequence[Bound
                 top: int) -> ParamSpan:
     """One parameter's span, judged only on the trials where it was active (a conditional one
     is absent from the others, which must not count as its values)."""
-    active = [r for r in ranked if param.name in r[0]]  # a conditional one: the trials where it was on
-    k = top_count(len(active), top) if active else 0
-    points = tuple((r[0][param.name], r[1]) for r in active)
-    top_values = tuple(r[0][param.name] for r in active[:k])
+    points, top_values, k = _active_values(param, ranked, top)
     mine = tuple(w for w in warnings if w.param == param.name)
     numbers = [float(v) for v in top_values if _is_number(v)]
     span = (min(numbers), max(numbers)) if numbers and param.is_numeric else None
@@ -243,6 +247,17 @@ def _param_span(param: Param, ranked: Sequence[Result], warnings: Sequence[Bound
     else:
         proposed, note = _propose_choice(param, top_values, k)
     return ParamSpan(param, points, top_values, span, mine, proposed, note)
+
+
+def _active_values(param: Param, ranked: Sequence[Result],
+                   top: int) -> tuple[tuple[tuple[Any, float], ...], tuple[Any, ...], int]:
+    """(value, objective) of every ranked trial where ``param`` was active, the values of the
+    top K of those (best first), and K."""
+    active = [r for r in ranked if param.name in r[0]]  # a conditional one: the trials where it was on
+    k = top_count(len(active), top) if active else 0
+    points = tuple((r[0][param.name], r[1]) for r in active)
+    top_values = tuple(r[0][param.name] for r in active[:k])
+    return points, top_values, k
 
 
 def _propose_choice(param: Param, top_values: Sequence[Any], k: int) -> tuple[dict[str, Any], str]:
