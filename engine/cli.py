@@ -106,11 +106,14 @@ def study_shortcut(argv: Sequence[str], commands: Sequence[str]) -> tuple[list[s
     return rest, None
 
 
+def _command_names(parser: argparse.ArgumentParser) -> list[str]:
+    actions = parser._subparsers._group_actions if parser._subparsers else []  # type: ignore[union-attr]
+    return [name for action in actions for name in getattr(action, "choices", None) or {}]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    commands = [name for action in parser._subparsers._group_actions  # type: ignore[union-attr]
-                for name in getattr(action, "choices", {}) or {}]
-    argv, shortcut_study = study_shortcut(sys.argv[1:] if argv is None else argv, commands)
+    argv, shortcut_study = study_shortcut(sys.argv[1:] if argv is None else argv, _command_names(parser))
     args = parser.parse_args(argv)
     args.shortcut_study = shortcut_study
     debug = getattr(args, "debug", False) or bool(os.environ.get("HPOTUI_DEBUG"))

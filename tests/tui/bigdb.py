@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time as _time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
@@ -106,6 +107,27 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@dataclass(frozen=True)
+class Shape:
+    """What a generated study holds."""
+
+    trials: int
+    steps: int
+    running: int
+    queued: int
+    gpus: int
+    now: float
+    clones: bool
+
+    @property
+    def parallel(self) -> int:
+        return max(1, self.running)
+
+    @property
+    def start(self) -> float:
+        return self.now - (self.trials + 2) * self.steps * STEP_SECONDS / self.parallel
+
+
 def make_study_db(path: str | Path, *, name: str = "demo", trials: int = 12, steps: int = 8, running: int = 2,
                   queued: int = 1, gpus: int = 2, seed: int = 0, now: float = FIXED_NOW,
                   finished: bool = False, engine: str = "alive", clones: bool = True) -> Path:
@@ -114,43 +136,20 @@ def make_study_db(path: str | Path, *, name: str = "demo", trials: int = 12, ste
     ``engine``: ``alive`` (this process holds the study), ``dead`` (a pid that is gone).
     """
     path = Path(path)
-    rng = random.Random(seed)
-    parallel = max(1, running)
-    start = now - (trials + 2) * steps * STEP_SECONDS / parallel
-    with frozen_store_clock(start) as clock:
+    shape = Shape(trials, steps, 0 if finished else running, 0 if finished else queued, gpus, now, clones)
+    with frozen_store_clock(shape.start) as clock:
         store = Store(path)
         study = store.create_study(name=name, objective_metric="val_acc", objective_mode="max",
                                    space_file=str(path.parent / f"{name}.yaml"),
                                    space_yaml=SPACE_YAML.format(name=name, max_trials=trials + queued + 4,
-                                                                parallel=parallel, steps=steps),
-                                   space_json="{}", parent_id=None, max_parallel=parallel, headless=True)
+                                                                parallel=shape.parallel, steps=steps),
+                                   space_json="{}", parent_id=None, max_parallel=shape.parallel, headless=True)
         pid = os.getpid() if engine == "alive" else _dead_pid()
-        store.acquire_engine_lock(study.id, pid, process_create_time(pid) or start if engine == "alive" else start)
+        created = process_create_time(pid) if engine == "alive" else None
+        store.acquire_engine_lock(study.id, pid, created or shape.start)
         store.set_study_status(study.id, "running")
-        live = 0 if finished else running
-        total = trials + (0 if finished else queued)
-        for i in range(total):
-            status = "queued" if i >= trials else _status_for(i, trials, live)
-            params = {"lr": round(10 ** rng.uniform(-4, 0), 6), "dropout": round(rng.uniform(0, 0.5), 3),
-                      "width": int(2 ** rng.uniform(5, 9)), "optimizer": rng.choice(["sgd", "adam"])}
-            started = None if status == "queued" else (
-                now - _steps_for(status, i, steps) * STEP_SECONDS - 3.0 if status == "running"
-                else start + i * steps * STEP_SECONDS / parallel)
-            clock.now = started if started is not None else now
-            clone_of = 6 if clones and status == "running" and i == trials - 1 else None
-            _write_trial(store, study.id, i, status, params, started, steps, gpus, rng, clock, clone_of)
-            if store.pending_writes() >= FLUSH_ROWS:
-                store.flush()
-        store.flush()
-        clock.now = now - 1.0
-        store.add_resource_samples(
-            [{"time": now, "host": "box", "gpu": g, "name": "NVIDIA A100", "util": 35.0 + 40 * g,
-              "memory_used": (8 + 12 * g) * 2**30, "memory_total": 40 * 2**30, "temperature": 60.0, "power": 250.0}
-             for g in range(gpus)],
-            {"time": now, "host": "box", "cpu_percent": 23.5, "ram_used": 48 * 2**30, "ram_total": 128 * 2**30,
-             "load1": 3.2})
-        if clones and not finished:
-            _waiting_clone(store, study.id)
+        _write_trials(store, study.id, shape, random.Random(seed), clock)
+        _write_samples(store, shape, clock)
         clock.now = now
         if finished:
             store.set_study_status(study.id, "completed")
@@ -158,9 +157,45 @@ def make_study_db(path: str | Path, *, name: str = "demo", trials: int = 12, ste
                             data={"status": "completed", "reason": f"budget: {trials} trials finished"})
             store.release_engine_lock(study.id, pid)
         else:
+            if clones:
+                _waiting_clone(store, study.id)
             store.heartbeat(study.id)
         store.close()
     return path
+
+
+def _write_trials(store: Store, study_id: int, shape: Shape, rng: random.Random, clock: _Clock) -> None:
+    for i in range(shape.trials + shape.queued):
+        status = "queued" if i >= shape.trials else _status_for(i, shape.trials, shape.running)
+        params = {"lr": round(10 ** rng.uniform(-4, 0), 6), "dropout": round(rng.uniform(0, 0.5), 3),
+                  "width": int(2 ** rng.uniform(5, 9)), "optimizer": rng.choice(["sgd", "adam"])}
+        started = _started(status, i, shape)
+        clock.now = started if started is not None else shape.now
+        clone_of = 6 if shape.clones and status == "running" and i == shape.trials - 1 else None
+        _write_trial(store, study_id, i, status, params, started, shape, rng, clock, clone_of)
+        if store.pending_writes() >= FLUSH_ROWS:
+            store.flush()
+    store.flush()
+
+
+def _started(status: str, i: int, shape: Shape) -> float | None:
+    if status == "queued":
+        return None
+    if status == "running":
+        return shape.now - _steps_for(status, i, shape.steps) * STEP_SECONDS - 3.0
+    return shape.start + i * shape.steps * STEP_SECONDS / shape.parallel
+
+
+def _write_samples(store: Store, shape: Shape, clock: _Clock) -> None:
+    """One GPU and host reading, as the engine's resource sampler records them."""
+    now = shape.now
+    clock.now = now - 1.0
+    store.add_resource_samples(
+        [{"time": now, "host": "box", "gpu": g, "name": "NVIDIA A100", "util": 35.0 + 40 * g,
+          "memory_used": (8 + 12 * g) * 2**30, "memory_total": 40 * 2**30, "temperature": 60.0, "power": 250.0}
+         for g in range(shape.gpus)],
+        {"time": now, "host": "box", "cpu_percent": 23.5, "ram_used": 48 * 2**30, "ram_total": 128 * 2**30,
+         "load1": 3.2})
 
 
 def _queue_clone(store: Store, study_id: int, params: dict[str, Any], note: str | None) -> int:
@@ -179,9 +214,9 @@ def _waiting_clone(store: Store, study_id: int) -> None:
 
 
 def _write_trial(store: Store, study_id: int, i: int, status: str, params: dict[str, Any], started: float | None,
-                 steps: int, gpus: int, rng: random.Random, clock: _Clock, clone_of: int | None) -> None:
+                 shape: Shape, rng: random.Random, clock: _Clock, clone_of: int | None) -> None:
     number = i + 1
-    gpu = str(i % gpus) if status == "running" and gpus else None
+    gpu = str(i % shape.gpus) if status == "running" and shape.gpus else None
     clone_id = _queue_clone(store, study_id, params, None) if clone_of is not None else None
     row = store.add_trial(study_id=study_id, params=params, argv=["python", "train.py"], clone_id=clone_id,
                           trial_dir=f"/nonexistent/{number}", stdout_path=f"/nonexistent/{number}/stdout.log",
@@ -193,13 +228,21 @@ def _write_trial(store: Store, study_id: int, i: int, status: str, params: dict[
     store.mark_running(row.id, pid=0, pgid=0, proc_create_time=started or 0.0, git_commit=None)
     store.buffer_event(study_id, row.id, "started", f"trial {number} started", data={"pid": 0, "gpus": gpu,
                                                                                       "clone_of": clone_of})
+    n_steps = _steps_for(status, i, shape.steps)
+    value, best = _report(store, row.id, status, params, started or 0.0, n_steps, shape.steps, rng, clock)
+    if status != "running":
+        _finish(store, study_id, row.id, number, status, n_steps, value, best, clock)
+
+
+def _report(store: Store, trial_id: int, status: str, params: dict[str, Any], started: float, n_steps: int,
+            steps: int, rng: random.Random, clock: _Clock) -> tuple[float, float | None]:
+    """The metric lines of one trial, buffered with their progress as the engine does; (last value, best)."""
     quality = 1.0 - abs(math.log10(params["lr"]) + 2) / 3  # best near lr = 1e-2
-    n_steps = _steps_for(status, i, steps)
     best: float | None = None
     best_step: float | None = None
     value = 0.0
     for step in range(1, n_steps + 1):
-        clock.now = (started or 0.0) + 3.0 + step * STEP_SECONDS
+        clock.now = started + 3.0 + step * STEP_SECONDS
         progress = 1 - math.exp(-step / max(1, steps / 3))
         noise = rng.uniform(-0.01, 0.01)
         value = 0.1 + 0.85 * quality * progress + noise
@@ -207,14 +250,12 @@ def _write_trial(store: Store, study_id: int, i: int, status: str, params: dict[
         values = {"train_loss": loss * 0.9, "val_loss": loss, "train_acc": min(1.0, value * 1.03), "val_acc": value}
         if status == "diverged" and step == n_steps:
             values = {k: math.nan for k in values}
-        store.buffer_metrics(row.id, float(step), values, clock.now)
+        store.buffer_metrics(trial_id, float(step), values, clock.now)
         if not math.isnan(values["val_acc"]) and (best is None or values["val_acc"] > best):
             best, best_step = values["val_acc"], float(step)
-        store.buffer_progress(row.id, stdout_offset=0, stderr_offset=0, reports=step, last_step=float(step),
+        store.buffer_progress(trial_id, stdout_offset=0, stderr_offset=0, reports=step, last_step=float(step),
                               best_value=best, best_step=best_step)
-    if status == "running":
-        return
-    _finish(store, study_id, row.id, number, status, n_steps, value, best, clock)
+    return value, best
 
 
 def _finish(store: Store, study_id: int, trial_id: int, number: int, status: str, n_steps: int, value: float,

@@ -376,6 +376,9 @@ class StudyScreen(Screen[None]):
         current = view or self.view
         if not (req.detail or changed and self._detail_may_change(req, current)):
             return Loaded(view=view, sizes=req.chart_sizes)
+        return self._detail(reader, req, view, current)
+
+    def _detail(self, reader: StudyReader, req: Request, view: StudyView | None, current: StudyView | None) -> Loaded:
         reason = self._reason(reader, req, current)
         try:
             detail, names = build_detail(reader, req, current)
@@ -392,15 +395,18 @@ class StudyScreen(Screen[None]):
         if view is None:
             return True
         if req.view == "curves":
-            trial = next((t for t in view.trials if t.id == req.trial_id), None)
-            before = self.trials.get(req.trial_id or 0)  # live until this read: draw its last points
-            return trial is None or trial.is_live or before is None or before.is_live
+            return self._trial_may_change(req.trial_id, view)
         if req.view == "params":
             finished = view.total - sum(view.counts.get(s, 0) for s in ("running", "queued"))
             if finished == self._params_for:
                 return False
             self._params_for = finished
         return True
+
+    def _trial_may_change(self, trial_id: int | None, view: StudyView) -> bool:
+        trial = next((t for t in view.trials if t.id == trial_id), None)
+        before = self.trials.get(trial_id or 0)  # live until this read: draw its last points
+        return trial is None or before is None or trial.is_live or before.is_live
 
     def _reason(self, reader: StudyReader, req: Request, view: StudyView | None) -> Text | None:
         if req.view != "curves" or view is None:
