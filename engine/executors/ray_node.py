@@ -89,10 +89,7 @@ def run_trial(argv: list[str], cwd: str, env_delta: dict[str, str], grace_period
 
 def _stream(popen: subprocess.Popen[bytes]) -> Iterator[dict[str, bytes]]:
     """Batches of (stdout, stderr) bytes until both pipes close; leftovers holding them are ended."""
-    assert popen.stdout is not None and popen.stderr is not None
-    selector = selectors.DefaultSelector()
-    selector.register(popen.stdout, selectors.EVENT_READ, "out")
-    selector.register(popen.stderr, selectors.EVENT_READ, "err")
+    selector = _pipe_selector(popen)
     batch = {"out": bytearray(), "err": bytearray()}
     first_at: float | None = None
     leader_gone_at: float | None = None
@@ -110,6 +107,15 @@ def _stream(popen: subprocess.Popen[bytes]) -> Iterator[dict[str, bytes]]:
     selector.close()
     if batch["out"] or batch["err"]:
         yield {"out": bytes(batch["out"]), "err": bytes(batch["err"])}
+
+
+def _pipe_selector(popen: subprocess.Popen[bytes]) -> selectors.BaseSelector:
+    """One selector over both pipes, each tagged with the batch key its bytes go to."""
+    assert popen.stdout is not None and popen.stderr is not None
+    selector = selectors.DefaultSelector()
+    selector.register(popen.stdout, selectors.EVENT_READ, "out")
+    selector.register(popen.stderr, selectors.EVENT_READ, "err")
+    return selector
 
 
 def _read_ready(selector: selectors.BaseSelector, timeout: float, batch: dict[str, bytearray],
