@@ -300,10 +300,15 @@ class ResourceMonitor:
                 gpu_util_percent=sum(known) / len(known) if known else None,
                 gpu_indices=tuple(sorted(used)), pids=tuple(sorted(members)),
             )
+        self._forget_processes(seen)
+        return result
+
+    def _forget_processes(self, seen: set[int]) -> None:
+        """Drop the cached psutil handles of processes no trial holds any more, so the cache does
+        not grow with every process a long study ever started."""
         for pid in list(self._processes):
             if pid not in seen:
                 del self._processes[pid]
-        return result
 
     def _cpu_and_rss(self, members: set[int]) -> tuple[float | None, int | None]:
         cpu: float | None = None
