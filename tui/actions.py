@@ -91,7 +91,7 @@ class Commander:
         if not launch:
             return summary
         pid = launch_stage(self.db_path, written)
-        return f"{summary}; next stage launched in the background (engine pid {pid})"
+        return f"next stage launched in the background (engine pid {pid}): {summary}"  # the news first
 
 
     def resume(self, name: str, *, settle_s: float = 3.0) -> str:

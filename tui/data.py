@@ -439,7 +439,8 @@ class StudyReader:
         waiting = self._waiting_clones(study, clones, alive)
         counts: dict[str, int] = {}
         for t in trials:
-            counts[t.status] = counts.get(t.status, 0) + 1
+            shown = t.process or t.status  # a dead engine's trials count as gone / unwatched, not running
+            counts[shown] = counts.get(shown, 0) + 1
         eta, eta_paused = self._eta(study, plan, trials, counts, durations, finished_n, alive)
         shown = ordered([*trials, *waiting], status=status, text=text, sort=sort, descending=descending,
                         mode=study.objective_mode)

@@ -17,9 +17,10 @@ from . import format as fmt
 from .data import StudyView
 from .ordering import sort_label
 
-ORDER = ("running", "completed", "pruned", "stopped", "diverged", "failed", "queued", "interrupted")
+ORDER = ("running", "unwatched", "gone", "completed", "pruned", "stopped", "diverged", "failed", "queued",
+         "interrupted")
 SHORT = {"running": "run", "completed": "done", "pruned": "pruned", "stopped": "stop", "diverged": "div",
-         "failed": "fail", "queued": "queue", "interrupted": "intr"}
+         "failed": "fail", "queued": "queue", "interrupted": "intr", "unwatched": "unwatched", "gone": "gone"}
 
 
 @dataclass(frozen=True)

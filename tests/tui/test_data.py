@@ -140,6 +140,7 @@ def test_dead_engine_and_gone_trials(tmp_path):
     running = [t for t in view.trials if t.status == "running"]
     assert running and all(t.shown_status == "gone" and t.eta_s is None for t in running)
     assert all(t.run_s is not None and t.run_s < 60 for t in running)  # frozen, not growing with the clock
+    assert "running" not in view.counts and view.counts["gone"] == 2  # the header counts them as gone
     [waiting] = [t for t in view.trials if t.pending]  # the clone queue is a table: resume runs it
     assert "outside the searched range" in waiting.reason
 
