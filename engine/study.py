@@ -33,7 +33,7 @@ from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
 from .liveness import find_trial_process, process_create_time
 from .logtail import LogTail
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
-from .runner import EXIT_UNKNOWN, LocalExecutor, TrialProcess, judge_ended_unwatched, signal_name
+from .runner import LocalExecutor, TrialProcess, judge_ended_unwatched
 from .sampling import Sampler, make_sampler
 from .schedulers import Action, make_scheduler
 from .space import Space, format_value, render_argv
@@ -41,6 +41,7 @@ from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
 from .trial_params import params_environment
 from .usage import UsageSampler
+from . import trial_end
 from . import trial_reading as reading
 from .notify import Notifier
 
@@ -236,7 +237,7 @@ class StudyLoop:
         os.set_blocking(self._wake_w, False)
         os.set_blocking(self._wake_r, False)
         self._old_wakeup = signal.set_wakeup_fd(self._wake_w)
-        handlers = {}
+        handlers: dict[int, Any] = {}
         for sig, handler in ((signal.SIGCHLD, lambda *_: None), (signal.SIGINT, self._on_stop_signal),
                              (signal.SIGTERM, self._on_stop_signal), (signal.SIGHUP, self._on_hangup)):
             handlers[sig] = signal.signal(sig, handler)
@@ -291,29 +292,39 @@ class StudyLoop:
         self.finished = sum(1 for t in trials if t.status in FINISHED and t.id not in self.gpu.oom.alone)
         self._recover_clones(trials)
         for t in trials:
-            if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
-                t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
-            if t.status == "running" and t.pid:
-                proc = self.executor.adopt(t.id, t.pid, t.pgid or t.pid, t.proc_create_time or 0.0,
-                                           Path(t.stdout_path), Path(t.stderr_path))
-                if proc is not None:
-                    self._track(t, proc)
-                    self.gpu.adopted(t)
-                    self.store.buffer_event(self.study.id, t.id, "adopted",
-                                            f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
-                    self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
-                    continue
-                self._end_leftovers(t)
-                t = self._judge_unwatched(t, self._drain_unwatched(t))  # lines printed while no engine read
-            if t.status in ("running", "queued"):
-                self.store.finish_trial(t.id, "interrupted", exit_code=None,
-                                        reason="engine stopped while the trial was pending or running")
-                self.store.add_event(self.study.id, t.id, "interrupted",
-                                     f"trial {t.number} interrupted: its engine died; its configuration runs again",
-                                     level="warning")
-                t = self.store.trial(t.id)  # type: ignore[assignment]
-            if t.status == "interrupted" and t.id not in rerun_done:
-                self.rerun_queue.append(t)
+            self._recover_trial(t, rerun_done)
+
+    def _recover_trial(self, t: TrialRow, rerun_done: set[int]) -> None:
+        """One trial a dead engine left: adopt it if it still runs, else record how it ended or queue its rerun."""
+        if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
+            t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
+        if t.status == "running" and t.pid:
+            if self._adopt(t, t.pid):
+                return
+            self._end_leftovers(t)
+            t = self._judge_unwatched(t, self._drain_unwatched(t))  # lines printed while no engine read
+        if t.status in ("running", "queued"):
+            self.store.finish_trial(t.id, "interrupted", exit_code=None,
+                                    reason="engine stopped while the trial was pending or running")
+            self.store.add_event(self.study.id, t.id, "interrupted",
+                                 f"trial {t.number} interrupted: its engine died; its configuration runs again",
+                                 level="warning")
+            t = self.store.trial(t.id)  # type: ignore[assignment]
+        if t.status == "interrupted" and t.id not in rerun_done:
+            self.rerun_queue.append(t)
+
+    def _adopt(self, t: TrialRow, pid: int) -> bool:
+        """Track a trial (recorded running as ``pid``) that outlived its engine and still runs; False when gone."""
+        proc = self.executor.adopt(t.id, pid, t.pgid or pid, t.proc_create_time or 0.0,
+                                   Path(t.stdout_path), Path(t.stderr_path))
+        if proc is None:
+            return False
+        self._track(t, proc)
+        self.gpu.adopted(t)
+        self.store.buffer_event(self.study.id, t.id, "adopted",
+                                f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
+        self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
+        return True
 
     def _recover_clones(self, trials: list[TrialRow]) -> None:
         """Clones queued before the engine died still run; finished ones stay outside max_trials."""
@@ -574,11 +585,7 @@ class StudyLoop:
             return self._cannot_make_folders(exc)
         trial_dir = folder.path
         seed = _trial_seed(self.space.search.seed, sample_index)
-        values: dict[str, Any] = dict(params, trial_id=number, trial_dir=str(trial_dir))
-        if self.space.scheduler.max_resource is not None:
-            mr = self.space.scheduler.max_resource
-            values["max_resource"] = int(mr) if mr == int(mr) else mr
-        argv = render_argv(self.space.command, values, inactive_names(self.space.params, params))
+        argv = self._trial_argv(params, number, trial_dir)
         def insert(picker: Any) -> TrialRow | None:
             return self.store.add_trial(study_id=self.study.id, params=params, argv=argv, trial_dir=str(trial_dir),
                                         stdout_path=str(trial_dir / "stdout.log"),
@@ -596,8 +603,28 @@ class StudyLoop:
         self._consume_configuration()
         self._waiting_note = None
         self._note_new_trial(row, folder.note, clone_id)
+        env = self._trial_env(row, params, trial_dir, seed)
+        try:
+            proc = self.executor.start(row.id, argv, cwd=self.space.workdir, env=env,
+                                       stdout_path=Path(row.stdout_path), stderr_path=Path(row.stderr_path))
+        except OSError as exc:
+            self._start_failed(row, argv[0], exc)
+            return True
+        self._record_start(row, proc, params, clone_of, placement)
+        return True
+
+    def _trial_argv(self, params: dict[str, Any], number: int, trial_dir: Path) -> list[str]:
+        """The space file's command with this trial's values (and its number, folder, max_resource) filled in."""
+        values: dict[str, Any] = dict(params, trial_id=number, trial_dir=str(trial_dir))
+        if self.space.scheduler.max_resource is not None:
+            mr = self.space.scheduler.max_resource
+            values["max_resource"] = int(mr) if mr == int(mr) else mr
+        return render_argv(self.space.command, values, inactive_names(self.space.params, params))
+
+    def _trial_env(self, row: TrialRow, params: dict[str, Any], trial_dir: Path, seed: int | None) -> dict[str, str]:
+        """The engine's environment plus what the trial is told: its number, folder, study, GPUs, seed, values."""
         env = dict(self._base_env)
-        env.update(HPOTUI_TRIAL_ID=str(number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
+        env.update(HPOTUI_TRIAL_ID=str(row.number), HPOTUI_TRIAL_DIR=str(trial_dir), HPOTUI_STUDY=self.study.name,
                    PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=row.gpus or "")
         for inherited in ("HPOTUI_PARAMS", "HPOTUI_PARAMS_FILE"):  # never the engine's own, if it has one
             env.pop(inherited, None)
@@ -606,20 +633,24 @@ class StudyLoop:
             env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # NVML's numbering, which placement used
         if seed is not None:
             env["HPOTUI_SEED"] = str(seed)
-        try:
-            proc = self.executor.start(row.id, argv, cwd=self.space.workdir, env=env,
-                                       stdout_path=Path(row.stdout_path), stderr_path=Path(row.stderr_path))
-        except OSError as exc:
-            self.gpu.ended(row, "failed")  # it never ran: its GPU claim goes at once
-            self._requeue_if_out_of_fds(row, exc)
-            reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
-            self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
-            self.finished += 1
-            self.clones_finished += row.clone_id is not None
-            self.store.add_event(self.study.id, row.id, "failed", f"trial {number} failed: {reason}", level="error")
-            self._say(f"trial {number} failed to start: {reason}")
-            self._note_failure(reason)
-            return True
+        return env
+
+    def _start_failed(self, row: TrialRow, program: str, exc: OSError) -> None:
+        """The executor could not start it: a failed trial (out of file descriptors: it runs again later)."""
+        self.gpu.ended(row, "failed")  # it never ran: its GPU claim goes at once
+        self._requeue_if_out_of_fds(row, exc)
+        reason = f"could not start {program!r}: {exc.strerror or exc}"
+        self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
+        self.finished += 1
+        self.clones_finished += row.clone_id is not None
+        self.store.add_event(self.study.id, row.id, "failed", f"trial {row.number} failed: {reason}", level="error")
+        self._say(f"trial {row.number} failed to start: {reason}")
+        self._note_failure(reason)
+
+    def _record_start(self, row: TrialRow, proc: TrialProcess, params: dict[str, Any], clone_of: int | None,
+                      placement: str) -> None:
+        """Mark it running, track it, tell the scheduler and the GPU claims, and say where it runs."""
+        number = row.number
         try:
             self.store.mark_running(row.id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
                                     git_commit=self.git_commit, host=proc.node or HOSTNAME)
@@ -636,7 +667,6 @@ class StudyLoop:
                                 f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus,
                                                                   "clone_of": clone_of, "placement": placement})
         self._say(f"trial {number} started{where}: {_show_params(params)}")
-        return True
 
     def _note_waiting_for_gpus(self) -> None:
         note = self.gpu.note_waiting()
@@ -858,71 +888,59 @@ class StudyLoop:
                 stream.trim()  # all recorded now: only the newest logs.max_mb stays on disk
 
     def _finish_trial(self, live: LiveTrial, code: int) -> None:
-        number = live.row.number
-        # Only a trial that ended on its own with a bad or unknown code needs its stderr read back.
-        stderr_tail = live.stderr.tail_text() if code != 0 and not live.proc.final_status else ""
-        exit_code: int | None = None if code == EXIT_UNKNOWN else code
-        if live.proc.final_status:
-            status, reason = live.proc.final_status, live.proc.final_reason or ""
-        elif code == 0:
-            status, reason = "completed", ""
-        elif code == EXIT_UNKNOWN:
-            crashed = "Traceback (most recent call last)" in stderr_tail or "Error" in _last_line(stderr_tail)
-            status = "failed" if crashed or live.reports == 0 else "completed"
-            reason = "exit code unknown: the trial ended while no engine was watching it"
+        """Record how the trial ended, then what its end means (engine/trial_end.py decides the status)."""
+        asked = live.proc.final_status
+        stderr_tail = live.stderr.tail_text() if trial_end.needs_stderr(code, asked) else ""
+        end = trial_end.judge_exit(code, asked_status=asked, asked_reason=live.proc.final_reason,
+                                   reports=live.reports, invalid=live.invalid, stderr_tail=stderr_tail)
+        self._record_end(live, end)
+        retry_alone = self.gpu.oom_retry(live.row, end.status, stderr_tail)  # out of GPU memory beside others
+        self.gpu.ended(live.row, end.status)  # its host-wide GPU claim goes
+        if retry_alone:  # recorded failed with flag oom; its configuration runs once more, alone on a GPU
+            self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
+        elif end.status == "interrupted":
+            self._finish_interrupted(live, end.reason)
+        elif end.status == INVALID_STATUS:
+            self._finish_invalid(live)
         else:
-            sig = signal_name(code)
-            status = "failed"
-            reason = f"exit code {code}" + (f" ({sig})" if sig else "")
-            last = _last_line(stderr_tail)
-            if last:
-                reason += f": {last}"
-        if live.invalid is not None and status != "interrupted":
-            status, reason = INVALID_STATUS, live.invalid
+            self._finish_result(live, end, stderr_tail)
+
+    def _record_end(self, live: LiveTrial, end: trial_end.TrialEnd) -> None:
+        """The trial's row gets its final status; the loop, the sampler of usage and the detectors drop it."""
         for stream in (live.stdout, live.stderr):
             stream.close()
-        self.store.finish_trial(live.row.id, status, exit_code=exit_code, reason=reason or None)
+        self.store.finish_trial(live.row.id, end.status, exit_code=end.exit_code, reason=end.reason or None)
         self.live.pop(live.row.id, None)  # recorded: a later failed write (disk full) must not finish it twice
         self.usage.trial_ended(live.row.id)
         self.scheduler.on_trial_end(live.row.id)
         self.health.forget(live.row.id)
-        retry_alone = self.gpu.oom_retry(live.row, status, stderr_tail)  # out of GPU memory beside others
-        self.gpu.ended(live.row, status)  # its host-wide GPU claim goes
-        if retry_alone:  # recorded failed with flag oom; its configuration runs once more, alone on a GPU
+
+    def _finish_interrupted(self, live: LiveTrial, reason: str) -> None:
+        """Its node was lost, or the engine is stopping: not a result, it runs again (unless the engine stops)."""
+        number = live.row.number
+        self.store.add_event(self.study.id, live.row.id, "interrupted",
+                             f"trial {number} interrupted — {reason}; its configuration runs again",
+                             level="warning")
+        self._say(f"trial {number} interrupted — {reason}")
+        if self.signal_received is None:
             self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
-            return
-        if status == "interrupted":  # its node was lost, or the engine is stopping: not a result, it runs again
-            self.store.add_event(self.study.id, live.row.id, "interrupted",
-                                 f"trial {number} interrupted — {reason}; its configuration runs again",
-                                 level="warning")
-            self._say(f"trial {number} interrupted — {reason}")
-            if self.signal_received is None:
-                self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
-            return
-        if status == INVALID_STATUS:
-            self._finish_invalid(live)
-            return
+
+    def _finish_result(self, live: LiveTrial, end: trial_end.TrialEnd, stderr_tail: str) -> None:
+        """A finished trial (completed, failed, pruned, stopped, diverged): counted, said, learned from."""
+        status, reason = end.status, end.reason
         self.counters.invalid_streak = 0
         self.finished += 1
         self.clones_finished += live.row.clone_id is not None
-        objective_text = self._objective_text(live)
-        message = f"trial {number} {status}" + (f" after {time.time() - (live.row.started_at or time.time()):.1f}s"
-                                                 if live.row.started_at else "")
-        message += f": {objective_text}" if objective_text else ""
-        data: dict[str, Any] = {"exit_code": exit_code, "best": live.best, "reports": live.reports}
+        ran_s = time.time() - live.row.started_at if live.row.started_at else None
+        event_text, said = trial_end.ended_lines(live.row.number, status, reason, ran_s=ran_s,
+                                                 objective=self._objective_text(live))
         if status == "failed":
-            data["stderr_tail"] = stderr_tail[-2000:]
-            from .resources import OOM_FLAG, OOM_HINT, is_cuda_oom
-
-            if is_cuda_oom(stderr_tail):
-                self.store.buffer_event(self.study.id, live.row.id, "flag",
-                                        f"{OOM_FLAG}: trial {number} ran out of GPU memory — {OOM_HINT}",
-                                        level="error", data={"flag": OOM_FLAG, "hint": OOM_HINT})
+            self._flag_cuda_oom(live, stderr_tail)
         self._note_not_read(live, status)
-        self.store.buffer_event(self.study.id, live.row.id, status,  # flushed with the next batch (<= 0.2 s)
-                                message + (f" — {reason}" if reason and status != "completed" else ""),
-                                level="error" if status == "failed" else "info", data=data)
-        self._say(message + (f" — {reason}" if reason and status in ("failed", "diverged") else ""))
+        self.store.buffer_event(self.study.id, live.row.id, status, event_text,  # flushed with the next batch (<= 0.2 s)
+                                level=trial_end.ended_level(status),
+                                data=trial_end.ended_data(status, end.exit_code, live.best, live.reports, stderr_tail))
+        self._say(said)
         if status == "failed":
             self._note_failure(reason)
         else:
@@ -933,9 +951,17 @@ class StudyLoop:
         self._note_result(live)
         from .boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS  # says nothing with fewer finished
 
-        if self.finished >= BOUNDARY_MIN_TRIALS and (self.finished <= WARNINGS_EVERY_FINISH
-                                                     or self.finished % (self.finished // WARNINGS_EVERY_FINISH) == 0):
+        if trial_end.warnings_due(self.finished, BOUNDARY_MIN_TRIALS, WARNINGS_EVERY_FINISH):
             self._update_warnings()  # every finish at first, then thinning out: it ranks the whole study
+
+    def _flag_cuda_oom(self, live: LiveTrial, stderr_tail: str) -> None:
+        """A failed trial whose stderr says CUDA ran out of memory gets the oom flag and its hint."""
+        from .resources import OOM_FLAG, OOM_HINT, is_cuda_oom
+
+        if is_cuda_oom(stderr_tail):
+            self.store.buffer_event(self.study.id, live.row.id, "flag",
+                                    f"{OOM_FLAG}: trial {live.row.number} ran out of GPU memory — {OOM_HINT}",
+                                    level="error", data={"flag": OOM_FLAG, "hint": OOM_HINT})
 
     def _finish_invalid(self, live: LiveTrial) -> None:
         """Not a result and not a failure: the sampler learns the region is invalid and is asked again."""
@@ -997,10 +1023,7 @@ class StudyLoop:
         self._warnings = warnings
 
     def _objective_text(self, live: LiveTrial) -> str:
-        if live.best is None:
-            return ""
-        step = f" at step {live.best_step:g}" if live.best_step is not None else ""
-        return f"{self.space.objective.metric}={live.best:.4g} (best{step})"
+        return trial_end.objective_text(self.space.objective.metric, live.best, live.best_step)
 
     def _note_result(self, live: LiveTrial) -> None:
         """Patience: count finished trials that did not beat the best so far."""
@@ -1061,26 +1084,36 @@ class StudyLoop:
         return next((lt for lt in self.live.values() if lt.row.number == number), None)
 
     def _apply_command(self, action: str, number: int | None, args: dict[str, Any]) -> str:
+        """Apply one command from the interface; the returned text is its acknowledgement."""
         if action == "stop_study":
-            self.stop_reason = "stopped by the user"
-            self.final_status = "stopped"
-            for live in self.live.values():
-                self._stop_trial(live, "stopped", "study stopped by the user")
-            self._say("study stop requested: stopping running trials")
-            return f"stopping {len(self.live)} running trials; no new trials"
+            return self._stop_study()
         if action in ("pause_launching", "resume_launching"):
             paused = action == "pause_launching"
             self._set_launching_paused(paused, "paused by the user" if paused else None)
             return "launching paused" if paused else "launching resumed"
         if action == "set_max_parallel":
-            value = args.get("value")
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
-                return f"refused: max_parallel must be a whole number from 1 to 1024, got {value!r}"
-            self.max_parallel = value
-            self.store.set_max_parallel(self.study.id, value)
-            return f"max_parallel is now {value}"
+            return self._set_max_parallel(args.get("value"))
         if action == "clone_trial":
             return self._clone(number, args.get("params") or {})
+        return self._apply_trial_command(action, number)
+
+    def _stop_study(self) -> str:
+        self.stop_reason = "stopped by the user"
+        self.final_status = "stopped"
+        for live in self.live.values():
+            self._stop_trial(live, "stopped", "study stopped by the user")
+        self._say("study stop requested: stopping running trials")
+        return f"stopping {len(self.live)} running trials; no new trials"
+
+    def _set_max_parallel(self, value: Any) -> str:
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
+            return f"refused: max_parallel must be a whole number from 1 to 1024, got {value!r}"
+        self.max_parallel = value
+        self.store.set_max_parallel(self.study.id, value)
+        return f"max_parallel is now {value}"
+
+    def _apply_trial_command(self, action: str, number: int | None) -> str:
+        """stop / pause / resume one running trial (any other action on a running trial is refused)."""
         live = self._live_by_number(number)
         if live is None:
             return f"refused: trial {number} is not running"
@@ -1404,13 +1437,6 @@ def _show_params(params: dict[str, Any]) -> str:
         text = f"{value:.4g}" if isinstance(value, float) else format_value(value)
         parts.append(f"{name}={text}")
     return " ".join(parts)
-
-
-def _last_line(text: str) -> str:
-    for line in reversed(text.splitlines()):
-        if line.strip():
-            return line.strip()[:300]
-    return ""
 
 
 def _git_commit(workdir: Path) -> str | None:
