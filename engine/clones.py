@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .conditions import active_only, is_active
 from .space import Param, Space, format_value
 
 
@@ -43,12 +44,31 @@ def _number(param: Param, value: Any) -> int | float:
 
 
 def with_overrides(space: Space, params: dict[str, Any], overrides: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-    """The source trial's params with the edited values, and the notes on them (None when all in range)."""
+    """The source trial's params with the edited values, and the notes on them (None when all in range).
+
+    With conditional parameters an edit can switch a branch: parameters the new choice turns off
+    leave the clone (and its command), and one it turns on must be given a value in the same
+    edit, since the source trial never had one.
+    """
     params, notes = dict(params), []
+    known = {p.name for p in space.params}
     for name, value in overrides.items():
-        if name not in params:
+        if name not in known:
             raise Refused(f"{name!r} is not a parameter of this study")
         params[name], note = checked_value(space.param(name), value)
         if note:
             notes.append(note)
-    return params, "; ".join(notes) or None
+    active = active_only(space.params, params)
+    needed = [p.name for p in space.params if p.name not in active and is_active(p, active)]
+    if needed:
+        raise Refused(f"this edit switches on {', '.join(needed)}: give {'it' if len(needed) == 1 else 'them'} "
+                      "a value in the same clone")
+    for name in overrides:
+        if name not in active:
+            raise Refused(f"{name} is only used when {_condition_text(space.param(name))}")
+    return active, "; ".join(notes) or None
+
+
+def _condition_text(param: Param) -> str:
+    """'optimizer is sgd' style: the condition under which a conditional parameter exists."""
+    return " and ".join(f"{parent} is {' or '.join(format_value(v) for v in values)}" for parent, values in param.when)

@@ -236,3 +236,16 @@ def test_objective_list_and_warm_start_parse(tmp_path: Path) -> None:
     assert [o.mode for o in space.objectives] == ["max", "min"] and space.search.warm_start == ("a", "b")
     single = space_of(tmp_path)
     assert not single.multi_objective and len(single.objectives) == 1
+
+
+def test_a_clone_that_switches_a_branch_drops_the_old_branch_and_needs_the_new_one(tmp_path: Path) -> None:
+    from hpotui.engine.clones import Refused, with_overrides
+
+    space = space_of(tmp_path)
+    source = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}
+    with pytest.raises(Refused, match="switches on beta2"):
+        with_overrides(space, source, {"optimizer": "adam"})
+    params, note = with_overrides(space, source, {"optimizer": "adam", "beta2": 0.999})
+    assert params == {"optimizer": "adam", "beta2": 0.999, "lr": 0.01} and note is None
+    with pytest.raises(Refused, match="momentum is only used when optimizer is sgd"):
+        with_overrides(space, {"optimizer": "adam", "beta2": 0.99, "lr": 0.01}, {"momentum": 0.8})
