@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -29,13 +29,13 @@ from .executors.base import Executor
 from .fd_limits import fit_parallel, out_of_fds
 from .health import HealthMonitor, status_for
 from .conditions import inactive_names
-from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT, invalid_reason
+from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT
 from .liveness import find_trial_process, process_create_time
-from .logtail import LogTail
-from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
+from .metricline import Report
 from .runner import LocalExecutor, TrialProcess, judge_ended_unwatched
 from .sampling import Sampler, make_sampler
 from .schedulers import Action, make_scheduler
+from .schedulers.recorded import restore_scheduler
 from .space import Space, format_value, render_argv
 from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
@@ -43,6 +43,7 @@ from .trial_params import params_environment
 from .usage import UsageSampler
 from . import trial_end
 from . import trial_reading as reading
+from .trial_logs import LiveTrial, TrialLogReader, follow
 from .notify import Notifier
 
 FLUSH_ROWS = 500
@@ -54,30 +55,9 @@ HEALTH_EVERY_REPORT = 200
 WARNINGS_EVERY_FINISH = 20
 TICK_MIN_S = 0.02
 TICK_MAX_S = 0.1
-DRAIN_BATCH_BYTES = 256 * 1024  # log bytes read per stream per loop turn: a flood lands in steady batches
 FINISHED = TERMINAL_STATUSES  # what counts towards max_trials ("interrupted" runs again)
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
-
-
-@dataclass
-class LiveTrial:
-    """What the loop tracks about one running trial beyond its database row."""
-
-    row: TrialRow
-    proc: TrialProcess
-    stdout: LogTail
-    stderr: LogTail
-    reports: int
-    best: float | None = None
-    best_step: float | None = None
-    last_step: float | None = None
-    regex: RegexMetrics | None = None
-    rejected_notes: int = 0
-    curve: list[tuple[float, float]] = field(default_factory=list)  # (resource, objective): the rung model's input
-    last: dict[str, float] = field(default_factory=dict)  # every metric's last value (several objectives)
-    invalid: str | None = None  # the trial said `@hpotui {"invalid": "why"}`
-    reading: reading.TrialReading | None = None  # regex and file sources, and what they did not read
 
 
 @dataclass
@@ -109,6 +89,7 @@ class StudyLoop:
         self.scheduler = make_scheduler(space.scheduler, space.objective.metric, space.objective.mode)
         self.health = HealthMonitor(space.health, space.objective.metric, space.objective.mode,
                                     step_name=space.scheduler.resource)
+        self.reader = TrialLogReader(store, space, study.id, self._decide, self._maybe_flush)  # logs -> reports
         self.runs_root = options.runs_root or (store.path.resolve().parent / "hpotui_runs")
         self.study_dir = self.runs_root / study.name
         self.live: dict[int, LiveTrial] = {}
@@ -378,17 +359,9 @@ class StudyLoop:
 
         Once recorded, its logs are trimmed to ``logs.max_mb`` like a watched trial's.
         """
-        logs = self.space.logs
-        live = LiveTrial(row=t, proc=None,  # type: ignore[arg-type]
-                         stdout=LogTail(Path(t.stdout_path), t.stdout_offset, logs.max_line_bytes,
-                                        keep_bytes=logs.max_bytes),
-                         stderr=LogTail(Path(t.stderr_path), t.stderr_offset, logs.max_line_bytes,
-                                        keep_bytes=logs.max_bytes),
-                         reports=t.reports, best=t.best_value, best_step=t.best_step, last_step=t.last_step)
-        live.reading = reading.open_reading(self.store, self.space, t)  # its regex and file sources read on too
-        live.regex = live.reading.regex
-        self._drain(live, final=True)
-        self._poll_metric_files(live, final=True)
+        live = follow(self.store, self.space, t, None, Path(t.stdout_path), Path(t.stderr_path))
+        self.reader.drain(live, final=True)  # its regex and file sources read on too
+        self.reader.poll_files(live, final=True)
         self.store.flush()
         for stream in (live.stdout, live.stderr):
             stream.trim()
@@ -426,20 +399,9 @@ class StudyLoop:
                 self.counters.global_best, self.counters.global_best_trial = t.best_value, t.number
 
     def _replay_decisions(self) -> None:
-        """Rebuild scheduler state from the recorded objective values, in recording order."""
-        trials = {t.id: t for t in self.store.trials(self.study.id)}
-        started: set[int] = set()
-        for trial_id, step, value in self.store.metric_history(self.study.id, self.space.objective.metric):
-            if trial_id not in started:
-                self.scheduler.on_trial_start(trial_id)
-                started.add(trial_id)
-            if math.isfinite(value):
-                self.scheduler.on_result(trial_id, step, value)
-        for trial_id, t in trials.items():
-            if trial_id not in started and t.id in self.live:
-                self.scheduler.on_trial_start(trial_id)
-            if t.status != "running" and trial_id in started:
-                self.scheduler.on_trial_end(trial_id)
+        """Restore the scheduler from its recorded brackets and decisions (engine/schedulers/recorded.py)."""
+        restore_scheduler(self.scheduler, self.store, self.study.id, self.space.objective.metric,
+                          self.space.scheduler.resource)
         for trial_id in self.live:  # re-adopted trials: the health monitor relearns their curves, silently
             by_step: dict[float, dict[str, float]] = {}
             for m in self.store.metrics(trial_id):
@@ -662,6 +624,8 @@ class StudyLoop:
         self._track(row, proc)
         self.gpu.started(row, proc.pid, proc.create_time)
         self.scheduler.on_trial_start(row.id)
+        if (bracket := self.scheduler.assigned_bracket(row.id)) is not None and bracket != row.bracket:
+            self.store.set_trial_bracket(row.id, bracket)
         where = f" on GPU {row.gpus}" + (f" ({placement})" if placement else "") if row.gpus else ""
         self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started{where}: "
                                 f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus,
@@ -676,154 +640,20 @@ class StudyLoop:
             self._say(note)
 
     def _track(self, row: TrialRow, proc: TrialProcess) -> None:
-        live = LiveTrial(row=row, proc=proc,
-                         stdout=LogTail(proc.stdout_path, row.stdout_offset, self.space.logs.max_line_bytes,
-                                        keep_bytes=self.space.logs.max_bytes),
-                         stderr=LogTail(proc.stderr_path, row.stderr_offset, self.space.logs.max_line_bytes,
-                                        keep_bytes=self.space.logs.max_bytes),
-                         reports=row.reports, best=row.best_value, best_step=row.best_step, last_step=row.last_step)
-        live.reading = reading.open_reading(self.store, self.space, row)
-        live.regex = live.reading.regex
-        self.live[row.id] = live
+        self.live[row.id] = follow(self.store, self.space, row, proc, proc.stdout_path, proc.stderr_path)
 
     # -- reading reports ---------------------------------------------------------------------------------
     def _pump_logs(self) -> None:
         got = behind = False
         for live in list(self.live.values()):
-            got |= self._drain(live)
+            got |= self.reader.drain(live)
             behind |= not (live.stdout.at_eof and live.stderr.at_eof)
-            self._poll_metric_files(live)
-        self._settle_steps()
+            self.reader.poll_files(live)
+        self.reader.settle(list(self.live.values()))
         if behind:  # a batch was cut short: more is waiting, go round the loop (and flush) at once
             self._tick = 0.0
         else:
             self._tick = TICK_MIN_S if got else min(TICK_MAX_S, max(TICK_MIN_S, self._tick * 1.5))
-
-    def _drain(self, live: LiveTrial, final: bool = False) -> bool:
-        got = False
-        for stream in (live.stdout, live.stderr):
-            while True:  # a final drain reads to the end in bounded batches (a trial may exit mid-flood)
-                lines = stream.read_pieces(final=final, budget=DRAIN_BATCH_BYTES)
-                for text, _offset, ends_line, partial, cut in lines:
-                    got = True
-                    self._handle_piece(live, text, ends_line, partial, cut, stream is live.stderr)
-                if not final or stream.at_eof:
-                    break
-                if lines:  # a long final drain lands batch by batch, offsets with their rows
-                    self._buffer_progress(live)
-                    self._maybe_flush()
-            self._note_refused_log(live, stream)
-        got |= self._flush_regex(live, final)
-        if got:
-            self._buffer_progress(live)
-        return got
-
-    def _flush_regex(self, live: LiveTrial, final: bool) -> bool:
-        """What a progress bar said new, as soon as it was written; at the end, its last step."""
-        if live.regex is None:
-            return False
-        ended_on_its_own = live.proc is None or live.proc.final_status is None
-        reports = live.regex.finish(ended_on_its_own) if final else live.regex.flush(time.monotonic())
-        for report in reports:
-            self._handle_report(live, report)
-        return bool(reports)
-
-    def _handle_piece(self, live: LiveTrial, text: str, ends_line: bool, partial: bool, cut: bool,
-                      on_stderr: bool) -> None:
-        """A line or progress-bar segment: regex metrics from every piece, ``@hpotui`` from whole lines."""
-        if live.regex is not None:
-            for report in live.regex.feed(text, ends_line=ends_line, partial=partial,
-                                          stream="err" if on_stderr else "out", now=time.monotonic()):
-                self._handle_report(live, report)
-        if cut and live.reading is not None:
-            live.reading.cut_lines += 1
-        if not partial:
-            self._handle_line(live, text)
-
-    def _poll_metric_files(self, live: LiveTrial, final: bool = False) -> None:
-        """CSV / TensorBoard sources, read as they grow (every quarter second) and once more at the end."""
-        if live.reading is None or not live.reading.sources:
-            return
-        now = time.monotonic()
-        if not final and now - live.reading.last_poll < reading.FILE_POLL_S:
-            return
-        live.reading.last_poll = now
-        reports = reading.read_sources(live.reading, final)
-        for report in reports:
-            self._handle_report(live, report)
-        if reports:
-            self._buffer_progress(live)
-
-    def _note_refused_log(self, live: LiveTrial, stream: LogTail) -> None:
-        """A log that is a planted link or another user's file is not read: the trial's events say so, once."""
-        if stream.refused and not stream.refusal_recorded:
-            stream.refusal_recorded = True
-            self.store.buffer_event(self.study.id, live.row.id, "foreign_log", f"trial {live.row.number}: "
-                                    f"{stream.refused}", level="error")
-
-    def _buffer_progress(self, live: LiveTrial) -> None:
-        self.store.buffer_progress(live.row.id, stdout_offset=live.stdout.offset,
-                                   stderr_offset=live.stderr.offset, reports=live.reports,
-                                   last_step=live.last_step, best_value=live.best, best_step=live.best_step)
-
-    def _handle_line(self, live: LiveTrial, line: str) -> None:
-        reason = invalid_reason(line)
-        if reason is not None:
-            live.invalid = reason  # recorded when it exits: status `invalid`, the sampler asked again
-            return
-        parsed = parse_metric_line(line, live.reports, self.space.scheduler.resource, self.space.logs.max_line_bytes)
-        if parsed is None:
-            return
-        if isinstance(parsed, Rejected):
-            if live.rejected_notes < 20:  # a flood of bad lines must not flood the events table
-                live.rejected_notes += 1
-                self.store.buffer_event(self.study.id, live.row.id, "bad_metric_line",
-                                        f"trial {live.row.number}: {parsed.reason}", level="warning")
-            return
-        if parsed.ignored and live.rejected_notes < 20:
-            live.rejected_notes += 1
-            self.store.buffer_event(self.study.id, live.row.id, "bad_metric_line",
-                                    f"trial {live.row.number}: non-numeric values ignored for "
-                                    f"{', '.join(parsed.ignored)}", level="warning")
-        self._handle_report(live, parsed)
-
-    def _note_objective(self, live: LiveTrial, step: float, objective: float) -> None:
-        """The trial's best, where each step counts with its last value (a bar revises its step)."""
-        if live.reading is None:
-            live.reading = reading.TrialReading(regex=None, best=reading.StepBest(
-                self.space.objective.better, closed=live.best, closed_step=live.best_step))
-        live.reading.objective_seen = True
-        live.best, live.best_step = live.reading.best.add(step, objective)
-
-    def _handle_report(self, live: LiveTrial, report: Report) -> None:
-        live.reports += 1
-        live.last_step = report.step
-        self.store.buffer_metrics(live.row.id, report.step, report.values, time.time())
-        objective = report.values.get(self.space.objective.metric)
-        live.last.update(report.values)
-        if objective is not None and math.isfinite(objective):
-            live.curve.append((report.resource if report.resource is not None else report.step, objective))
-        if objective is not None:  # best of what was recorded, decided or not
-            self._note_objective(live, report.step, objective)
-        if live.proc is None or live.proc.final_status is not None:
-            return  # drained after the fact, or already being stopped: record (best too), do not decide again
-        if live.reading is None:
-            self._decide(live, report)
-            return
-        settled = live.reading.open_step.add(report, time.monotonic())  # judged on the step's last values
-        if settled is not None:
-            self._decide(live, settled)
-        if not all(math.isfinite(v) for v in report.values.values()):  # NaN / inf: judged at once
-            self._decide(live, live.reading.open_step.take())
-
-    def _settle_steps(self, final_for: LiveTrial | None = None) -> None:
-        """Judge the steps that stood still for SETTLE_S (or, at a trial's end, its last step)."""
-        now = time.monotonic()
-        for live in [final_for] if final_for is not None else list(self.live.values()):
-            if live.reading is not None:
-                held = live.reading.open_step.take() if final_for is not None else live.reading.open_step.due(now)
-                if held is not None:
-                    self._decide(live, held)
 
     def _decide(self, live: LiveTrial, report: Report | None) -> None:
         """Health checks, then the scheduler, on one step's values."""
@@ -846,11 +676,13 @@ class StudyLoop:
                 self._stop_trial(live, "pruned", decision.reason)
                 self.store.buffer_event(self.study.id, live.row.id, "scheduler",
                                         f"trial {live.row.number} {decision.reason}",
-                                        data={"action": "stop", "step": report.step, "value": objective})
+                                        data={"action": "stop", "step": report.step, "value": objective,
+                                              "resource": resource, "rung": decision.rung})
             elif decision.reason:
                 self.store.buffer_event(self.study.id, live.row.id, "scheduler",
                                         f"trial {live.row.number} {decision.reason}",
-                                        data={"action": "continue", "step": report.step, "value": objective})
+                                        data={"action": "continue", "step": report.step, "value": objective,
+                                              "resource": resource})
 
     def _stop_trial(self, live: LiveTrial, status: str, reason: str) -> None:
         self.executor.request_stop(live.proc, status, reason)
@@ -878,9 +710,9 @@ class StudyLoop:
             code = self.executor.poll(live.proc)
             if code is None:
                 continue
-            self._drain(live, final=True)
-            self._poll_metric_files(live, final=True)  # what its CSV / event files hold at the end
-            self._settle_steps(final_for=live)
+            self.reader.drain(live, final=True)
+            self.reader.poll_files(live, final=True)  # what its CSV / event files hold at the end
+            self.reader.settle([live], final=True)
             self.executor.reap_group(live.proc)
             self._finish_trial(live, code)  # drops it from self.live as soon as its status is recorded
             self.live.pop(trial_id, None)
@@ -1319,7 +1151,7 @@ class StudyLoop:
             self._say(f"{name}: engine exits, {len(self.live)} trials keep running; "
                       f"`hpotui resume {self.study.name}` adopts them")
             for live in self.live.values():
-                self._drain(live)
+                self.reader.drain(live)
             self.store.add_event(self.study.id, None, "engine_exit", f"engine exited on {name}; trials kept running")
             return
         self._say(f"{name}: stopping {len(self.live)} running trials (they will run again on resume)")
