@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from ..engine.liveness import HEARTBEAT_STALE_S, engine_alive, process_alive
-from ..engine.store import HOSTNAME, StudyRow
+from ..engine.store import HOSTNAME, INVALID_STATUSES, StudyRow
+from ..engine.trial_reading import NOT_READ_EVENT
 from .dbopen import open_readonly
 from .eta import ETA_UNKNOWN, RunningPace, expected_trial_seconds, study_eta, trial_eta
 from .ordering import STATUS_FILTERS, ordered
@@ -39,6 +40,8 @@ __all__ = ["STATUS_FILTERS", "StudyReader", "StudyView", "TrialInfo", "downsampl
            "trial_eta", "RunningPace"]
 
 LIVE_STATUSES = ("running", "queued")
+_VALID = "status NOT IN (" + ", ".join(f"'{s}'" for s in INVALID_STATUSES) + ")"
+"""SQL: a trial that said its configuration is invalid has no result the refine dialog or the parameter view may use."""
 TRANSIENT_FLAGS = ("not_learning", "underfitting", "overfitting", "update_ratio")
 """Flags that stop applying once the objective improves again after them (a flat trial that learned)."""
 
@@ -156,10 +159,16 @@ class StudyView:
     end_reason: str = ""
     immutable: bool = False
     clones_waiting: int = 0
+    warnings: tuple[str, ...] = ()  # the engine's ``studies.warnings``: boundary and "what was not read" lines
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def counted(self) -> int:
+        """Trials that count toward ``max_trials``: an invalid configuration does not (engine/invalid.py)."""
+        return self.total - sum(self.counts.get(s, 0) for s in INVALID_STATUSES)
 
     @property
     def engine_died(self) -> bool:
@@ -439,15 +448,15 @@ class StudyReader:
         waiting = self._waiting_clones(study, clones, alive)
         counts: dict[str, int] = {}
         for t in trials:
-            shown = t.process or t.status  # a dead engine's trials count as gone / unwatched, not running
-            counts[shown] = counts.get(shown, 0) + 1
+            counted_as = t.process or t.status  # a dead engine's trials count as gone / unwatched, not running
+            counts[counted_as] = counts.get(counted_as, 0) + 1
         eta, eta_paused = self._eta(study, plan, trials, counts, durations, finished_n, alive)
         shown = ordered([*trials, *waiting], status=status, text=text, sort=sort, descending=descending,
                         mode=study.objective_mode)
         return StudyView(study=study, alive=alive, plan=plan, trials=tuple(shown), counts=counts,
                          best=self._best(trials, study.objective_mode), eta_s=eta, max_step=max_step,
                          data_version=version, eta_paused=eta_paused, end_reason=self._end_reason(study),
-                         immutable=self.immutable, clones_waiting=len(waiting))
+                         immutable=self.immutable, clones_waiting=len(waiting), warnings=study.warnings)
 
     _COLUMNS = ("SELECT id, number, status, params, best_value, last_step, gpus, started_at, finished_at, paused, "
                 "reports, stdout_path, stderr_path, status_reason, exit_code, pid, proc_create_time, host, best_step "
@@ -645,6 +654,17 @@ class StudyReader:
         code = data.get("exit_code")
         return FailureDetail(code if isinstance(code, int) else None, str(data.get("stderr_tail") or ""))
 
+    def not_read(self, trial_id: int) -> list[str]:
+        """What the engine could not read from this trial (its ``not_read`` events), one line each.
+
+        The event's message is ``trial N STATUS: what``; the reason line already names the trial
+        and its status, so only the part after the first ``: `` is kept.
+        """
+        with self._lock:
+            rows = self.conn.execute("SELECT message FROM events WHERE trial_id = ? AND kind = ? ORDER BY id",
+                                     (trial_id, NOT_READ_EVENT)).fetchall()
+        return [_after_prefix(str(message or "")) for (message,) in rows]
+
 
     # -- detail panes ------------------------------------------------------------------------------
     def metric_names(self, trial_ids: Sequence[int]) -> list[str]:
@@ -760,7 +780,8 @@ class StudyReader:
         order = "DESC" if study.objective_mode == "max" else "ASC"
         with self._lock:
             rows = self.conn.execute(f"SELECT params, best_value FROM trials WHERE study_id = ? AND best_value "
-                                     f"IS NOT NULL ORDER BY best_value {order} LIMIT ?", (study.id, k)).fetchall()
+                                     f"IS NOT NULL AND {_VALID} ORDER BY best_value {order} LIMIT ?",
+                                     (study.id, k)).fetchall()
         return [(json.loads(p or "{}"), v) for p, v in rows if math.isfinite(v)]
 
     def finished_results(self, study: StudyRow, statuses: Sequence[str]) -> list[tuple[dict[str, Any], float]]:
@@ -776,14 +797,14 @@ class StudyReader:
         """(params, best) of finished scored trials (capped), for the refine dialog's scatter plots."""
         with self._lock:
             rows = self.conn.execute("SELECT params, best_value FROM trials WHERE study_id = ? AND best_value "
-                                     "IS NOT NULL ORDER BY id DESC LIMIT ?", (study.id, limit)).fetchall()
+                                     f"IS NOT NULL AND {_VALID} ORDER BY id DESC LIMIT ?", (study.id, limit)).fetchall()
         return [(json.loads(p or "{}"), v) for p, v in rows if math.isfinite(v)]
 
     def scored_numbers(self, study: StudyRow, limit: int = 2000) -> list[tuple[int, dict[str, Any], float]]:
         """(number, params, best) of the latest ``limit`` trials with a finite objective, for the parameter view."""
         with self._lock:
             rows = self.conn.execute("SELECT number, params, best_value FROM trials WHERE study_id = ? AND "
-                                     "best_value IS NOT NULL AND status NOT IN ('running', 'queued') "
+                                     f"best_value IS NOT NULL AND status NOT IN ('running', 'queued') AND {_VALID} "
                                      "ORDER BY id DESC LIMIT ?", (study.id, limit)).fetchall()
         return [(n, json.loads(p or "{}"), v) for n, p, v in rows if math.isfinite(v)]
 
@@ -816,6 +837,12 @@ def _process_state(host: str | None, pid: int | None, create_time: float | None)
     return "unwatched" if host == HOSTNAME and process_alive(pid, create_time) else "gone"
 
 
+def _after_prefix(message: str) -> str:
+    """``trial 3 completed: never reported the objective acc`` -> ``never reported the objective acc``."""
+    head, sep, rest = message.partition(": ")
+    return rest if sep and head.startswith("trial ") else message
+
+
 def _text(value: str | None) -> str:
     return value or ""
 
@@ -837,7 +864,7 @@ def _left_to_start(study: StudyRow, plan: StudyPlan, counts: Mapping[str, int], 
     """Trials the budget still has to start (none while launching is paused)."""
     if plan.max_trials is None or study.launching_paused:
         return 0
-    finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted"))
+    finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted", *INVALID_STATUSES))
     return max(0, plan.max_trials - finished - running)
 
 

@@ -14,6 +14,7 @@ STATUS_STYLES = {
     "running": "bold cyan", "paused": "bold magenta", "queued": "dim", "completed": "green",
     "pruned": "yellow", "stopped": "magenta", "failed": "bold red", "diverged": "bold red",
     "interrupted": "yellow", "gone": "bold red", "unwatched": "yellow",
+    "invalid": "italic yellow",  # the trial refused its configuration: not a failure, not counted
 }
 FLAG_BADGES = {"nan": "NaN", "divergence": "DIV", "oom": "OOM", "plateau": "FLAT", "not_learning": "FLAT",
                "overfitting": "OVFT", "overfit": "OVFT", "underfitting": "UNDR", "initial_loss": "INIT",

@@ -1,8 +1,9 @@
 """The study screen's two header lines, built so that what a user decides on fits in 80 columns.
 
 Line one says which study and how far it is (trials by status, best). Line two says what state
-it is in and what the table shows: a dead engine and how to go on, launching paused, the status
-filter, the search, the sort, then ETA and parallelism, then (a finished study) why it ended.
+it is in and what the table shows: a dead engine and how to go on, launching paused, how many
+warnings the engine recorded (``h`` lists them), the status filter, the search, the sort, then
+ETA and parallelism, then (a finished study) why it ended.
 Each line is cut at the terminal's width, the least important parts last, so a narrow terminal
 loses the ETA before it loses "launching paused" or "filter running".
 """
@@ -13,14 +14,16 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from ..engine.store import INVALID_STATUSES
 from . import format as fmt
 from .data import StudyView
 from .ordering import sort_label
 
 ORDER = ("running", "unwatched", "gone", "completed", "pruned", "stopped", "diverged", "failed", "queued",
-         "interrupted")
+         "interrupted", *INVALID_STATUSES)
 SHORT = {"running": "run", "completed": "done", "pruned": "pruned", "stopped": "stop", "diverged": "div",
-         "failed": "fail", "queued": "queue", "interrupted": "intr", "unwatched": "unwatched", "gone": "gone"}
+         "failed": "fail", "queued": "queue", "interrupted": "intr", "unwatched": "unwatched", "gone": "gone",
+         "invalid": "inval"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ def header_lines(v: StudyView, shown: Shown, width: int) -> Text:
         one.append(f"{fmt.number(v.best.best)} (#{v.best.number})", style="bold")
     if v.clones_waiting:
         one.append(f" · {v.clones_waiting} clone{'s' if v.clones_waiting > 1 else ''} waiting", style="cyan")
-    one.append(f" · {v.total}" + (f"/{v.plan.max_trials}" if v.plan.max_trials else "") + ": ")
+    # invalid trials do not count toward max_trials (the engine runs another configuration instead)
+    one.append(f" · {v.counted}/{v.plan.max_trials}: " if v.plan.max_trials else f" · {v.total}: ")
     one.append_text(counts_text(dict(v.counts), short))
     one.truncate(width, overflow="ellipsis")
     return Text("\n").join([one, state_line(v, shown, width)])
@@ -65,7 +69,7 @@ def header_lines(v: StudyView, shown: Shown, width: int) -> Text:
 
 def state_line(v: StudyView, shown: Shown, width: int) -> Text:
     two = Text(no_wrap=True, overflow="ellipsis")
-    for part in (_engine_part(v), _table_part(v, shown), _pace_part(v)):
+    for part in (_engine_part(v), _warnings_part(v), _table_part(v, shown), _pace_part(v)):
         two.append_text(part)
     two.truncate(width, overflow="ellipsis")
     return two
@@ -85,6 +89,17 @@ def _engine_part(v: StudyView) -> Text:
         out.append(" · ")
         out.append("launching paused", style="bold yellow")
     return out
+
+
+def _warnings_part(v: StudyView) -> Text:
+    """Right after the engine: how many warnings the engine recorded (what was not read, boundaries).
+
+    A count, not the lines, so it fits 80 columns next to the engine state; ``h`` lists them in full.
+    """
+    n = len(v.warnings)
+    if not n:
+        return Text()
+    return Text.assemble(" · ", (f"{n} warning{'s' if n > 1 else ''} (h)", "bold yellow"))
 
 
 def _table_part(v: StudyView, shown: Shown) -> Text:

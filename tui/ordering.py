@@ -10,16 +10,21 @@ import math
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from ..engine.store import INVALID_STATUSES
+
 if TYPE_CHECKING:
     from .data import TrialInfo
 
-STATUS_FILTERS: tuple[str | None, ...] = (None, "running", "completed", "pruned", "failed", "stopped", "queued")
-"""What the filter key cycles through; ``failed`` also shows diverged trials (both are failures)."""
+STATUS_FILTERS: tuple[str | None, ...] = (None, "running", "completed", "pruned", "failed", "stopped", "queued",
+                                          *INVALID_STATUSES)
+"""What the filter key cycles through; ``failed`` also shows diverged trials (both are failures), ``invalid``
+the configurations a trial refused (not failures: they never count toward ``max_trials``)."""
 FILTER_GROUPS = {"failed": ("failed", "diverged"), "running": ("running", "paused", "gone", "unwatched")}
 BASE_SORTS = ("number", "status", "last", "best", "step", "flags", "gpu", "run", "eta")
 """Sort keys of the fixed columns; a parameter column sorts as ``param:NAME``."""
 STATUS_ORDER = {s: i for i, s in enumerate(("running", "paused", "unwatched", "gone", "queued", "completed",
-                                            "pruned", "stopped", "interrupted", "diverged", "failed"))}
+                                            "pruned", "stopped", "interrupted", *INVALID_STATUSES,
+                                            "diverged", "failed"))}
 
 
 def param_sort(name: str) -> str:

@@ -3,12 +3,18 @@
 The engine keeps every reason in the file: a failed trial's exit code or signal and the tail of
 its stderr (the ``failed`` event), a pruned trial's rung, value and cut-off (its status reason,
 the scheduler's own sentence), a stopped or diverged trial's cause, and for a trial whose engine
-died, whether its process is still there. This module only turns them into two or three lines.
+died, whether its process is still there, an invalid trial's own sentence about its configuration,
+and what hpotui could not read from a trial (its ``not_read`` events: a pattern that never matched,
+an objective never reported). This module only turns them into two or three lines.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from rich.text import Text
+
+from ..engine.store import INVALID_STATUSES
 
 from . import format as fmt
 from .data import FailureDetail, TrialInfo
@@ -35,8 +41,9 @@ def last_lines(text: str, count: int = STDERR_LINES) -> list[str]:
     return lines[-count:]
 
 
-def trial_reason(trial: TrialInfo, failure: FailureDetail | None, study_name: str, width: int) -> Text:
-    """Up to three lines cut to ``width``: the status and why, then (failed) the last lines of stderr."""
+def trial_reason(trial: TrialInfo, failure: FailureDetail | None, study_name: str, width: int,
+                 not_read: Sequence[str] = ()) -> Text:
+    """Up to three lines cut to ``width``: the status and why, what was not read, then (failed) stderr."""
     head = Text()
     label = "clone" if trial.pending else f"trial {trial.number}"
     head.append(f"{label} ", style="bold")
@@ -47,8 +54,12 @@ def trial_reason(trial: TrialInfo, failure: FailureDetail | None, study_name: st
     if why:
         head.append(" · " + why)
     lines = [head]
+    if not_read:
+        line = Text("  not read│ ", style="dim")
+        line.append("; ".join(not_read), style="yellow")
+        lines.append(line)
     if trial.status == "failed" and failure is not None and failure.stderr_tail:
-        for text in last_lines(failure.stderr_tail):
+        for text in last_lines(failure.stderr_tail, STDERR_LINES + 1 - len(lines)):
             line = Text("  stderr│ ", style="dim")
             line.append(text, style="red")
             lines.append(line)
@@ -66,12 +77,19 @@ def _why(trial: TrialInfo, failure: FailureDetail | None, study_name: str) -> st
     if shown == "unwatched":
         return f"still running with no engine watching it; `hpotui resume {study_name}` adopts it"
     if trial.status == "failed":
-        code = failure.exit_code if failure is not None and failure.exit_code is not None else trial.exit_code
-        head = exit_words(code)
-        reason = trial.reason
-        if not reason:
-            return head
-        return reason if reason.startswith("exit code") else f"{head} — {reason}"
+        return _failed_why(trial, failure)
+    if trial.status in INVALID_STATUSES:
+        return f"{trial.reason or 'the trial said its configuration is invalid'} · not counted toward max_trials"
     if trial.status == "completed":
         return f"best {fmt.number(trial.best)}" + (f" · last {fmt.number(trial.last)}" if trial.last is not None else "")
     return trial.reason
+
+
+def _failed_why(trial: TrialInfo, failure: FailureDetail | None) -> str:
+    """The exit (code or signal, from the ``failed`` event when there is one), then the engine's reason."""
+    code = failure.exit_code if failure is not None and failure.exit_code is not None else trial.exit_code
+    head = exit_words(code)
+    reason = trial.reason
+    if not reason:
+        return head
+    return reason if reason.startswith("exit code") else f"{head} — {reason}"

@@ -37,7 +37,7 @@ from ..ordering import BASE_SORTS, param_sort, sort_label
 from ..reasons import trial_reason
 from ..widgets.curve_chart import CurveChart, Series, render_chart
 from ..widgets.gpu_panel import GpuPanel, render_resources
-from ..widgets.health_panel import HealthPanel, render_flags
+from ..widgets.health_panel import HealthPanel, render_health
 from ..widgets.param_view import ParamPanel, Scored, render_param_view
 from ..widgets.trials_table import TrialsTable
 
@@ -123,9 +123,10 @@ def build_detail(reader: StudyReader, req: Request, view: StudyView | None) -> D
     """The texts of the detail pane for ``req.view`` (and the metric names it found); runs in the worker."""
     if req.view == "gpu":
         return (render_resources(reader.resources(), req.panel_width),), ()
-    if req.view == "health":
-        return (render_flags(reader.flags(req.study_id), req.panel_width),), ()
     study = view.study if view else reader.study(req.study_id)
+    if req.view == "health":
+        warnings = study.warnings if study is not None else ()
+        return (render_health(warnings, reader.flags(req.study_id), req.panel_width),), ()
     if study is None:
         return (Text(), Text()), ()
     if req.view == "params":
@@ -231,7 +232,8 @@ class StudyScreen(Screen[None]):
                 tooltip="compare view: val curves of marked trials (the best ones if none marked)"),
         Binding("t", "view('curves')", "Curves", id="curves", show=False, tooltip="curves of the highlighted trial"),
         Binding("g", "view('gpu')", "GPU", id="gpu", show=False, tooltip="GPU panel: utilisation, memory, who sits where"),
-        Binding("h", "view('health')", "Health", id="health", show=False, tooltip="health flags with hints"),
+        Binding("h", "view('health')", "Health", id="health", show=False,
+                tooltip="the study's warnings, then health flags with hints"),
         Binding("a", "view('params')", "Params", id="params",
                 tooltip="parameter view: objective against each parameter, importances, Pareto front"),
         Binding("l,enter", "log", "Log", id="log", tooltip="the highlighted trial's log (tail, follow)"),
@@ -266,6 +268,7 @@ class StudyScreen(Screen[None]):
         self._repin = True
         self._said_state_problem = False
         self._params_for = -1  # finished trials the parameter view was last drawn for
+        self._warned: set[str] | None = None  # the engine's warnings already put in the message history
 
     @property
     def hpotui(self) -> "HpotuiApp":
@@ -415,7 +418,7 @@ class StudyScreen(Screen[None]):
         if trial is None:
             return Text()
         failure = reader.failure(trial.id) if trial.status == "failed" else None
-        return trial_reason(trial, failure, view.study.name, req.panel_width)
+        return trial_reason(trial, failure, view.study.name, req.panel_width, _not_read(reader, trial))
 
     def _done(self) -> None:
         self._busy = False
@@ -436,6 +439,7 @@ class StudyScreen(Screen[None]):
             self._repin = False
             self._header()
             self._notice(loaded.view)
+            self._new_warnings(loaded.view)
         if loaded.metrics:
             self.metric_names = loaded.metrics
         if loaded.problem:
@@ -470,6 +474,25 @@ class StudyScreen(Screen[None]):
                            best_trial=best.number if best else None, end_reason=v.end_reason,
                            mode=s.objective_mode)
         self.hpotui.observe(s.id, state)
+
+    def _new_warnings(self, v: StudyView) -> None:
+        """Each engine warning goes into the ``m`` history once; one that appears while watching is also said.
+
+        Those already there when the screen opened only go to the history: the header counts them
+        and ``h`` lists them, and the message line keeps what the user did last.
+        """
+        first = self._warned is None
+        warned = self._warned if self._warned is not None else set()
+        for warning in v.warnings:
+            if warning in warned:
+                continue
+            warned.add(warning)
+            if first:
+                stamp = time.strftime("%H:%M:%S", time.localtime(self.hpotui.reader.clock()))
+                self.hpotui.remember(Text(f"{stamp} warning: {warning}", style="yellow"))
+            else:
+                self.say(f"warning: {warning}", "warning")
+        self._warned = warned
 
     def shown(self) -> Shown:
         return Shown(status=STATUS_FILTERS[self.ui.status_index], text=self.ui.text, sort=self.ui.sort,
@@ -794,6 +817,11 @@ class StudyScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.request(table=True, detail=True)
+
+
+def _not_read(reader: StudyReader, trial: TrialInfo) -> list[str]:
+    """What the engine could not read from a finished trial (it judges that only when the trial ends)."""
+    return reader.not_read(trial.id) if trial.finished_at is not None and not trial.pending else []
 
 
 def _confirm(question: str) -> Screen[bool]:

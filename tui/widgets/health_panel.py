@@ -1,7 +1,9 @@
-"""The health panel: every flag the engine raised (NaN, divergence, OOM, ...) with its hint.
+"""The health panel: the study's warnings, then every flag the engine raised (NaN, divergence, OOM, ...).
 
-Flags are ``events`` rows of kind ``flag`` whose data holds ``flag`` and ``hint``; the newest
-come first because the question is "what just went wrong".
+Warnings are the engine's ``studies.warnings`` lines (a search pinned to a range boundary, a
+pattern that never matched, an objective never reported): they come first and in full, because
+the header only has room to count them. Flags are ``events`` rows of kind ``flag`` whose data
+holds ``flag`` and ``hint``; the newest come first because the question is "what just went wrong".
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ def render_flags(lines: Sequence[FlagLine], width: int) -> Text:
         out.append(" " + f.message)
         if f.hint and f.hint not in f.message:
             out.append(f" — {f.hint}", style="italic")
+    return out
+
+
+def render_health(warnings: Sequence[str], lines: Sequence[FlagLine], width: int) -> Text:
+    """The warnings (each one whole: the panel wraps and scrolls), a blank line, then the flags."""
+    flags = render_flags(lines, width)
+    if not warnings:
+        return flags
+    out = Text(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} from the engine:", style="bold yellow")
+    for warning in warnings:
+        out.append("\n  ⚠ ", style="yellow")
+        out.append(warning)
+    out.append("\n\n")
+    out.append_text(flags)
     return out
 
 
