@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.tui.conftest import wait_until
+from hpotui.engine.store import Store
+from hpotui.engine.trial_reading import ReadingLedger
 from hpotui.tui.app import HpotuiApp
 from hpotui.tui.screens.messages import MessagesScreen
 from hpotui.tui.screens.study import StudyScreen
@@ -122,3 +124,20 @@ async def test_a_regex_that_never_matched_is_a_warning_on_the_study_screen(tmp_p
         await wait_until(pilot, lambda: isinstance(app.screen, MessagesScreen), what="the message history")
         history = "\n".join(str(line) for line in app.messages)
         assert all(f"warning: {w}" in history for w in warnings)
+
+
+async def test_a_warning_that_appears_while_watching_is_said_on_the_message_line(tmp_path: Path):
+    db = launched(tmp_path, "picky", PICKY, PICKY_SPACE)
+    app = HpotuiApp(str(db), "picky", refresh_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await loaded(pilot)
+        assert "warning" not in rendered(screen, "#study-header")
+        ledger = ReadingLedger("val_acc")  # the engine's own words for a metric file that never appeared
+        ledger.add(2, "never_appeared", "metrics.csv")
+        [line] = ledger.lines()
+        store = Store(db)
+        store.set_warnings(screen.view.study.id, [line])
+        store.close()
+        await wait_until(pilot, lambda: "1 warning (h)" in rendered(screen, "#study-header"), what="the count")
+        await wait_until(pilot, lambda: "warning: metrics.csv never appeared" in rendered(screen, "#message"),
+                         what="the new warning on the message line")
