@@ -55,12 +55,13 @@ from typing import Iterator
 
 import psutil
 
+from .liveness import live_process
+
 ENV = "HPOTUI_CLAIMS_DIR"
 DEFAULT_ROOTS = (Path("/dev/shm/hpotui-gpu-claims"), Path("/tmp/hpotui-gpu-claims"))
 LOCK_NAME = "placement.lock"
 LOCK_TIMEOUT_S = 10.0
 MAX_CLAIM_BYTES = 64 * 1024
-START_SLACK_S = 1.0
 FORMAT = 1
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -144,14 +145,10 @@ def _user_name(uid: int) -> str:
 
 def _process_owner(pid: int | None, start: float | None) -> int | None:
     """The real uid of ``pid`` if it is alive and started at ``start``, else None."""
-    if not pid:
+    proc = live_process(pid, start)
+    if proc is None:
         return None
     try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        if start is not None and abs(proc.create_time() - start) >= START_SLACK_S:
-            return None  # the pid was reused by another process
         return int(proc.uids().real)
     except (psutil.Error, OSError):
         return None

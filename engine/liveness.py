@@ -19,16 +19,27 @@ HEARTBEAT_STALE_S = 60.0
 CREATE_TIME_SLACK_S = 1.0
 
 
-def process_alive(pid: int | None, create_time: float | None) -> bool:
+def live_process(pid: int | None, create_time: float | None) -> psutil.Process | None:
+    """The process ``pid`` if it is alive (not a zombie) and is the one started at ``create_time``.
+
+    ``create_time`` None accepts any process with that pid. Shared by the study's liveness checks
+    and the host-wide GPU claims, which must both survive pid reuse.
+    """
     if not pid:
-        return False
+        return None
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(proc.create_time() - create_time) < CREATE_TIME_SLACK_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return False
+            return None
+        if create_time is not None and abs(proc.create_time() - create_time) >= CREATE_TIME_SLACK_S:
+            return None  # the pid now belongs to another process
+        return proc
+    except (psutil.Error, OSError):
+        return None
+
+
+def process_alive(pid: int | None, create_time: float | None) -> bool:
+    return live_process(pid, create_time) is not None
 
 
 def process_create_time(pid: int) -> float | None:

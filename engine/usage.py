@@ -11,13 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
+from .executors.base import Executor
 from .store import HOSTNAME, Store
 
 HISTORY_SAMPLES = 600  # per trial: 50 minutes at one sample every 5 s
 
 
 class UsageSampler:
-    def __init__(self, store: Store, study_id: int, executor: Any, monitor: Any = None) -> None:
+    def __init__(self, store: Store, study_id: int, executor: Executor, monitor: Any = None) -> None:
         self.store, self.study_id, self.executor = store, study_id, executor
         self._monitor: Any = monitor  # a ResourceMonitor (tests pass one over a FakeNvml)
         self.gpu_sharing: Any = None  # readings -> {gpu: claimed/other columns} (engine.gpu_placer.GpuPlacer)
@@ -37,7 +38,7 @@ class UsageSampler:
     @property
     def remote(self) -> bool:
         """Trials placed by a cluster (Ray): their processes and GPUs are not this machine's."""
-        return bool(getattr(self.executor, "places_gpus", False))
+        return self.executor.places_gpus
 
     def sample(self, trials: Mapping[int, tuple[int, int, str | None]]) -> None:
         """``trials``: trial id -> (trial number, leader pid, placed GPUs as "0,1") of the running trials."""
