@@ -50,7 +50,7 @@ class Study:
 def launch(workdir: Path, trainer: str, objective: str, *, lr: float, epochs: int, poisons: tuple[int, ...] = (0, 1),
            standalone: bool = False, extra_args: str = "", env: dict[str, str] | None = None) -> Study:
     """Copy the trainer beside a space file in ``workdir`` and start the study headless."""
-    for name in ("cb_common.py", trainer):
+    for name in ("cb_common.py", "digits_data.py", trainer):
         shutil.copy(TRAINERS / name, workdir / name)
     name = Path(trainer).stem.replace("_", "-")
     space = workdir / f"{name}.yaml"

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from digits_data import digits  # noqa: F401  (re-exported for the trainers)
+
 
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
@@ -41,19 +43,6 @@ def callbacks_module(standalone: bool) -> Any:
     from hpotui import callbacks
 
     return callbacks
-
-
-def digits(poison: bool, n_train: int = 600, n_val: int = 300):
-    """sklearn's bundled 8x8 digits as float32 in [0, 1]; NaN everywhere when ``poison``."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype("float32")
-    if poison:
-        x = x * np.float32("nan")
-    y = data.target.astype("int64")
-    return x[:n_train], y[:n_train], x[n_train:n_train + n_val], y[n_train:n_train + n_val]
 
 
 REPORTED_AT: dict[str, float] = {}  # epoch -> when its report was printed (for the latency figure)

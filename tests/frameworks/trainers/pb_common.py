@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from digits_data import digits  # noqa: F401  (re-exported for the trainers)
+
 PRINTED_AT: dict[str, float] = {}  # epoch -> when its metrics were printed (the latency figure)
 TIMED_OUT: list[str] = []  # epochs whose gate the test never opened (their values never arrived)
 GATE_WAIT_S = 40
@@ -38,19 +40,6 @@ def arguments(extra: tuple[str, ...] = ()) -> argparse.Namespace:
     if args.poison:
         args.epochs *= 100
     return args
-
-
-def digits(poison: bool, n_train: int = 600, n_val: int = 300) -> tuple[Any, Any, Any, Any]:
-    """scikit-learn's bundled 8x8 digits as float32 in [0, 1]; NaN everywhere when ``poison``."""
-    import numpy as np
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype("float32")
-    if poison:
-        x = x * np.float32("nan")
-    y = data.target.astype("int64")
-    return x[:n_train], y[:n_train], x[n_train:n_train + n_val], y[n_train:n_train + n_val]
 
 
 def gate(args: argparse.Namespace, epoch: float) -> None:
