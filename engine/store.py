@@ -649,6 +649,11 @@ class Store:
                          "git_commit = ?, started_at = ? WHERE id = ?",
                          (pid, pgid, proc_create_time, host, git_commit, time.time(), trial_id))
 
+    def set_trial_bracket(self, trial_id: int, bracket: int | None) -> None:
+        """The Hyperband bracket the scheduler dealt the trial, written as it starts so resume restores it."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE trials SET bracket = ? WHERE id = ?", (bracket, trial_id))
+
     def finish_trial(self, trial_id: int, status: str, *, exit_code: int | None, reason: str | None) -> None:
         """Flushes buffered metrics first, so a finished trial never has reports still in memory."""
         self.flush()

@@ -402,12 +402,17 @@ class StudyLoop:
         """Restore the scheduler from its recorded brackets and decisions (engine/schedulers/recorded.py)."""
         restore_scheduler(self.scheduler, self.store, self.study.id, self.space.objective.metric,
                           self.space.scheduler.resource)
-        for trial_id in self.live:  # re-adopted trials: the health monitor relearns their curves, silently
+        for trial_id, live in self.live.items():  # re-adopted trials: the health monitor relearns their curves
             by_step: dict[float, dict[str, float]] = {}
             for m in self.store.metrics(trial_id):
                 by_step.setdefault(m.step, {})[m.name] = m.value
+            last = next(reversed(by_step), None)
             for step, values in by_step.items():
-                self.health.observe(trial_id, step, values)
+                if step == last and live.reading is not None:  # recorded, maybe not yet judged: judged once it settles
+                    live.reading.open_step.add(Report(step=step, values=values, resource=values.get(
+                        self.space.scheduler.resource, step)), time.monotonic())
+                else:
+                    self.health.observe(trial_id, step, values)
         # where the study's earlier trials started: the reference for blow-ups before a first report
         for trial_id, name, value in self.store.first_values(self.study.id, self.health.start_metrics):
             self.health.add_start(trial_id, name, value)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from bisect import insort
+from collections.abc import Sequence
 
-from .base import Action, Decision, Scheduler
+from .base import Action, Decision, RecordedDecision, RecordedTrial, Scheduler
 from .rungs import EPS, ceil_, fmt, judged_rungs
 from ..space import SchedulerSpec
 
@@ -77,13 +78,36 @@ class RungLadder:
                 promotions.append(f"promoted at {at}: {metric} {fmt(value)}, first trial at this rung")
             elif self.owner.worse(value, cut):
                 decision = Decision(Action.STOP, f"pruned at {at}: {metric} {fmt(value)} {self.owner.worse_word} "
-                                                 f"rung cut-off {fmt(cut)}, {keep} of {n} trials kept")
+                                                 f"rung cut-off {fmt(cut)}, {keep} of {n} trials kept", rung=rung)
                 self._stopped[trial_id] = decision
                 return decision
             else:
                 promotions.append(f"promoted at {at}: {metric} {fmt(value)} meets rung cut-off {fmt(cut)}, "
                                   f"{keep} of {n} trials kept")
         return Decision(Action.CONTINUE, "; ".join(promotions))
+
+    def restore(self, trial_id: int, decisions: Sequence[RecordedDecision]) -> None:
+        """Put back what ``judge`` recorded live for one trial, from its ``scheduler`` events.
+
+        Every result that reached a new rung was recorded as an event (a promotion or the stop), so
+        the events alone give each rung's values; nothing is judged again, so the order in which
+        trials are restored cannot change a decision. A stop without its rung (older databases)
+        counts at every rung its result reached, as a promotion would.
+        """
+        judged = self._judged.setdefault(trial_id, set())
+        for decision in decisions:
+            if trial_id in self._stopped or math.isnan(decision.value):
+                return
+            for rung in self.rungs:
+                if decision.resource < rung * (1 - EPS):
+                    break
+                if decision.rung is not None and rung > decision.rung * (1 + EPS):
+                    break
+                if rung not in judged:
+                    insort(self._values[rung], decision.value)
+                    judged.add(rung)
+            if decision.action == Action.STOP:
+                self._stopped[trial_id] = Decision(Action.STOP, decision.reason, rung=decision.rung)
 
     def _at(self, rung: float, resource: float) -> str:
         name = self.owner.spec.resource
@@ -110,6 +134,10 @@ class AshaScheduler(Scheduler):
 
     def on_result(self, trial_id: int, resource: float, value: float) -> Decision:
         return self.ladder.judge(trial_id, resource, value)
+
+    def restore(self, trials: Sequence[RecordedTrial]) -> None:
+        for trial in trials:
+            self.ladder.restore(trial.trial_id, trial.decisions)
 
     def rung_cutoffs(self) -> dict[float, float | None]:
         """Rung resource -> the value the next trial reaching it must match (None: no trial yet)."""

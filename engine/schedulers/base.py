@@ -2,13 +2,16 @@
 
 The study loop calls ``on_trial_start`` when it launches a trial, ``on_result`` for every
 report that carries the objective, and ``on_trial_end`` when the trial leaves ``running``.
-Schedulers hold no I/O and no clock, so they are tested on hand-built curves; on resume the
-loop replays the recorded results in order to rebuild their state.
+Schedulers hold no I/O and no clock, so they are tested on hand-built curves. On resume they are
+restored from what was recorded as it happened (``restore``: each trial's bracket, its results and
+its ``scheduler`` events), the way Ray Tune's ``_Bracket`` is saved and restored, rather than by
+replaying results in an order the live study never saw.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -24,10 +27,37 @@ class Action(str, Enum):
 class Decision:
     action: Action
     reason: str = ""  # recorded as the event text when the trial is stopped or promoted
+    rung: float | None = None  # the rung a STOP was decided at (ASHA / Hyperband), recorded for resume
 
     @classmethod
     def go_on(cls) -> "Decision":
         return cls(Action.CONTINUE)
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """One ``scheduler`` event as recorded live: the result it judged and what was decided."""
+
+    action: Action
+    resource: float
+    value: float
+    rung: float | None  # STOP only: the rung that failed (None in databases written before it was recorded)
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordedTrial:
+    """What the study database holds about one started trial, for ``Scheduler.restore``."""
+
+    trial_id: int
+    bracket: int | None  # Hyperband's bracket, written when the trial started (None: never written)
+    results: tuple[tuple[float, float], ...]  # (resource, finite objective) in report order
+    decisions: tuple[RecordedDecision, ...]  # its scheduler events in recording order
+    running: bool
+
+    @property
+    def stop(self) -> RecordedDecision | None:
+        return next((d for d in self.decisions if d.action == Action.STOP), None)
 
 
 class Scheduler(ABC):
@@ -57,6 +87,16 @@ class Scheduler(ABC):
 
     def on_trial_end(self, trial_id: int) -> None:
         """The trial left `running` (completed, failed, stopped, pruned)."""
+
+    def assigned_bracket(self, trial_id: int) -> int | None:
+        """The bracket to record in ``trials.bracket`` once the trial started; None: no brackets here."""
+        return None
+
+    def restore(self, trials: Sequence[RecordedTrial]) -> None:
+        """Rebuild the state a resumed study had live; ``trials`` are the started ones, in start order.
+
+        The default suits a scheduler without state (FIFO); the others override it.
+        """
 
 
 def make_scheduler(spec: SchedulerSpec, metric: str, mode: str) -> Scheduler:

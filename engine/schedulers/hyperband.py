@@ -7,12 +7,18 @@ the paper's ``n_s`` by a smooth weighted round-robin, so after every ``sum(n_s)`
 bracket has exactly its ``n_s``, and a study cut short still samples every bracket early. Within
 a bracket, trials are judged exactly as ASHA judges them (see ``asha.py``), against the other
 trials of the same bracket only.
+
+The bracket a trial is dealt is recorded when it starts (``trials.bracket``); on resume
+``restore`` puts every recorded bracket back and moves the dealer on by one deal per started
+trial, so the next trial gets the bracket it would have had in an uninterrupted study.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .asha import RungLadder
-from .base import Decision, Scheduler
+from .base import Decision, RecordedTrial, Scheduler
 from .rungs import Bracket, Dealer, hyperband_brackets
 from ..space import SchedulerSpec
 
@@ -36,6 +42,17 @@ class HyperbandScheduler(Scheduler):
     def on_result(self, trial_id: int, resource: float, value: float) -> Decision:
         self.on_trial_start(trial_id)  # a result from a trial never announced (resume) is dealt now
         return self._ladders[self._bracket[trial_id]].judge(trial_id, resource, value)
+
+    def assigned_bracket(self, trial_id: int) -> int | None:
+        return self._bracket.get(trial_id)
+
+    def restore(self, trials: Sequence[RecordedTrial]) -> None:
+        for trial in trials:
+            dealt = self.brackets[self._dealer.deal()].s
+            recorded = trial.bracket if trial.bracket in self._ladders else None
+            self._bracket.setdefault(trial.trial_id, dealt if recorded is None else recorded)
+        for trial in trials:
+            self._ladders[self._bracket[trial.trial_id]].restore(trial.trial_id, trial.decisions)
 
     def bracket_of(self, trial_id: int) -> int:
         """The bracket ``s`` the trial was dealt to; KeyError for a trial never started."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 
-from .base import Action, Decision, Scheduler
+from .base import Action, Decision, RecordedTrial, Scheduler
 from .rungs import EPS, fmt
 from ..space import SchedulerSpec
 
@@ -31,7 +32,10 @@ class MedianStoppingScheduler(Scheduler):
         if math.isnan(value):
             return Decision.go_on()  # NaN is the health detectors' business
         history = self._history.setdefault(trial_id, [])
-        history.append((resource, value))
+        if history and abs(history[-1][0] - resource) <= EPS * max(1.0, abs(resource)):
+            history[-1] = (resource, value)  # the step a resume judges again (it was recorded, perhaps judged)
+        else:
+            history.append((resource, value))
         if resource < self.spec.grace_period * (1 - EPS):
             return Decision.go_on()
         averages = [avg for other, points in self._history.items()
@@ -47,6 +51,18 @@ class MedianStoppingScheduler(Scheduler):
             f"median running average {fmt(median)} of {len(averages)} other trials"))
         self._stopped[trial_id] = decision
         return decision
+
+    def restore(self, trials: Sequence[RecordedTrial]) -> None:
+        """Each trial's results up to its recorded stop, and the stops themselves, as they were live."""
+        for trial in trials:
+            stop = trial.stop
+            history = self._history.setdefault(trial.trial_id, [])
+            for resource, value in trial.results:
+                history.append((resource, value))
+                if stop is not None and resource >= stop.resource * (1 - EPS) and value == stop.value:
+                    break
+            if stop is not None:
+                self._stopped[trial.trial_id] = Decision(Action.STOP, stop.reason)
 
     def median_at(self, resource: float) -> tuple[float | None, int]:
         """(median of all trials' running averages at ``resource``, how many) — for the TUI."""
