@@ -32,10 +32,7 @@ class MedianStoppingScheduler(Scheduler):
         if math.isnan(value):
             return Decision.go_on()  # NaN is the health detectors' business
         history = self._history.setdefault(trial_id, [])
-        if history and abs(history[-1][0] - resource) <= EPS * max(1.0, abs(resource)):
-            history[-1] = (resource, value)  # the step a resume judges again (it was recorded, perhaps judged)
-        else:
-            history.append((resource, value))
+        _note(history, resource, value)
         if resource < self.spec.grace_period * (1 - EPS):
             return Decision.go_on()
         averages = [avg for other, points in self._history.items()
@@ -69,6 +66,15 @@ class MedianStoppingScheduler(Scheduler):
         averages = [avg for points in self._history.values()
                     if (avg := _running_average(points, resource)) is not None]
         return (statistics.median(averages) if averages else None), len(averages)
+
+
+def _note(history: list[tuple[float, float]], resource: float, value: float) -> None:
+    """Add one result; the same resource again replaces it (a resume judges an adopted trial's last
+    recorded step once more, and live the loop never judges one step twice)."""
+    if history and abs(history[-1][0] - resource) <= EPS * max(1.0, abs(resource)):
+        history[-1] = (resource, value)
+    else:
+        history.append((resource, value))
 
 
 def _running_average(points: list[tuple[float, float]], step: float) -> float | None:
