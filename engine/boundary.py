@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .records import RANKED_STATUSES
 from .space import Param, Space
 
 EDGE = 0.1
@@ -38,7 +39,6 @@ TOP_MEAN_EDGE = 0.25  # how close to the edge the top group's mean position must
 TOP_FRACTION = 0.2
 MIN_TOP = 3
 MIN_TRIALS = 10
-RANKED_STATUSES = ("completed", "pruned", "stopped")  # failed/diverged values say nothing about the range
 
 Result = tuple[Mapping[str, Any], float]  # (params, objective value) of one finished trial
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from .errors import UserError
+from .records import STUDY_DONE_STATUSES, WORK_LEFT_STATUSES
 from .self_command import hpotui_command
 
 EXIT_BAD_INPUT = 2
@@ -304,7 +305,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if engine_alive(study):
         raise UserError(f"study {study.name!r} is already run by engine pid {study.engine_pid} on "
                         f"{study.engine_host}; watch it with `hpotui` or stop it with `hpotui stop {study.name}`")
-    if study.status in ("completed", "stopped") and not _has_work_left(store, study):
+    if study.status in STUDY_DONE_STATUSES and not _has_work_left(store, study):
         print(f"study {study.name} is already {study.status}; nothing to resume")
         return 0
     store.set_launching_paused(study.id, False)
@@ -316,7 +317,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _has_work_left(store: Any, study: Any) -> bool:
-    if store.trials(study.id, statuses=("running", "queued", "interrupted")) or store.pending_clones(study.id):
+    if store.trials(study.id, statuses=WORK_LEFT_STATUSES) or store.pending_clones(study.id):
         return True
     return any(c.action == "clone_trial" for c in store.pending_commands(study.id))  # sent while no engine ran
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .liveness import engine_alive
 from .pareto import front_lines, pareto_front, stored_objectives
+from .records import TrialStatus
 from .store import Store, StudyRow, TrialRow
 
 
@@ -245,7 +246,7 @@ def _running_and_flag_lines(trials: list[dict[str, Any]]) -> list[str]:
     problem is never hidden behind the top list."""
     lines = []
     for t in trials:
-        if t["status"] == "running":
+        if t["status"] == TrialStatus.RUNNING:
             lines.append(f"  running: trial {t['id']} step {t['resource']} " +
                          " ".join(f"{k}={_cell(v)}" for k, v in t["last"].items()))
     for t in trials:

@@ -23,6 +23,7 @@ from .gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryBusy, Re
 from .gpu_memory import AUTO, estimate_memory
 from .placement import EPS, Claim, claims_for, claims_from_rows, cuda_visible_devices, place_trial, \
     placement_reason, reserved_bytes, why_waiting
+from .records import TrialStatus
 from .resources import OOM_FLAG, OOM_HINT, GpuReading, is_cuda_oom
 
 OOM_STORM_TRIALS = 3  # this many packed trials in a row out of memory: packing pauses
@@ -266,7 +267,7 @@ class GpuPlacer:
         self._gpu_of.pop(row.id, None)
         self._memory_of.pop(row.id, None)
         self._shared.discard(row.id)
-        if status != "failed" and _packed(row):
+        if status != TrialStatus.FAILED and _packed(row):
             self.oom.packed_ooms = 0
         if self.registry is not None:
             try:
@@ -286,7 +287,7 @@ class GpuPlacer:
         alone on its GPU (or a second attempt, or ``on_oom: fail``) is left to the usual failure
         path, which flags it ``oom`` with its hint.
         """
-        if status != "failed" or not row.gpus or not is_cuda_oom(stderr_tail) or not _packed(row):
+        if status != TrialStatus.FAILED or not row.gpus or not is_cuda_oom(stderr_tail) or not _packed(row):
             return False
         self._count_packed_oom()  # a packed trial out of memory, with company or not, feeds the storm count
         shared = row.id in self._shared or self._has_company(row)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from .records import TrialStatus
+
 
 def gpu_status_lines(store: Any, study_id: int, trials: list[dict[str, Any]]) -> list[str]:
     """Lines for one study's ``status``; ``trials`` are :func:`engine.export.study_record`'s trials."""
     placement, lines = _read_events(store, study_id)
     by_number = {t["id"]: t for t in trials}
     for t in trials:
-        if t["status"] == "running":
+        if t["status"] == TrialStatus.RUNNING:
             lines += _running_line(store, study_id, t, placement)
         first = by_number.get(t["rerun_of"]) if t["rerun_of"] is not None else None
         if first is not None and "oom" in first.get("flags", []):

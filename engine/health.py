@@ -25,12 +25,13 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from .records import TrialStatus
 from .study_starts import StudyStarts
 
 KINDS = ("nan", "divergence", "not_learning", "initial_loss", "overfitting", "underfitting", "update_ratio")
-STATUS_FOR_STOP = "diverged"  # a trial stopped by `nan` or `divergence`
-STATUS_FOR_OTHER_STOP = "pruned"  # a trial stopped by a flag the user added to stop_on (not_learning, ...)
-STATUS_RUNNING = "running"  # a flag that only hints leaves the trial running
+STATUS_FOR_STOP = TrialStatus.DIVERGED  # a trial stopped by `nan` or `divergence`
+STATUS_FOR_OTHER_STOP = TrialStatus.PRUNED  # a trial stopped by a flag the user added to stop_on (not_learning, ...)
+STATUS_RUNNING = TrialStatus.RUNNING  # a flag that only hints leaves the trial running
 
 HEAD = 3  # reports whose median is a loss's "initial value" (robust to a first-epoch explosion)
 TAIL = 3  # reports averaged as a series' "current value"

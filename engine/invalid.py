@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 
 from .metricline import PREFIX
+from .records import TrialStatus
 
-INVALID_STATUS = "invalid"
+INVALID_STATUS = TrialStatus.INVALID
 INVALID_STREAK_LIMIT = 100
 
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import yaml
 
-FRONT_STATUSES = ("completed",)
+from .records import TrialStatus
+
+FRONT_STATUSES = frozenset({TrialStatus.COMPLETED})  # a stopped trial's values are partial
 
 
 @lru_cache(maxsize=64)

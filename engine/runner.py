@@ -19,6 +19,7 @@ import psutil
 from .executors.base import EXIT_UNKNOWN, Executor, TrialProcess  # re-exported: where callers have imported them from
 from .liveness import process_alive, process_create_time
 from .process_tree import ProcessTree, processes_of_trial, set_subreaper
+from .records import TrialStatus
 from .trial_files import create_trial_logs
 
 class LocalExecutor(Executor):
@@ -241,10 +242,10 @@ def judge_ended_unwatched(stderr_tail: str, reports: int, last_step: float | Non
     if reports == 0:
         return None
     if ended_in_a_crash(stderr_tail):
-        return "failed", "exit code unknown (no engine was its parent when it ended); its stderr ends in a crash"
+        return TrialStatus.FAILED, "exit code unknown (no engine was its parent when it ended); its stderr ends in a crash"
     if max_resource is not None and (last_step is None or last_step < max_resource):
         return None
-    return "completed", (f"exit code unknown (no engine was its parent when it ended); judged from its output: "
+    return TrialStatus.COMPLETED, (f"exit code unknown (no engine was its parent when it ended); judged from its output: "
                          f"{reports} reports" + (f", up to step {last_step:g}" if last_step is not None else ""))
 
 

@@ -29,7 +29,6 @@ PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 ALGORITHMS = ("random", "grid", "tpe")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median")
 EXECUTORS = ("local", "ray")
-STATUSES = ("queued", "running", "completed", "pruned", "stopped", "failed", "diverged", "interrupted", "invalid")
 MAX_GRID_POINTS = 1_000_000  # per parameter: a grid axis is held in memory, and nobody runs more trials
 
 TOP_KEYS = ("name", "command", "workdir", "objective", "search", "budget", "resources", "space",

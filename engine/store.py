@@ -19,18 +19,17 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
 
 from .dbfile import (DatabaseDamaged, DatabaseRefused, FileWatch, check_existing, integrity_problem, open_readonly,
                      prepare_new, sidecar, sqlite_uri)
+from .records import (ENDED_STATUSES, INVALID_STATUSES, STUDY_ENDED_STATUSES, TERMINAL_STATUSES,  # noqa: F401
+                      CommandResult, TrialStatus)  # the status groupings are re-exported for older imports
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 WAL_SIZE_LIMIT = 32 * 1024 * 1024  # journal_size_limit: what a reset WAL is cut back to
 WAL_CHECKPOINT_BYTES = 8 * 1024 * 1024  # a WAL above this is truncated at the next heartbeat readers allow
 BUSY_TIMEOUT_MS = 30_000
-TERMINAL_STATUSES = ("completed", "pruned", "stopped", "failed", "diverged")
-INVALID_STATUSES = ("invalid",)  # ended, but not counted toward max_trials (engine/invalid.py)
-ENDED_STATUSES = TERMINAL_STATUSES + INVALID_STATUSES  # every status a trial never leaves
 COMMAND_ACTIONS = ("stop_trial", "stop_study", "pause_launching", "resume_launching", "pause_trial",
                    "resume_trial", "set_max_parallel", "clone_trial")
 HOSTNAME = socket.gethostname()
@@ -128,7 +127,14 @@ def _migration_3(db: Any) -> None:
     db["trials"].create_index(["clone_id"])
 
 
-MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3}
+def _migration_4(db: Any) -> None:
+    """A command's acknowledgement says whether it was done (issue 15): ``commands.ok`` is 1 or 0,
+    so the sender never guesses severity from the words. Rows acknowledged before stay NULL (unknown)."""
+    if "ok" not in db["commands"].columns_dict:  # idempotent: a half-applied migration is re-run safely
+        db["commands"].add_column("ok", int)
+
+
+MIGRATIONS = {1: _migration_1, 2: _migration_2, 3: _migration_3, 4: _migration_4}
 
 
 @dataclass(frozen=True)
@@ -527,7 +533,7 @@ class Store:
 
     def set_study_status(self, study_id: int, status: str) -> None:
         now = time.time()
-        finished = now if status in ("completed", "stopped", "failed", "interrupted") else None
+        finished = now if status in STUDY_ENDED_STATUSES else None
         with self.transaction() as conn:
             conn.execute("UPDATE studies SET status = ?, finished_at = ?, "
                          "started_at = COALESCE(started_at, ?) WHERE id = ?", (status, finished, now, study_id))
@@ -619,7 +625,7 @@ class Store:
                                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                                (study_id, command_id, source_number, json.dumps(params), note, time.time()))
             if command_id is not None:
-                conn.execute("UPDATE commands SET acknowledged_at = ?, result = ? WHERE id = ?",
+                conn.execute("UPDATE commands SET acknowledged_at = ?, result = ?, ok = 1 WHERE id = ?",
                              (time.time(), result, command_id))
             return cur.lastrowid if cur.rowcount else None
 
@@ -702,7 +708,7 @@ class Store:
                                      "ORDER BY number", (study_id, *statuses))
         return [TrialRow.from_row(r) for r in rows]
 
-    def ranked_results(self, study_id: int, statuses: Sequence[str]) -> list[tuple[dict[str, Any], float]]:
+    def ranked_results(self, study_id: int, statuses: Collection[str]) -> list[tuple[dict[str, Any], float]]:
         """(params, best value) of the trials in ``statuses`` with a finite best value, by trial number.
 
         The engine asks after every finished trial (boundary warnings): two columns and each
@@ -745,9 +751,9 @@ class Store:
         now = time.time()
         claims = []
         for status, gpus, fraction, pid, create_time, created_at in rows:
-            if status == "running" and not process_alive(pid, create_time):
+            if status == TrialStatus.RUNNING and not process_alive(pid, create_time):
                 continue
-            if status == "queued" and now - (created_at or now) > QUEUED_CLAIM_TTL_S:
+            if status == TrialStatus.QUEUED and now - (created_at or now) > QUEUED_CLAIM_TTL_S:
                 continue  # its engine died between the insert and the start
             claims.append((gpus, fraction if fraction is not None else 1.0))
         return claims
@@ -881,10 +887,20 @@ class Store:
                                        r["created_at"], checked.problem))
         return commands
 
-    def acknowledge_command(self, command_id: int, result: str) -> None:
+    def acknowledge_command(self, command_id: int, result: str | CommandResult) -> None:
+        """Record the engine's answer; plain text counts as done (a refusal passes a CommandResult)."""
+        answer = result if isinstance(result, CommandResult) else CommandResult.done(result)
         with self.transaction() as conn:
-            conn.execute("UPDATE commands SET acknowledged_at = ?, result = ? WHERE id = ?",
-                         (time.time(), result, command_id))
+            conn.execute("UPDATE commands SET acknowledged_at = ?, result = ?, ok = ? WHERE id = ?",
+                         (time.time(), answer.message, None if answer.ok is None else int(answer.ok), command_id))
+
+    def command_outcome(self, command_id: int) -> CommandResult | None:
+        """The acknowledgement as a CommandResult, or None while the engine has not answered."""
+        row = self.conn.execute("SELECT acknowledged_at, result, ok FROM commands WHERE id = ?",
+                                (command_id,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return CommandResult(None if row[2] is None else bool(row[2]), row[1] or "done")
 
     def command_result(self, command_id: int) -> tuple[float | None, str | None]:
         row = self.conn.execute("SELECT acknowledged_at, result FROM commands WHERE id = ?", (command_id,)).fetchone()

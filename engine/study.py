@@ -32,6 +32,8 @@ from .conditions import inactive_names
 from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT
 from .liveness import find_trial_process, process_create_time
 from .metricline import Report
+from .records import (EARLY_STOPPED_STATUSES, ENDED_STATUSES, LIVE_STATUSES, CommandResult, EventKind,
+                      HealthFlag, NotRead, SchedulerDecision, StudyEnd, StudyStatus, TrialStarted, TrialStatus)
 from .runner import LocalExecutor, TrialProcess, judge_ended_unwatched
 from .sampling import Sampler, make_sampler
 from .schedulers import Action, make_scheduler
@@ -101,7 +103,7 @@ class StudyLoop:
         self._command_id: int | None = None  # the command being applied (a clone is queued with its ack)
         self.counters = _Counters()
         self.stop_reason: str | None = None  # set once no new trial may start
-        self.final_status = "completed"
+        self.final_status: str = StudyStatus.COMPLETED
         self.exit_code = EXIT_OK
         self.signal_received: int | None = None
         self.hurried = False  # a second stop signal arrived: SIGKILL instead of waiting out the grace period
@@ -145,7 +147,7 @@ class StudyLoop:
         old_handlers = self._install_signals()
         self._watch_descendants(True)  # local trials: their orphans come back to the engine
         try:
-            self.store.set_study_status(self.study.id, "running")
+            self.store.set_study_status(self.study.id, StudyStatus.RUNNING)
             self._recover()
             self._drop_stale_stops(took_over_at)
             self._replay_decisions()
@@ -267,7 +269,7 @@ class StudyLoop:
         note = record_warm_start(self.store, self.study.id, self.sampler, told)
         if note:
             self._say(note)
-        replay_history(self.store, self.space, self.sampler, self.study.id, trials, (*FINISHED, INVALID_STATUS))
+        replay_history(self.store, self.space, self.sampler, self.study.id, trials, ENDED_STATUSES)
         oom_reruns = self.gpu.pending_reruns(trials, rerun_done)  # packed OOMs decided to run again alone
         self.rerun_queue.extend(oom_reruns)
         self.finished = sum(1 for t in trials if t.status in FINISHED and t.id not in self.gpu.oom.alone)
@@ -277,21 +279,21 @@ class StudyLoop:
 
     def _recover_trial(self, t: TrialRow, rerun_done: set[int]) -> None:
         """One trial a dead engine left: adopt it if it still runs, else record how it ended or queue its rerun."""
-        if t.status == "queued" and not t.pid and Path(t.stdout_path).exists():
+        if t.status == TrialStatus.QUEUED and not t.pid and Path(t.stdout_path).exists():
             t = self._find_unrecorded_start(t)  # the engine died between starting it and recording that
-        if t.status == "running" and t.pid:
+        if t.status == TrialStatus.RUNNING and t.pid:
             if self._adopt(t, t.pid):
                 return
             self._end_leftovers(t)
             t = self._judge_unwatched(t, self._drain_unwatched(t))  # lines printed while no engine read
-        if t.status in ("running", "queued"):
-            self.store.finish_trial(t.id, "interrupted", exit_code=None,
+        if t.status in LIVE_STATUSES:
+            self.store.finish_trial(t.id, TrialStatus.INTERRUPTED, exit_code=None,
                                     reason="engine stopped while the trial was pending or running")
-            self.store.add_event(self.study.id, t.id, "interrupted",
+            self.store.add_event(self.study.id, t.id, EventKind.INTERRUPTED,
                                  f"trial {t.number} interrupted: its engine died; its configuration runs again",
                                  level="warning")
             t = self.store.trial(t.id)  # type: ignore[assignment]
-        if t.status == "interrupted" and t.id not in rerun_done:
+        if t.status == TrialStatus.INTERRUPTED and t.id not in rerun_done:
             self.rerun_queue.append(t)
 
     def _adopt(self, t: TrialRow, pid: int) -> bool:
@@ -330,7 +332,7 @@ class StudyLoop:
                 what = "study" if command.action == "stop_study" else f"trial {command.trial_number}"
                 result = (f"not applied: this stop of the {what} was sent at {sent} to an engine that died before "
                           f"acting on it, and the study was resumed since; stop it again if you still mean it")
-                self.store.acknowledge_command(command.id, result)
+                self.store.acknowledge_command(command.id, CommandResult.refused(result))
             else:
                 result = f"sent at {sent} while no engine was running; applied now"
             self.store.add_event(self.study.id, None, "stale_command", f"{command.action}: {result}",
@@ -373,7 +375,7 @@ class StudyLoop:
 
         Ray trials die with their engine, so theirs is never a finished run: they run again.
         """
-        if not self.executor.outlives_engine or t.status not in ("running", "queued"):
+        if not self.executor.outlives_engine or t.status not in LIVE_STATUSES:
             return t
         verdict = judge_ended_unwatched(live.stderr.tail_text(), live.reports, live.last_step,
                                         self.space.scheduler.max_resource)
@@ -382,7 +384,7 @@ class StudyLoop:
         status, reason = verdict
         self.store.finish_trial(t.id, status, exit_code=None, reason=reason)
         message = f"trial {t.number} {status} while no engine was running: {reason}; not run again"
-        self.store.add_event(self.study.id, t.id, status, message, level="error" if status == "failed" else "info",
+        self.store.add_event(self.study.id, t.id, status, message, level="error" if status == TrialStatus.FAILED else "info",
                              data={"exit_code": None, "best": live.best, "reports": live.reports})
         self._say(message)
         row = self.store.trial(t.id) or t
@@ -472,7 +474,7 @@ class StudyLoop:
             self._say(message)
         if not self.live and not self.stop_reason:
             self.stop_reason = "out of file descriptors with no trial running: nothing can start"
-            self.final_status, self.exit_code = "failed", EXIT_FAILED
+            self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
         self._wait()
 
     def study_launching_paused(self) -> bool:
@@ -496,7 +498,7 @@ class StudyLoop:
         """EMFILE at a start is not the trial's fault: it runs again once a running trial frees its files;
         the loop (``_ran_out_of_fds``) stops launching."""
         if out_of_fds(exc):
-            self.store.finish_trial(row.id, "interrupted", exit_code=None,
+            self.store.finish_trial(row.id, TrialStatus.INTERRUPTED, exit_code=None,
                                     reason=f"not started: the engine is out of file descriptors ({exc.strerror})")
             self.rerun_queue.append(self.store.trial(row.id))  # type: ignore[arg-type]
             raise exc
@@ -507,7 +509,7 @@ class StudyLoop:
             raise exc
         self.stop_reason = (f"cannot make trial folders in {self.study_dir} ({exc.strerror or exc}): no new trials; "
                             f"fix the folder, then `hpotui resume {self.study.name}`")
-        self.final_status, self.exit_code = "failed", EXIT_FAILED
+        self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
         self.store.add_event(self.study.id, None, "trial_folder", self.stop_reason, level="error")
         self._say(self.stop_reason)
         return False
@@ -604,13 +606,13 @@ class StudyLoop:
 
     def _start_failed(self, row: TrialRow, program: str, exc: OSError) -> None:
         """The executor could not start it: a failed trial (out of file descriptors: it runs again later)."""
-        self.gpu.ended(row, "failed")  # it never ran: its GPU claim goes at once
+        self.gpu.ended(row, TrialStatus.FAILED)  # it never ran: its GPU claim goes at once
         self._requeue_if_out_of_fds(row, exc)
         reason = f"could not start {program!r}: {exc.strerror or exc}"
-        self.store.finish_trial(row.id, "failed", exit_code=127, reason=reason)
+        self.store.finish_trial(row.id, TrialStatus.FAILED, exit_code=127, reason=reason)
         self.finished += 1
         self.clones_finished += row.clone_id is not None
-        self.store.add_event(self.study.id, row.id, "failed", f"trial {row.number} failed: {reason}", level="error")
+        self.store.add_event(self.study.id, row.id, EventKind.FAILED, f"trial {row.number} failed: {reason}", level="error")
         self._say(f"trial {row.number} failed to start: {reason}")
         self._note_failure(reason)
 
@@ -632,9 +634,9 @@ class StudyLoop:
         if (bracket := self.scheduler.assigned_bracket(row.id)) is not None and bracket != row.bracket:
             self.store.set_trial_bracket(row.id, bracket)
         where = f" on GPU {row.gpus}" + (f" ({placement})" if placement else "") if row.gpus else ""
-        self.store.buffer_event(self.study.id, row.id, "started", f"trial {number} started{where}: "
-                                f"{_show_params(params)}", data={"pid": proc.pid, "gpus": row.gpus,
-                                                                  "clone_of": clone_of, "placement": placement})
+        self.store.buffer_event(self.study.id, row.id, EventKind.STARTED, f"trial {number} started{where}: "
+                                f"{_show_params(params)}",
+                                data=TrialStarted(proc.pid, row.gpus, clone_of, placement).to_data())
         self._say(f"trial {number} started{where}: {_show_params(params)}")
 
     def _note_waiting_for_gpus(self) -> None:
@@ -669,7 +671,7 @@ class StudyLoop:
                      if _health_due(live.reports, report.values) else ()):
             self.store.buffer_event(self.study.id, live.row.id, "flag", flag.message,
                                     level="warning" if not flag.stop else "error",
-                                    data={"flag": flag.kind, "step": flag.step, "value": flag.value, "hint": flag.hint})
+                                    data=HealthFlag(flag.kind, flag.step, flag.value, flag.hint).to_data())
             if flag.stop:
                 self._stop_trial(live, status_for(flag), flag.message)
                 self._say(f"trial {live.row.number} {flag.message}")
@@ -678,16 +680,16 @@ class StudyLoop:
             resource = report.resource if report.resource is not None else report.step
             decision = self.scheduler.on_result(live.row.id, resource, objective)
             if decision.action == Action.STOP:
-                self._stop_trial(live, "pruned", decision.reason)
+                self._stop_trial(live, TrialStatus.PRUNED, decision.reason)
                 self.store.buffer_event(self.study.id, live.row.id, "scheduler",
                                         f"trial {live.row.number} {decision.reason}",
-                                        data={"action": "stop", "step": report.step, "value": objective,
-                                              "resource": resource, "rung": decision.rung})
+                                        data=SchedulerDecision("stop", report.step, objective, resource,
+                                                               decision.rung).to_data())
             elif decision.reason:
                 self.store.buffer_event(self.study.id, live.row.id, "scheduler",
                                         f"trial {live.row.number} {decision.reason}",
-                                        data={"action": "continue", "step": report.step, "value": objective,
-                                              "resource": resource})
+                                        data=SchedulerDecision("continue", report.step, objective,
+                                                               resource).to_data())
 
     def _stop_trial(self, live: LiveTrial, status: str, reason: str) -> None:
         self.executor.request_stop(live.proc, status, reason)
@@ -735,7 +737,7 @@ class StudyLoop:
         self.gpu.ended(live.row, end.status)  # its host-wide GPU claim goes
         if retry_alone:  # recorded failed with flag oom; its configuration runs once more, alone on a GPU
             self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
-        elif end.status == "interrupted":
+        elif end.status == TrialStatus.INTERRUPTED:
             self._finish_interrupted(live, end.reason)
         elif end.status == INVALID_STATUS:
             self._finish_invalid(live)
@@ -755,7 +757,7 @@ class StudyLoop:
     def _finish_interrupted(self, live: LiveTrial, reason: str) -> None:
         """Its node was lost, or the engine is stopping: not a result, it runs again (unless the engine stops)."""
         number = live.row.number
-        self.store.add_event(self.study.id, live.row.id, "interrupted",
+        self.store.add_event(self.study.id, live.row.id, EventKind.INTERRUPTED,
                              f"trial {number} interrupted — {reason}; its configuration runs again",
                              level="warning")
         self._say(f"trial {number} interrupted — {reason}")
@@ -771,14 +773,14 @@ class StudyLoop:
         ran_s = time.time() - live.row.started_at if live.row.started_at else None
         event_text, said = trial_end.ended_lines(live.row.number, status, reason, ran_s=ran_s,
                                                  objective=self._objective_text(live))
-        if status == "failed":
+        if status == TrialStatus.FAILED:
             self._flag_cuda_oom(live, stderr_tail)
         self._note_not_read(live, status)
         self.store.buffer_event(self.study.id, live.row.id, status, event_text,  # flushed with the next batch (<= 0.2 s)
                                 level=trial_end.ended_level(status),
                                 data=trial_end.ended_data(status, end.exit_code, live.best, live.reports, stderr_tail))
         self._say(said)
-        if status == "failed":
+        if status == TrialStatus.FAILED:
             self._note_failure(reason)
         else:
             self.counters.failure_streak, self.counters.failure_signature = 0, None
@@ -798,7 +800,7 @@ class StudyLoop:
         if is_cuda_oom(stderr_tail):
             self.store.buffer_event(self.study.id, live.row.id, "flag",
                                     f"{OOM_FLAG}: trial {live.row.number} ran out of GPU memory — {OOM_HINT}",
-                                    level="error", data={"flag": OOM_FLAG, "hint": OOM_HINT})
+                                    level="error", data=HealthFlag(OOM_FLAG, hint=OOM_HINT).to_data())
 
     def _finish_invalid(self, live: LiveTrial) -> None:
         """Not a result and not a failure: the sampler learns the region is invalid and is asked again."""
@@ -818,14 +820,14 @@ class StudyLoop:
 
     def _note_not_read(self, live: LiveTrial, status: str) -> None:
         """Say loudly what this trial's readers never read; ten silent trials in a row pause launching."""
-        if live.reading is None or status in ("pruned", "stopped"):
+        if live.reading is None or status in EARLY_STOPPED_STATUSES:
             return  # stopped from outside: what it did not get to print says nothing about the readers
         problems = reading.trial_problems(live.reading, self.space.objective.metric, self.space.metric_regex,
                                           self.space.logs.max_line_bytes)
         for problem in problems:
             text = f"trial {live.row.number} {status}: {problem.detail}"
             self.store.buffer_event(self.study.id, live.row.id, reading.NOT_READ_EVENT, text, level="warning",
-                                    data={"problem": problem.kind, "what": problem.what})
+                                    data=NotRead(problem.kind, problem.what).to_data())
             self._say(f"warning: {text}")
         self.not_read.trial_finished(live.row.number, problems, counts_for_streak=True)
         if problems:
@@ -837,7 +839,7 @@ class StudyLoop:
             self._say(message)
             if self.options.headless:
                 self.stop_reason = message
-                self.final_status, self.exit_code = "failed", EXIT_FAILED
+                self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
 
     def _store_warnings(self, boundary: list[str]) -> None:
         """The study's warning lines: boundary warnings, then what trials did not report."""
@@ -895,7 +897,7 @@ class StudyLoop:
             self._say(message)
             if self.options.headless:
                 self.stop_reason = message
-                self.final_status, self.exit_code = "failed", EXIT_FAILED
+                self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
 
     # -- budget, commands -----------------------------------------------------------------------------------
     def _check_budget(self) -> None:
@@ -904,7 +906,7 @@ class StudyLoop:
             self.store.add_event(self.study.id, None, "max_time", self.stop_reason)
             self._say(self.stop_reason)
             for live in self.live.values():
-                self._stop_trial(live, "stopped", "max_time reached")
+                self._stop_trial(live, TrialStatus.STOPPED, "max_time reached")
 
     def _handle_commands(self) -> None:
         version = self.store.data_version()
@@ -913,62 +915,65 @@ class StudyLoop:
         self._data_version = version
         for command in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
             self._command_id = command.id
-            result = command.problem or self._apply_command(command.action, command.trial_number, command.args)
-            self.store.acknowledge_command(command.id, result)
-            self.store.buffer_event(self.study.id, None, "command", f"{command.action}: {result}")
+            outcome = (CommandResult.refused(command.problem) if command.problem
+                       else self._apply_command(command.action, command.trial_number, command.args))
+            self.store.acknowledge_command(command.id, outcome)
+            self.store.buffer_event(self.study.id, None, EventKind.COMMAND, f"{command.action}: {outcome.message}",
+                                    data={"ok": outcome.ok})
 
     def _live_by_number(self, number: int | None) -> LiveTrial | None:
         return next((lt for lt in self.live.values() if lt.row.number == number), None)
 
-    def _apply_command(self, action: str, number: int | None, args: dict[str, Any]) -> str:
-        """Apply one command from the interface; the returned text is its acknowledgement."""
+    def _apply_command(self, action: str, number: int | None, args: dict[str, Any]) -> CommandResult:
+        """Apply one command from the interface; the result is its acknowledgement (ok: done; not ok: refused)."""
         if action == "stop_study":
             return self._stop_study()
         if action in ("pause_launching", "resume_launching"):
             paused = action == "pause_launching"
             self._set_launching_paused(paused, "paused by the user" if paused else None)
-            return "launching paused" if paused else "launching resumed"
+            return CommandResult.done("launching paused" if paused else "launching resumed")
         if action == "set_max_parallel":
             return self._set_max_parallel(args.get("value"))
         if action == "clone_trial":
             return self._clone(number, args.get("params") or {})
         return self._apply_trial_command(action, number)
 
-    def _stop_study(self) -> str:
+    def _stop_study(self) -> CommandResult:
         self.stop_reason = "stopped by the user"
-        self.final_status = "stopped"
+        self.final_status = StudyStatus.STOPPED
         for live in self.live.values():
-            self._stop_trial(live, "stopped", "study stopped by the user")
+            self._stop_trial(live, TrialStatus.STOPPED, "study stopped by the user")
         self._say("study stop requested: stopping running trials")
-        return f"stopping {len(self.live)} running trials; no new trials"
+        return CommandResult.done(f"stopping {len(self.live)} running trials; no new trials")
 
-    def _set_max_parallel(self, value: Any) -> str:
+    def _set_max_parallel(self, value: Any) -> CommandResult:
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
-            return f"refused: max_parallel must be a whole number from 1 to 1024, got {value!r}"
+            return CommandResult.refused(f"refused: max_parallel must be a whole number from 1 to 1024, "
+                                         f"got {value!r}")
         self.max_parallel = value
         self.store.set_max_parallel(self.study.id, value)
-        return f"max_parallel is now {value}"
+        return CommandResult.done(f"max_parallel is now {value}")
 
-    def _apply_trial_command(self, action: str, number: int | None) -> str:
+    def _apply_trial_command(self, action: str, number: int | None) -> CommandResult:
         """stop / pause / resume one running trial (any other action on a running trial is refused)."""
         live = self._live_by_number(number)
         if live is None:
-            return f"refused: trial {number} is not running"
+            return CommandResult.refused(f"refused: trial {number} is not running")
         if action == "stop_trial":
-            self._stop_trial(live, "stopped", "stopped by the user")
+            self._stop_trial(live, TrialStatus.STOPPED, "stopped by the user")
             self._say(f"trial {number}: stop requested by the user")
-            return f"stopping trial {number}"
+            return CommandResult.done(f"stopping trial {number}")
         if action == "pause_trial":
             self.executor.pause(live.proc)
             self.store.set_trial_paused(live.row.id, True)
-            return f"trial {number} paused"
+            return CommandResult.done(f"trial {number} paused")
         if action == "resume_trial":
             self.executor.resume(live.proc)
             self.store.set_trial_paused(live.row.id, False)
-            return f"trial {number} resumed"
-        return f"refused: unknown action {action!r}"
+            return CommandResult.done(f"trial {number} resumed")
+        return CommandResult.refused(f"refused: unknown action {action!r}")
 
-    def _clone(self, number: int | None, overrides: dict[str, Any]) -> str:
+    def _clone(self, number: int | None, overrides: dict[str, Any]) -> CommandResult:
         """Queue a copy of a trial with edited values; it runs in addition to max_trials (README: clones).
 
         The queue is the clones table, written with the command's acknowledgement in one transaction:
@@ -977,19 +982,19 @@ class StudyLoop:
         """
         source = self.store.trial_by_number(self.study.id, number) if number is not None else None
         if source is None:
-            return f"refused: no trial {number}"
+            return CommandResult.refused(f"refused: no trial {number}")
         if self.stop_reason:
-            return f"refused: the study is ending ({self.stop_reason})"
+            return CommandResult.refused(f"refused: the study is ending ({self.stop_reason})")
         try:
             params, note = with_overrides(self.space, source.params, overrides)
         except Refused as exc:
-            return f"refused: {exc}"
+            return CommandResult.refused(f"refused: {exc}")
         result = f"clone of trial {number} queued: {_show_params(params)}" + (f" (note: {note})" if note else "")
         clone_id = self.store.queue_clone(self.study.id, command_id=self._command_id, source_number=source.number,
                                           params=params, note=note, result=result)
         if clone_id is not None:
             self._queue_clone(clone_id, source.number, params)
-        return result
+        return CommandResult.done(result)
 
     def _queue_clone(self, clone_id: int, source_number: int, params: dict[str, Any]) -> None:
         self.clone_queue.append(params)
@@ -1026,8 +1031,7 @@ class StudyLoop:
 
     def _summary(self) -> str:
         counts = self.store.status_counts(self.study.id)
-        parts = [f"{counts.get(s, 0)} {s}" for s in ("running", *FINISHED, "interrupted", INVALID_STATUS)
-                 if counts.get(s)]
+        parts = [f"{counts.get(s, 0)} {s}" for s in TrialStatus if s != TrialStatus.QUEUED and counts.get(s)]
         best = ""
         if self.counters.global_best is not None:
             best = f"; best {self.space.objective.metric}={self.counters.global_best:.4g} " \
@@ -1092,7 +1096,7 @@ class StudyLoop:
     def _stop_without_recording(self, reason: str) -> None:
         """End every running trial (SIGTERM, SIGKILL after the grace period) with no database to record it in."""
         for live in self.live.values():
-            self.executor.request_stop(live.proc, "interrupted", reason)
+            self.executor.request_stop(live.proc, TrialStatus.INTERRUPTED, reason)
         deadline = time.monotonic() + self.options.grace_period_s + 2
         while time.monotonic() < deadline and any(self.executor.poll(lt.proc) is None for lt in self.live.values()):
             for live in self.live.values():
@@ -1151,7 +1155,7 @@ class StudyLoop:
         sig = self.signal_received
         name = signal.Signals(sig).name if sig else "signal"
         self.exit_code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
-        self.final_status = "interrupted"
+        self.final_status = StudyStatus.INTERRUPTED
         if self.options.keep_trials_on_exit:
             self._say(f"{name}: engine exits, {len(self.live)} trials keep running; "
                       f"`hpotui resume {self.study.name}` adopts them")
@@ -1161,7 +1165,7 @@ class StudyLoop:
             return
         self._say(f"{name}: stopping {len(self.live)} running trials (they will run again on resume)")
         for live in self.live.values():
-            self.executor.request_stop(live.proc, "interrupted", f"engine received {name}")
+            self.executor.request_stop(live.proc, TrialStatus.INTERRUPTED, f"engine received {name}")
         deadline = time.monotonic() + self.options.grace_period_s + 5
         said_hurry = False
         while self.live and time.monotonic() < deadline:
@@ -1182,14 +1186,15 @@ class StudyLoop:
         self.store.flush()
         status = self.final_status
         if self.signal_received is not None and self.options.keep_trials_on_exit:
-            status = "running"  # trials live on; `resume` picks the study up
+            status = StudyStatus.RUNNING  # trials live on; `resume` picks the study up
         self.store.set_study_status(self.study.id, status)
         budget_spent = self._finished_count() >= self.space.budget.max_trials
-        reason = self.stop_reason or {"interrupted": "the engine was stopped by a signal"}.get(status) or (
+        by_signal = "the engine was stopped by a signal" if status == StudyStatus.INTERRUPTED else ""
+        reason = self.stop_reason or by_signal or (
             f"budget: {self.space.budget.max_trials} trials finished" if budget_spent
             else "every configuration of the search ran")
-        end = {"status": status, "reason": reason}  # why, for the interface and the notify: command
-        if self.stop_reason and status == "completed":
+        end = StudyEnd(status, reason).to_data()  # why, for the interface and the notify: command
+        if self.stop_reason and status == StudyStatus.COMPLETED:
             self.store.add_event(self.study.id, None, "study_end", f"study ended: {self.stop_reason}", data=end)
         else:
             self.store.add_event(self.study.id, None, "study_end", f"study {status}", data=end)

@@ -45,13 +45,13 @@ from typing import Any
 
 from .conditions import dependency_order, is_active, is_conditional
 from .errors import UserError
+from .records import EARLY_STOPPED_STATUSES, INVALID_STATUSES, TrialStatus
 from .rung_model import RungObservations, rungs_for
 from .sampling import Sampler, quantise
 from .space import Param, Space
 
-RETRY_STATUSES = ("failed",)
-PRUNED_STATUSES = ("pruned", "stopped")
-INVALID_STATUSES = ("invalid",)
+RETRY_STATUSES = frozenset({TrialStatus.FAILED})
+PRUNED_STATUSES = EARLY_STOPPED_STATUSES
 
 
 def _import_optuna() -> Any:

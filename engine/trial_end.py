@@ -13,6 +13,7 @@ from typing import Any
 
 from .executors.base import EXIT_UNKNOWN
 from .invalid import INVALID_STATUS
+from .records import FAILURE_STATUSES, TrialEnded, TrialStatus
 from .runner import signal_name
 
 CRASH_MARK = "Traceback (most recent call last)"
@@ -46,14 +47,14 @@ def judge_exit(code: int, *, asked_status: str | None, asked_reason: str | None,
     if asked_status:
         status, reason = asked_status, asked_reason or ""
     elif code == 0:
-        status, reason = "completed", ""
+        status, reason = TrialStatus.COMPLETED, ""
     elif code == EXIT_UNKNOWN:
         crashed = CRASH_MARK in stderr_tail or "Error" in last_line(stderr_tail)
-        status = "failed" if crashed or reports == 0 else "completed"
+        status = TrialStatus.FAILED if crashed or reports == 0 else TrialStatus.COMPLETED
         reason = UNWATCHED_REASON
     else:
-        status, reason = "failed", exit_reason(code, stderr_tail)
-    if invalid is not None and status != "interrupted":
+        status, reason = TrialStatus.FAILED, exit_reason(code, stderr_tail)
+    if invalid is not None and status != TrialStatus.INTERRUPTED:
         status, reason = INVALID_STATUS, invalid
     return TrialEnd(status=status, reason=reason, exit_code=None if code == EXIT_UNKNOWN else code)
 
@@ -90,22 +91,20 @@ def ended_lines(number: int, status: str, reason: str, *, ran_s: float | None, o
     """
     message = f"trial {number} {status}" + (f" after {ran_s:.1f}s" if ran_s is not None else "")
     message += f": {objective}" if objective else ""
-    event = message + (f" — {reason}" if reason and status != "completed" else "")
-    said = message + (f" — {reason}" if reason and status in ("failed", "diverged") else "")
+    event = message + (f" — {reason}" if reason and status != TrialStatus.COMPLETED else "")
+    said = message + (f" — {reason}" if reason and status in FAILURE_STATUSES else "")
     return event, said
 
 
 def ended_level(status: str) -> str:
-    return "error" if status == "failed" else "info"
+    return "error" if status == TrialStatus.FAILED else "info"
 
 
 def ended_data(status: str, exit_code: int | None, best: float | None, reports: int,
                stderr_tail: str) -> dict[str, Any]:
     """The finished event's payload; a failed trial's carries the end of its stderr."""
-    data: dict[str, Any] = {"exit_code": exit_code, "best": best, "reports": reports}
-    if status == "failed":
-        data["stderr_tail"] = stderr_tail[-STDERR_TAIL_KEPT:]
-    return data
+    tail = stderr_tail[-STDERR_TAIL_KEPT:] if status == TrialStatus.FAILED else None
+    return TrialEnded(exit_code, best, reports, tail).to_data()
 
 
 def warnings_due(finished: int, min_trials: int, every: int) -> bool:

@@ -20,8 +20,9 @@ from typing import Any, Callable
 
 from .metric_files import open_sources, read_source
 from .metricline import RegexMetrics, Report
+from .records import EventKind
 
-NOT_READ_EVENT = "not_read"
+NOT_READ_EVENT = EventKind.NOT_READ
 SETTLE_S = 0.3  # a step with no new value for this long is judged (health, scheduler)
 FILE_POLL_S = 0.25  # how often a running trial's CSV / TensorBoard files are looked at
 RESUME_LOOKBACK = 64 * 1024  # bytes before the committed offset searched for the step a re-adopted bar is at

@@ -12,6 +12,7 @@ import time
 from typing import Any, Mapping
 
 from .executors.base import Executor
+from .records import HealthFlag
 from .store import HOSTNAME, Store
 
 HISTORY_SAMPLES = 600  # per trial: 50 minutes at one sample every 5 s
@@ -97,7 +98,7 @@ class UsageSampler:
         if hint:
             self._hinted.add(trial_id)
             self.store.buffer_event(self.study_id, trial_id, "flag", f"low_gpu_util: trial {number}: {hint}",
-                                    level="warning", data={"flag": "low_gpu_util", "hint": hint or LOW_UTIL_HINT})
+                                    level="warning", data=HealthFlag("low_gpu_util", hint=hint or LOW_UTIL_HINT).to_data())
 
     def trial_ended(self, trial_id: int) -> None:
         """Record the trial's peak GPU memory and mean utilisation, then forget it."""

@@ -13,16 +13,16 @@ It is recorded once, as a ``warm_start`` event on the study (``hpotui status`` s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .conditions import fits
 from .errors import UserError
 from .sampling import GridSampler, RandomSampler, Sampler
+from .records import LEARNED_STATUSES
 from .space import Space
 
-LEARNED_STATUSES = ("completed", "pruned", "stopped", "diverged", "invalid")
 MAX_SKIPS_IN_A_ROW = 1000  # a random space of few choices may be used up: then repeats are allowed
 
 
@@ -130,7 +130,7 @@ def describe(told: Sequence[Told], model_based: bool) -> str:
 
 
 def replay_history(store: Any, space: Space, sampler: Sampler, study_id: int, trials: Sequence[Any],
-                   statuses: Sequence[str]) -> None:
+                   statuses: Collection[str]) -> None:
     """The study's own ended trials, told again to a fresh sampler on resume (TPE relearns its model)."""
     if isinstance(sampler, (RandomSampler, GridSampler)) or isinstance(getattr(sampler, "inner", None),
                                                                       (RandomSampler, GridSampler)):

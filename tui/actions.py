@@ -14,10 +14,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..engine.control import send_and_wait, stop
+from ..engine.control import request, stop_outcome
 from ..engine.errors import UserError
 from ..engine.self_command import hpotui_command
 from ..engine.liveness import engine_alive
+from ..engine.records import LIVE_STATUSES, CommandResult
 from ..engine.store import Store, StudyRow
 
 ENGINE_ACTIONS = ("pause_launching", "resume_launching", "pause_trial", "resume_trial", "set_max_parallel",
@@ -45,24 +46,24 @@ class Commander:
                 self._store = None
 
     def send(self, study_id: int, action: str, *, trial_number: int | None = None,
-             args: dict[str, Any] | None = None) -> str:
-        """Do one action and return the line to show: the engine's acknowledgement or why not."""
+             args: dict[str, Any] | None = None) -> CommandResult:
+        """Do one action: the engine's acknowledgement (its ``ok`` says done or refused), or why not."""
         with self._lock:
             try:
                 store = self._open()
             except Exception as exc:  # read-only file, disk full: say it, never crash the interface
-                return f"cannot write to {self.db_path}: {exc}"
+                return CommandResult.refused(f"cannot write to {self.db_path}: {exc}")
             study = store.study_by_id(study_id)
             if study is None:
-                return f"study {study_id} is gone from {self.db_path}"
+                return CommandResult.refused(f"study {study_id} is gone from {self.db_path}")
             if action in ("stop_trial", "stop_study"):
-                if study.status not in ("running", "queued") and not engine_alive(study):
-                    return f"study {study.name} is {study.status}: nothing to stop"
-                return stop(store, study, trial_number if action == "stop_trial" else None)
+                if study.status not in LIVE_STATUSES and not engine_alive(study):
+                    return CommandResult.refused(f"study {study.name} is {study.status}: nothing to stop")
+                return stop_outcome(store, study, trial_number if action == "stop_trial" else None)
             if not engine_alive(study):
-                return (f"study {study.name} has no running engine ({study.status}); "
-                        f"`hpotui resume {study.name}` to act on it")
-            return send_and_wait(store, study, action, trial_number=trial_number, args=args, wait_s=self.wait_s)
+                return CommandResult.refused(f"study {study.name} has no running engine ({study.status}); "
+                                             f"`hpotui resume {study.name}` to act on it")
+            return request(store, study, action, trial_number=trial_number, args=args, wait_s=self.wait_s)
 
     def refine(self, study: StudyRow, *, top: int, resource_scale: float, output: str | None,
                edits: dict[str, dict[str, Any]], budget: dict[str, Any], launch: bool) -> str:

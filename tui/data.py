@@ -25,13 +25,15 @@ import threading
 from operator import attrgetter
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import yaml
 
 from ..engine.liveness import HEARTBEAT_STALE_S, engine_alive, process_alive
-from ..engine.store import HOSTNAME, INVALID_STATUSES, StudyRow
-from ..engine.trial_reading import NOT_READ_EVENT
+from ..engine.records import (INVALID_STATUSES, LIVE_STATUSES, RANKED_STATUSES,
+                              UNFINISHED_STATUSES, EventKind, HealthFlag, SchedulerDecision, StudyEnd, TrialEnded,
+                              TrialStarted, TrialStatus)
+from ..engine.store import HOSTNAME, StudyRow
 from .dbopen import open_readonly
 from .eta import ETA_UNKNOWN, RunningPace, expected_trial_seconds, study_eta, trial_eta
 from .ordering import STATUS_FILTERS, ordered
@@ -39,8 +41,14 @@ from .ordering import STATUS_FILTERS, ordered
 __all__ = ["STATUS_FILTERS", "StudyReader", "StudyView", "TrialInfo", "downsample", "parse_plan", "study_eta",
            "trial_eta", "RunningPace"]
 
-LIVE_STATUSES = ("running", "queued")
-_VALID = "status NOT IN (" + ", ".join(f"'{s}'" for s in INVALID_STATUSES) + ")"
+
+
+def _sql_in(statuses: Collection[str]) -> str:
+    """``('a', 'b')`` for an IN clause; the values are the record vocabulary's own constants, never user text."""
+    return "(" + ", ".join(f"'{s}'" for s in sorted(statuses)) + ")"
+
+
+_VALID = "status NOT IN " + _sql_in(INVALID_STATUSES)
 """SQL: a trial that said its configuration is invalid has no result the refine dialog or the parameter view may use."""
 TRANSIENT_FLAGS = ("not_learning", "underfitting", "overfitting", "update_ratio")
 """Flags that stop applying once the objective improves again after them (a flat trial that learned)."""
@@ -113,7 +121,7 @@ class TrialInfo:
 
     @property
     def shown_status(self) -> str:
-        if self.status == "running":
+        if self.status == TrialStatus.RUNNING:
             if self.process:
                 return self.process
             if self.paused:
@@ -123,7 +131,7 @@ class TrialInfo:
     @property
     def is_live(self) -> bool:
         """Something still runs or will run: a stop means something."""
-        return self.shown_status in ("running", "paused", "unwatched", "queued")
+        return self.shown_status in (TrialStatus.RUNNING, "paused", "unwatched", TrialStatus.QUEUED)
 
 
 @dataclass(frozen=True)
@@ -474,10 +482,11 @@ class StudyReader:
             max_step = plan.max_step
             if max_step is None:
                 max_step = self.conn.execute("SELECT MAX(last_step) FROM trials WHERE study_id = ? AND "
-                                             "status = 'completed'", (study_id,)).fetchone()[0]
+                                             f"status = '{TrialStatus.COMPLETED}'", (study_id,)).fetchone()[0]
             durations, finished_n = self.conn.execute(
                 "SELECT AVG(finished_at - started_at), COUNT(*) FROM trials WHERE study_id = ? AND finished_at IS "
-                "NOT NULL AND started_at IS NOT NULL AND status IN ('completed', 'pruned', 'stopped', 'diverged')",
+                "NOT NULL AND started_at IS NOT NULL AND status IN "
+                + _sql_in(RANKED_STATUSES | {TrialStatus.DIVERGED}),
                 (study_id,)).fetchone()
         return rows, max_step, durations, finished_n or 0
 
@@ -486,7 +495,7 @@ class StudyReader:
         """(ETA, paused): unknown once nothing runs the study; "paused" while nothing moves."""
         if study.status not in LIVE_STATUSES or not alive:
             return None, False
-        running = [t for t in trials if t.status == "running"]
+        running = [t for t in trials if t.status == TrialStatus.RUNNING]
         paces = [RunningPace(t.run_s or 0.0, t.eta_s) for t in running if not t.paused]
         if study.launching_paused and not paces:
             return None, True
@@ -503,11 +512,11 @@ class StudyReader:
         if cached is not None and cached[0] == key:
             return cached[1]
         with self._lock:
-            row = self.conn.execute("SELECT message, data FROM events WHERE study_id = ? AND kind = 'study_end' "
-                                    "ORDER BY id DESC LIMIT 1", (study.id,)).fetchone()
+            row = self.conn.execute("SELECT message, data FROM events WHERE study_id = ? AND kind = ? "
+                                    "ORDER BY id DESC LIMIT 1", (study.id, EventKind.STUDY_END)).fetchone()
         reason = ""
         if row is not None:
-            reason = str(_data(row[1]).get("reason") or row[0] or "")
+            reason = StudyEnd.from_data(_data(row[1])).reason or str(row[0] or "")
         self._ends[study.id] = (key, reason)
         return reason
 
@@ -516,7 +525,7 @@ class StudyReader:
         (tid, number, status, params_json, best, last_step, gpus, started, finished, paused, reports, out,
          err, reason, exit_code, pid, create_time, host, best_step, clone_source) = r
         reports = reports or 0
-        eta, process, end = (None, "", finished) if status != "running" else self._running(
+        eta, process, end = (None, "", finished) if status != TrialStatus.RUNNING else self._running(
             tid, reports, ctx, last_step, started, (host, pid, create_time))
         last = self._last_objective(tid, reports, ctx.metric)
         if _better(last, best, ctx.mode):
@@ -586,7 +595,8 @@ class StudyReader:
         last_id, flags, clones = self._events.get(study_id, (0, {}, {}))
         touched: set[int] = set()
         with self._lock:
-            kinds = "('flag')" if self.has_clones else "('flag', 'started')"  # schema 3: trials carry clone_id
+            kinds = _sql_in({EventKind.FLAG} if self.has_clones  # schema 3: trials carry clone_id
+                            else {EventKind.FLAG, EventKind.STARTED})
             rows = self.conn.execute("SELECT id, trial_id, kind, data FROM events WHERE study_id = ? AND id > ? "
                                      f"AND kind IN {kinds} ORDER BY id", (study_id, last_id)).fetchall()
         for event_id, trial_id, kind, data in rows:
@@ -594,16 +604,15 @@ class StudyReader:
             if trial_id is None:
                 continue
             parsed = _data(data)
-            if kind == "started":
-                if isinstance(parsed.get("clone_of"), int):
-                    clones[trial_id] = parsed["clone_of"]
+            if kind == EventKind.STARTED:
+                clone_of = TrialStarted.from_data(parsed).clone_of
+                if clone_of is not None:
+                    clones[trial_id] = clone_of
                     touched.add(trial_id)
                 continue
-            flag = parsed.get("flag")
-            if flag:
-                step = parsed.get("step")
-                flags.setdefault(trial_id, []).append((str(flag), float(step) if isinstance(step, (int, float))
-                                                       else None))
+            flag = HealthFlag.from_data(parsed)
+            if flag.flag:
+                flags.setdefault(trial_id, []).append((flag.flag, flag.step))
                 touched.add(trial_id)
         self._events[study_id] = (last_id, flags, clones)
         return flags, clones, touched
@@ -639,20 +648,19 @@ class StudyReader:
     @staticmethod
     def _waiting(row_id: int, source: int | None, params: dict[str, Any], note: str) -> TrialInfo:
         reason = "waiting in the clone queue" + (f" · {note}" if note else "")
-        return TrialInfo(id=row_id, number=0, status="queued", params=params, last=None, best=None, last_step=None,
+        return TrialInfo(id=row_id, number=0, status=TrialStatus.QUEUED, params=params, last=None, best=None, last_step=None,
                          flags=(), gpus=None, started_at=None, finished_at=None, paused=False, run_s=None, eta_s=None,
                          stdout_path="", stderr_path="", clone_of=source, pending=True, reason=reason)
 
     def failure(self, trial_id: int) -> FailureDetail | None:
         """The engine's ``failed`` event of a trial: exit code and stderr tail."""
         with self._lock:
-            row = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = 'failed' "
-                                    "ORDER BY id DESC LIMIT 1", (trial_id,)).fetchone()
+            row = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = ? "
+                                    "ORDER BY id DESC LIMIT 1", (trial_id, EventKind.FAILED)).fetchone()
         if row is None:
             return None
-        data = _data(row[0])
-        code = data.get("exit_code")
-        return FailureDetail(code if isinstance(code, int) else None, str(data.get("stderr_tail") or ""))
+        ended = TrialEnded.from_data(_data(row[0]))
+        return FailureDetail(ended.exit_code, ended.stderr_tail or "")
 
     def not_read(self, trial_id: int) -> list[str]:
         """What the engine could not read from this trial (its ``not_read`` events), one line each.
@@ -662,7 +670,7 @@ class StudyReader:
         """
         with self._lock:
             rows = self.conn.execute("SELECT message FROM events WHERE trial_id = ? AND kind = ? ORDER BY id",
-                                     (trial_id, NOT_READ_EVENT)).fetchall()
+                                     (trial_id, EventKind.NOT_READ)).fetchall()
         return [_after_prefix(str(message or "")) for (message,) in rows]
 
 
@@ -693,30 +701,22 @@ class StudyReader:
         ``action`` (``stop`` / ``continue``) and the ``step`` it was made at.
         """
         with self._lock:
-            rows = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = 'scheduler'",
-                                     (trial_id,)).fetchall()
-        steps = []
-        for (data,) in rows:
-            parsed = _data(data)
-            step = parsed.get("step")
-            if parsed.get("action") == "stop" and isinstance(step, (int, float)):
-                steps.append(float(step))
-        return steps
+            rows = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = ?",
+                                     (trial_id, EventKind.SCHEDULER)).fetchall()
+        decisions = [SchedulerDecision.from_data(_data(data)) for (data,) in rows]
+        return [d.step for d in decisions if d.stopped and d.step is not None]
 
     def flags(self, study_id: int, limit: int = 200) -> list[FlagLine]:
         with self._lock:
             rows = self.conn.execute(
                 "SELECT e.time, t.number, e.level, e.message, e.data FROM events e LEFT JOIN trials t "
-                "ON t.id = e.trial_id WHERE e.study_id = ? AND e.kind = 'flag' ORDER BY e.id DESC LIMIT ?",
-                (study_id, limit)).fetchall()
+                "ON t.id = e.trial_id WHERE e.study_id = ? AND e.kind = ? ORDER BY e.id DESC LIMIT ?",
+                (study_id, EventKind.FLAG, limit)).fetchall()
         out = []
         for when, number, level, message, data in rows:
-            try:
-                parsed = json.loads(data or "{}")
-            except ValueError:
-                parsed = {}
-            out.append(FlagLine(time=when, trial_number=number, flag=str(parsed.get("flag") or "flag"),
-                                level=level or "warning", message=message or "", hint=str(parsed.get("hint") or "")))
+            flag = HealthFlag.from_data(_data(data))
+            out.append(FlagLine(time=when, trial_number=number, flag=flag.flag or "flag",
+                                level=level or "warning", message=message or "", hint=flag.hint))
         return out
 
     def resources(self) -> ResourceView:
@@ -730,7 +730,7 @@ class StudyReader:
                 "WHERE id > (SELECT COALESCE(MAX(id), 0) FROM host_samples) - 32 ORDER BY id").fetchall()
             placed = self.conn.execute(
                 "SELECT s.name, t.number, t.host, t.gpus FROM trials t JOIN studies s ON s.id = t.study_id "
-                "WHERE t.status = 'running'").fetchall()
+                f"WHERE t.status = '{TrialStatus.RUNNING}'").fetchall()
         latest: dict[tuple[str, int], tuple[Any, ...]] = {}
         for r in gpu_rows:
             latest[(r[0], r[1])] = tuple(r)
@@ -784,7 +784,7 @@ class StudyReader:
                                      (study.id, k)).fetchall()
         return [(json.loads(p or "{}"), v) for p, v in rows if math.isfinite(v)]
 
-    def finished_results(self, study: StudyRow, statuses: Sequence[str]) -> list[tuple[dict[str, Any], float]]:
+    def finished_results(self, study: StudyRow, statuses: Collection[str]) -> list[tuple[dict[str, Any], float]]:
         """What :func:`engine.boundary.finished_results` returns, read through this read-only connection."""
         marks = ",".join("?" * len(statuses))
         with self._lock:
@@ -804,7 +804,7 @@ class StudyReader:
         """(number, params, best) of the latest ``limit`` trials with a finite objective, for the parameter view."""
         with self._lock:
             rows = self.conn.execute("SELECT number, params, best_value FROM trials WHERE study_id = ? AND "
-                                     f"best_value IS NOT NULL AND status NOT IN ('running', 'queued') AND {_VALID} "
+                                     f"best_value IS NOT NULL AND status NOT IN {_sql_in(LIVE_STATUSES)} AND {_VALID} "
                                      "ORDER BY id DESC LIMIT ?", (study.id, limit)).fetchall()
         return [(n, json.loads(p or "{}"), v) for n, p, v in rows if math.isfinite(v)]
 
@@ -813,7 +813,7 @@ class StudyReader:
         """(number, last value of each metric) of finished trials that reported them all: the Pareto input."""
         with self._lock:
             trials = self.conn.execute("SELECT id, number FROM trials WHERE study_id = ? AND status IN "
-                                       "('completed', 'pruned', 'stopped') ORDER BY id DESC LIMIT ?",
+                                       f"{_sql_in(RANKED_STATUSES)} ORDER BY id DESC LIMIT ?",
                                        (study.id, limit)).fetchall()
             out = []
             for trial_id, number in trials:
@@ -864,7 +864,7 @@ def _left_to_start(study: StudyRow, plan: StudyPlan, counts: Mapping[str, int], 
     """Trials the budget still has to start (none while launching is paused)."""
     if plan.max_trials is None or study.launching_paused:
         return 0
-    finished = sum(n for s, n in counts.items() if s not in ("running", "queued", "interrupted", *INVALID_STATUSES))
+    finished = sum(n for s, n in counts.items() if s not in UNFINISHED_STATUSES)
     return max(0, plan.max_trials - finished - running)
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from ..engine.store import INVALID_STATUSES
+from ..engine.records import LIVE_STATUSES, TrialStatus
 from . import format as fmt
 from .data import StudyView
 from .ordering import sort_label
 
-ORDER = ("running", "unwatched", "gone", "completed", "pruned", "stopped", "diverged", "failed", "queued",
-         "interrupted", *INVALID_STATUSES)
+ORDER = (TrialStatus.RUNNING, "unwatched", "gone", TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.STOPPED,
+         TrialStatus.DIVERGED, TrialStatus.FAILED, TrialStatus.QUEUED, TrialStatus.INTERRUPTED, TrialStatus.INVALID)
 SHORT = {"running": "run", "completed": "done", "pruned": "pruned", "stopped": "stop", "diverged": "div",
          "failed": "fail", "queued": "queue", "interrupted": "intr", "unwatched": "unwatched", "gone": "gone",
          "invalid": "inval"}
@@ -120,7 +120,7 @@ def _pace_part(v: StudyView) -> Text:
     """Last (cut first): ETA and parallelism of a live study, or why a finished one ended."""
     s = v.study
     out = Text()
-    if s.status in ("running", "queued") and v.alive:
+    if s.status in LIVE_STATUSES and v.alive:
         out.append(" · ETA " + ("paused" if v.eta_paused else fmt.duration(v.eta_s)))
         out.append(f" · parallel {s.max_parallel or v.plan.max_parallel or '-'}")
     if v.immutable:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LIVE = ("running", "queued")
+from ..engine.records import LIVE_STATUSES
+
+LIVE = LIVE_STATUSES
 
 
 @dataclass(frozen=True)

@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import math
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
-from ..engine.store import INVALID_STATUSES
+from ..engine.records import FAILURE_STATUSES, INVALID_STATUSES, TrialStatus
 
 if TYPE_CHECKING:
     from .data import TrialInfo
 
-STATUS_FILTERS: tuple[str | None, ...] = (None, "running", "completed", "pruned", "failed", "stopped", "queued",
-                                          *INVALID_STATUSES)
+STATUS_FILTERS: tuple[str | None, ...] = (None, TrialStatus.RUNNING, TrialStatus.COMPLETED, TrialStatus.PRUNED,
+                                          TrialStatus.FAILED, TrialStatus.STOPPED, TrialStatus.QUEUED,
+                                          TrialStatus.INVALID)
 """What the filter key cycles through; ``failed`` also shows diverged trials (both are failures), ``invalid``
 the configurations a trial refused (not failures: they never count toward ``max_trials``)."""
-FILTER_GROUPS = {"failed": ("failed", "diverged"), "running": ("running", "paused", "gone", "unwatched")}
+FILTER_GROUPS: dict[str, Collection[str]] = {TrialStatus.FAILED: FAILURE_STATUSES,
+                 TrialStatus.RUNNING: (TrialStatus.RUNNING, "paused", "gone", "unwatched")}  # + shown-only states
 BASE_SORTS = ("number", "status", "last", "best", "step", "flags", "gpu", "run", "eta")
 """Sort keys of the fixed columns; a parameter column sorts as ``param:NAME``."""
-STATUS_ORDER = {s: i for i, s in enumerate(("running", "paused", "unwatched", "gone", "queued", "completed",
-                                            "pruned", "stopped", "interrupted", *INVALID_STATUSES,
-                                            "diverged", "failed"))}
+STATUS_ORDER = {s: i for i, s in enumerate((TrialStatus.RUNNING, "paused", "unwatched", "gone", TrialStatus.QUEUED,
+                                            TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.STOPPED,
+                                            TrialStatus.INTERRUPTED, *INVALID_STATUSES, TrialStatus.DIVERGED,
+                                            TrialStatus.FAILED))}
 
 
 def param_sort(name: str) -> str:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from rich.text import Text
 
-from ..engine.store import INVALID_STATUSES
+from ..engine.records import INVALID_STATUSES, TrialStatus
 
 from . import format as fmt
 from .data import FailureDetail, TrialInfo
@@ -58,7 +58,7 @@ def trial_reason(trial: TrialInfo, failure: FailureDetail | None, study_name: st
         line = Text("  not read│ ", style="dim")
         line.append("; ".join(not_read), style="yellow")
         lines.append(line)
-    if trial.status == "failed" and failure is not None and failure.stderr_tail:
+    if trial.status == TrialStatus.FAILED and failure is not None and failure.stderr_tail:
         for text in last_lines(failure.stderr_tail, STDERR_LINES + 1 - len(lines)):
             line = Text("  stderr│ ", style="dim")
             line.append(text, style="red")
@@ -76,11 +76,11 @@ def _why(trial: TrialInfo, failure: FailureDetail | None, study_name: str) -> st
                 "reads its output and records it")
     if shown == "unwatched":
         return f"still running with no engine watching it; `hpotui resume {study_name}` adopts it"
-    if trial.status == "failed":
+    if trial.status == TrialStatus.FAILED:
         return _failed_why(trial, failure)
     if trial.status in INVALID_STATUSES:
         return f"{trial.reason or 'the trial said its configuration is invalid'} · not counted toward max_trials"
-    if trial.status == "completed":
+    if trial.status == TrialStatus.COMPLETED:
         return f"best {fmt.number(trial.best)}" + (f" · last {fmt.number(trial.last)}" if trial.last is not None else "")
     return trial.reason
 

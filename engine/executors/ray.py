@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..records import TrialStatus
 from . import ray_node
 from .base import EXIT_UNKNOWN, Executor, TrialProcess
 from ..space import Resources
@@ -202,12 +203,12 @@ class RayExecutor(Executor):
                         elif "error" in item:
                             stream.node_id = item["node_id"]
                             err.write((f"hpotui: {item['error']}\n").encode())
-                            stream.final_status, stream.final_reason = "failed", item["error"]
+                            stream.final_status, stream.final_reason = TrialStatus.FAILED, item["error"]
                             stream.exit_code = 127
                 except Exception as exc:  # noqa: BLE001 (every Ray failure ends the trial with a reason)
                     self._on_failure(proc, stream, exc, err)
         except OSError as exc:
-            stream.final_status, stream.final_reason = "failed", f"could not write the trial's log: {exc}"
+            stream.final_status, stream.final_reason = TrialStatus.FAILED, f"could not write the trial's log: {exc}"
         finally:
             if stream.exit_code is None:
                 stream.exit_code = EXIT_UNKNOWN
@@ -232,10 +233,10 @@ class RayExecutor(Executor):
             return
         if isinstance(exc, exceptions.NodeDiedError) or not self._node_alive(stream.node_id):
             where = proc.node if proc.node != PENDING_NODE else "its node"
-            stream.final_status = "interrupted"
+            stream.final_status = TrialStatus.INTERRUPTED
             stream.final_reason = f"Ray node {where} was lost mid-trial"
         else:
-            stream.final_status = "failed"
+            stream.final_status = TrialStatus.FAILED
             stream.final_reason = "Ray: " + _first_line(exc)
         with contextlib.suppress(OSError):
             err.write(f"hpotui: {stream.final_reason}\n".encode())

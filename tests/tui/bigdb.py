@@ -37,6 +37,7 @@ from unittest import mock
 
 from hpotui.engine import store as store_module
 from hpotui.engine.liveness import process_create_time
+from hpotui.engine.records import EventKind, HealthFlag, SchedulerDecision, StudyEnd, TrialEnded, TrialStarted
 from hpotui.engine.store import Store
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: "now" for every generated file
@@ -153,8 +154,8 @@ def make_study_db(path: str | Path, *, name: str = "demo", trials: int = 12, ste
         clock.now = now
         if finished:
             store.set_study_status(study.id, "completed")
-            store.add_event(study.id, None, "study_end", "study completed",
-                            data={"status": "completed", "reason": f"budget: {trials} trials finished"})
+            store.add_event(study.id, None, EventKind.STUDY_END, "study completed",
+                            data=StudyEnd("completed", f"budget: {trials} trials finished").to_data())
             store.release_engine_lock(study.id, pid)
         else:
             if clones:
@@ -226,8 +227,8 @@ def _write_trial(store: Store, study_id: int, i: int, status: str, params: dict[
     if status == "queued":
         return
     store.mark_running(row.id, pid=0, pgid=0, proc_create_time=started or 0.0, git_commit=None)
-    store.buffer_event(study_id, row.id, "started", f"trial {number} started", data={"pid": 0, "gpus": gpu,
-                                                                                      "clone_of": clone_of})
+    store.buffer_event(study_id, row.id, EventKind.STARTED, f"trial {number} started",
+                       data=TrialStarted(0, gpu, clone_of).to_data())
     n_steps = _steps_for(status, i, shape.steps)
     value, best = _report(store, row.id, status, params, started or 0.0, n_steps, shape.steps, rng, clock)
     if status != "running":
@@ -266,13 +267,13 @@ def _finish(store: Store, study_id: int, trial_id: int, number: int, status: str
     if status == "pruned":
         reason = (f"pruned at epoch {n_steps}: val_acc {value:.4g} below rung cut-off {value + 0.05:.4g}, "
                   "1 of 3 trials kept")
-        store.buffer_event(study_id, trial_id, "scheduler", f"trial {number} {reason}",
-                           data={"action": "stop", "step": float(n_steps), "value": value})
+        store.buffer_event(study_id, trial_id, EventKind.SCHEDULER, f"trial {number} {reason}",
+                           data=SchedulerDecision("stop", float(n_steps), value, float(n_steps), 0).to_data())
     elif status == "diverged":
         reason = f"nan: val_loss is NaN at epoch {n_steps}"
-        store.buffer_event(study_id, trial_id, "flag", reason, level="error",
-                           data={"flag": "nan", "step": float(n_steps), "value": None,
-                                 "hint": "lower the learning rate or clip gradients"})
+        store.buffer_event(study_id, trial_id, EventKind.FLAG, reason, level="error",
+                           data=HealthFlag("nan", float(n_steps), None,
+                                           "lower the learning rate or clip gradients").to_data())
     elif status == "failed":
         exit_code = 1
         reason = "exit code 1: ValueError: width must be a multiple of 8, got 61"
@@ -280,9 +281,7 @@ def _finish(store: Store, study_id: int, trial_id: int, number: int, status: str
         reason = "stopped by the user"
     clock.now += 3.0
     store.finish_trial(trial_id, status, exit_code=exit_code, reason=reason or None)
-    data: dict[str, Any] = {"exit_code": exit_code, "best": best, "reports": n_steps}
-    if status == "failed":
-        data["stderr_tail"] = STDERR_TAIL
+    data = TrialEnded(exit_code, best, n_steps, STDERR_TAIL if status == "failed" else None).to_data()
     store.add_event(study_id, trial_id, status, f"trial {number} {status}" + (f" — {reason}" if reason else ""),
                     level="error" if status == "failed" else "info", data=data)
 

@@ -22,6 +22,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
+from ...engine.records import RANKED_STATUSES
 from ...engine.store import StudyRow
 from ..data import StudyPlan
 from ..widgets.curve_chart import Series, render_chart
@@ -79,7 +80,6 @@ def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[
     try:
         import yaml
 
-        from ...engine.boundary import RANKED_STATUSES
         from ...engine.refine import param_spans
         from ...engine.space import parse_space
 
@@ -101,7 +101,6 @@ def proposed_max_trials(reader: Any, study: StudyRow, top: int, scale: float) ->
     try:
         import yaml
 
-        from ...engine.boundary import RANKED_STATUSES
         from ...engine.refine import refine_space
         from ...engine.space import parse_space
 

@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 
 from ...engine.liveness import engine_alive
+from ...engine.records import LIVE_STATUSES, CommandResult, TrialStatus
 from .. import state as saved
 from ..data import STATUS_FILTERS, StudyReader, StudyView, TrialInfo
 from ..header import Shown, header_lines
@@ -319,7 +320,7 @@ class StudyScreen(Screen[None]):
         if view is not None and view.alive and not engine_alive(view.study):
             self.request(table=True, detail=True)  # the engine died: nothing in the file says so
             return
-        moving = view is not None and (bool(view.counts.get("running")) and view.alive)
+        moving = view is not None and (bool(view.counts.get(TrialStatus.RUNNING)) and view.alive)
         if moving and now - self._last_forced >= FORCED_REFRESH_S:
             self._last_forced = now
             self.request(table=True)
@@ -400,7 +401,7 @@ class StudyScreen(Screen[None]):
         if req.view == "curves":
             return self._trial_may_change(req.trial_id, view)
         if req.view == "params":
-            finished = view.total - sum(view.counts.get(s, 0) for s in ("running", "queued"))
+            finished = view.total - sum(view.counts.get(s, 0) for s in LIVE_STATUSES)
             if finished == self._params_for:
                 return False
             self._params_for = finished
@@ -417,7 +418,7 @@ class StudyScreen(Screen[None]):
         trial = next((t for t in view.trials if t.id == req.trial_id), None) or self.trials.get(req.trial_id or 0)
         if trial is None:
             return Text()
-        failure = reader.failure(trial.id) if trial.status == "failed" else None
+        failure = reader.failure(trial.id) if trial.status == TrialStatus.FAILED else None
         return trial_reason(trial, failure, view.study.name, req.panel_width, _not_read(reader, trial))
 
     def _done(self) -> None:
@@ -548,10 +549,9 @@ class StudyScreen(Screen[None]):
         try:
             result = self.hpotui.commander.send(self.study_id, action, trial_number=trial_number, args=args)
         except Exception as exc:
-            result = f"{action} failed: {exc}"
-        refused = result.startswith(("refused", "cannot")) or "no running engine" in result \
-            or "nothing to stop" in result
-        self.app.call_from_thread(self.say, result, "warning" if refused else "info")
+            result = CommandResult.refused(f"{action} failed: {exc}")
+        # severity from the acknowledgement's ok flag, never from its words (ok None: not answered yet)
+        self.app.call_from_thread(self.say, result.message, "warning" if result.ok is False else "info")
         self.app.call_from_thread(self.request, table=True, detail=True)
 
     def _engine_needed(self, what: str) -> bool:
@@ -596,7 +596,7 @@ class StudyScreen(Screen[None]):
         v = self.view
         name = v.study.name if v else str(self.study_id)
         if v is not None and not v.alive and not any(t.is_live for t in v.trials):
-            if v.study.status in ("running", "queued"):
+            if v.study.status in LIVE_STATUSES:
                 self.say(f"study {name}: its engine is gone and no trial runs; R resumes it", "warning")
             else:
                 self.say(f"study {name} is {v.study.status}: nothing to stop", "warning")
@@ -619,7 +619,7 @@ class StudyScreen(Screen[None]):
 
     def action_toggle_trial(self) -> None:
         trial = self.highlighted()
-        if trial is None or trial.shown_status not in ("running", "paused"):
+        if trial is None or trial.shown_status not in (TrialStatus.RUNNING, "paused"):
             self.say("highlight a running trial to pause or resume it", "warning")
             return
         if not self._engine_needed("pausing a trial"):
@@ -721,8 +721,8 @@ class StudyScreen(Screen[None]):
             self.say("highlight a started trial to read its log", "warning")
             return
         self.app.push_screen(LogScreen(trial.number, trial.stdout_path, trial.stderr_path,
-                                       live=trial.shown_status in ("running", "paused", "unwatched"),
-                                       stream="stderr" if trial.status == "failed" else "stdout"))
+                                       live=trial.shown_status in (TrialStatus.RUNNING, "paused", "unwatched"),
+                                       stream="stderr" if trial.status == TrialStatus.FAILED else "stdout"))
 
     def action_log_y(self) -> None:
         self.ui.log_y = not self.ui.log_y

@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from ...engine.liveness import engine_alive
+from ...engine.records import StudyStatus
 from ...engine.store import StudyRow
 from .. import format as fmt
 from ..data import StudySummary
@@ -135,7 +136,7 @@ class StudyListScreen(Screen[None]):
             engine = Text("gone: R on it / hpotui resume" if not short else "gone", style="bold red")
         else:
             status = fmt.status(s.status)
-            if s.launching_paused and s.status == "running":
+            if s.launching_paused and s.status == StudyStatus.RUNNING:
                 status.append(" paused" if short else " (launching paused)", style="yellow")
             engine = Text("alive", style="green") if s.engine_alive else Text("-", style="dim")
         best = fmt.number(s.best) + ("" if short else f" {s.objective}") if s.best is not None else "-"
