@@ -23,7 +23,7 @@ from .gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryBusy, Re
 from .gpu_memory import AUTO, estimate_memory
 from .placement import EPS, Claim, claims_for, claims_from_rows, cuda_visible_devices, place_trial, \
     placement_reason, reserved_bytes, why_waiting
-from .records import TrialStatus
+from .records import EventKind, TrialStatus
 from .resources import OOM_FLAG, OOM_HINT, GpuReading, is_cuda_oom
 
 OOM_STORM_TRIALS = 3  # this many packed trials in a row out of memory: packing pauses
@@ -89,7 +89,7 @@ class GpuPlacer:
         self.registry = None
         message = (f"host-wide GPU claims unavailable ({why}); placing by this database's claims only: "
                    "engines using other database files or users can oversubscribe these GPUs")
-        self.store.add_event(self.study.id, None, "gpu_claims", message, level="warning")
+        self.store.add_event(self.study.id, None, EventKind.GPU_CLAIMS, message, level="warning")
         self._say(f"warning: {message}")
 
     # -- placement -------------------------------------------------------------------------------
@@ -299,9 +299,9 @@ class GpuPlacer:
         self.oom.alone.add(row.id)
         message = (f"{OOM_FLAG}: trial {row.number} ran out of GPU memory while sharing GPU {row.gpus}; "
                    f"it runs again alone on a whole GPU (resources.on_oom: retry_alone)")
-        self.store.buffer_event(self.study.id, row.id, "flag", message, level="warning",
+        self.store.buffer_event(self.study.id, row.id, EventKind.FLAG, message, level="warning",
                                 data={"flag": OOM_FLAG, "hint": OOM_HINT, "retry": "alone"})
-        self.store.add_event(self.study.id, row.id, "oom_retry", message, level="warning",
+        self.store.add_event(self.study.id, row.id, EventKind.OOM_RETRY, message, level="warning",
                              data={"gpus": row.gpus, "stderr_tail": stderr_tail[-2000:]})
         self._say(message)
         return True
@@ -322,7 +322,7 @@ class GpuPlacer:
             message = (f"packing paused: the last {self.oom.packed_ooms} packed trials ran out of GPU memory; "
                        "new trials get a whole GPU each (the study goes on; lower gpu_memory's trials' batch "
                        "size or raise gpu_memory, then `hpotui resume` packs again)")
-            self.store.add_event(self.study.id, None, "packing_paused", message, level="error")
+            self.store.add_event(self.study.id, None, EventKind.PACKING_PAUSED, message, level="error")
             self._say(message)
 
     def pending_reruns(self, trials: Sequence[Any], rerun_done: set[int]) -> list[Any]:

@@ -212,7 +212,7 @@ class StudyLoop:
     def _warn_about_folders(self) -> None:
         """Say so when others could swap trial folders under us (shared project folders)."""
         for warning in folder_warnings([self.runs_root, self.study_dir]):
-            self.store.add_event(self.study.id, None, "folder_mode", warning, level="warning")
+            self.store.add_event(self.study.id, None, EventKind.FOLDER_MODE, warning, level="warning")
             self._say(f"warning: {warning}")
 
     # -- signals --------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ class StudyLoop:
         try:
             fd = append_engine_log(self.study_dir / "engine.log")  # owner only, never through a planted link
         except OSError as exc:  # a planted link or a foreign file: keep going, the database has everything
-            self.store.buffer_event(self.study.id, None, "engine_log", f"engine.log not opened: {exc}",
+            self.store.buffer_event(self.study.id, None, EventKind.ENGINE_LOG, f"engine.log not opened: {exc}",
                                     level="warning")
             return
         log = open(fd, "a", encoding="utf-8")  # noqa: SIM115 (lives with the loop)
@@ -304,7 +304,7 @@ class StudyLoop:
             return False
         self._track(t, proc)
         self.gpu.adopted(t)
-        self.store.buffer_event(self.study.id, t.id, "adopted",
+        self.store.buffer_event(self.study.id, t.id, EventKind.ADOPTED,
                                 f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
         self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
         return True
@@ -335,7 +335,7 @@ class StudyLoop:
                 self.store.acknowledge_command(command.id, CommandResult.refused(result))
             else:
                 result = f"sent at {sent} while no engine was running; applied now"
-            self.store.add_event(self.study.id, None, "stale_command", f"{command.action}: {result}",
+            self.store.add_event(self.study.id, None, EventKind.STALE_COMMAND, f"{command.action}: {result}",
                                  level="warning")
             self._say(f"{command.action}: {result}")
 
@@ -343,7 +343,7 @@ class StudyLoop:
         """Its leader died while no engine ran; children that left its group may still run: end them."""
         ended = self.executor.end_leftovers(t.trial_dir) if t.trial_dir else 0
         if ended:
-            self.store.buffer_event(self.study.id, t.id, "leftovers", f"trial {t.number}: ended {ended} of its "
+            self.store.buffer_event(self.study.id, t.id, EventKind.LEFTOVERS, f"trial {t.number}: ended {ended} of its "
                                     "processes still running after it", level="warning")
 
     def _find_unrecorded_start(self, t: TrialRow) -> TrialRow:
@@ -453,7 +453,7 @@ class StudyLoop:
             fit = fit_parallel(self.max_parallel)
             self._fd_cap = fit.parallel
             if fit.note:
-                self.store.add_event(self.study.id, None, "fd_limit", fit.note,
+                self.store.add_event(self.study.id, None, EventKind.FD_LIMIT, fit.note,
                                      level="info" if fit.parallel == self.max_parallel else "warning")
                 self._say(fit.note)
         return min(self.max_parallel, self._fd_cap)
@@ -470,7 +470,7 @@ class StudyLoop:
             self._fd_cap = cap
             message = (f"out of file descriptors ({exc.strerror or exc}) with {len(self.live)} trials running: "
                        f"no new trial until one ends, at most {cap} at once from now on; raise `ulimit -n`")
-            self.store.add_event(self.study.id, None, "fd_limit", message, level="warning")
+            self.store.add_event(self.study.id, None, EventKind.FD_LIMIT, message, level="warning")
             self._say(message)
         if not self.live and not self.stop_reason:
             self.stop_reason = "out of file descriptors with no trial running: nothing can start"
@@ -510,7 +510,7 @@ class StudyLoop:
         self.stop_reason = (f"cannot make trial folders in {self.study_dir} ({exc.strerror or exc}): no new trials; "
                             f"fix the folder, then `hpotui resume {self.study.name}`")
         self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
-        self.store.add_event(self.study.id, None, "trial_folder", self.stop_reason, level="error")
+        self.store.add_event(self.study.id, None, EventKind.TRIAL_FOLDER, self.stop_reason, level="error")
         self._say(self.stop_reason)
         return False
 
@@ -643,7 +643,7 @@ class StudyLoop:
         note = self.gpu.note_waiting()
         if note != self._waiting_note:
             self._waiting_note = note
-            self.store.add_event(self.study.id, None, "waiting", note)
+            self.store.add_event(self.study.id, None, EventKind.WAITING, note)
             self._say(note)
 
     def _track(self, row: TrialRow, proc: TrialProcess) -> None:
@@ -669,7 +669,7 @@ class StudyLoop:
         objective = report.values.get(self.space.objective.metric)
         for flag in (self.health.observe(live.row.id, report.step, report.values)
                      if _health_due(live.reports, report.values) else ()):
-            self.store.buffer_event(self.study.id, live.row.id, "flag", flag.message,
+            self.store.buffer_event(self.study.id, live.row.id, EventKind.FLAG, flag.message,
                                     level="warning" if not flag.stop else "error",
                                     data=HealthFlag(flag.kind, flag.step, flag.value, flag.hint).to_data())
             if flag.stop:
@@ -681,12 +681,12 @@ class StudyLoop:
             decision = self.scheduler.on_result(live.row.id, resource, objective)
             if decision.action == Action.STOP:
                 self._stop_trial(live, TrialStatus.PRUNED, decision.reason)
-                self.store.buffer_event(self.study.id, live.row.id, "scheduler",
+                self.store.buffer_event(self.study.id, live.row.id, EventKind.SCHEDULER,
                                         f"trial {live.row.number} {decision.reason}",
                                         data=SchedulerDecision("stop", report.step, objective, resource,
                                                                decision.rung).to_data())
             elif decision.reason:
-                self.store.buffer_event(self.study.id, live.row.id, "scheduler",
+                self.store.buffer_event(self.study.id, live.row.id, EventKind.SCHEDULER,
                                         f"trial {live.row.number} {decision.reason}",
                                         data=SchedulerDecision("continue", report.step, objective,
                                                                resource).to_data())
@@ -705,7 +705,7 @@ class StudyLoop:
             self.store.mark_running(proc.trial_id, pid=proc.pid, pgid=proc.pgid, proc_create_time=proc.create_time,
                                     git_commit=self.git_commit, host=proc.node or HOSTNAME)
             live.row = self.store.trial(proc.trial_id) or live.row  # its started_at is now when it started there
-            self.store.buffer_event(self.study.id, proc.trial_id, "placed",
+            self.store.buffer_event(self.study.id, proc.trial_id, EventKind.PLACED,
                                     f"trial {live.row.number} running on {proc.node} (pid {proc.pid})",
                                     data={"pid": proc.pid, "node": proc.node})
             self._say(f"trial {live.row.number} running on {proc.node}")
@@ -798,7 +798,7 @@ class StudyLoop:
         from .resources import OOM_FLAG, OOM_HINT, is_cuda_oom
 
         if is_cuda_oom(stderr_tail):
-            self.store.buffer_event(self.study.id, live.row.id, "flag",
+            self.store.buffer_event(self.study.id, live.row.id, EventKind.FLAG,
                                     f"{OOM_FLAG}: trial {live.row.number} ran out of GPU memory — {OOM_HINT}",
                                     level="error", data=HealthFlag(OOM_FLAG, hint=OOM_HINT).to_data())
 
@@ -815,7 +815,7 @@ class StudyLoop:
         if self.counters.invalid_streak >= INVALID_STREAK_LIMIT and not self.stop_reason:
             self.stop_reason = (f"{INVALID_STREAK_LIMIT} trials in a row said their configuration is invalid; "
                                 "no new trials: check the space (or what the trial calls invalid)")
-            self.store.add_event(self.study.id, None, "invalid_storm", self.stop_reason, level="error")
+            self.store.add_event(self.study.id, None, EventKind.INVALID_STORM, self.stop_reason, level="error")
             self._say(self.stop_reason)
 
     def _note_not_read(self, live: LiveTrial, status: str) -> None:
@@ -835,7 +835,7 @@ class StudyLoop:
         if self.not_read.silent_streak >= reading.SILENT_STREAK and not self.study_launching_paused():
             message = self.not_read.pause_message(self.study.name)
             self._set_launching_paused(True, message)
-            self.store.add_event(self.study.id, None, "failure_storm", message, level="error")
+            self.store.add_event(self.study.id, None, EventKind.FAILURE_STORM, message, level="error")
             self._say(message)
             if self.options.headless:
                 self.stop_reason = message
@@ -857,7 +857,7 @@ class StudyLoop:
         self._store_warnings(warnings)
         for warning in warnings:
             if warning not in self._warnings:
-                self.store.add_event(self.study.id, None, "boundary", warning, level="warning")
+                self.store.add_event(self.study.id, None, EventKind.BOUNDARY, warning, level="warning")
                 self._say(f"warning: {warning}")
         self._warnings = warnings
 
@@ -876,7 +876,7 @@ class StudyLoop:
         patience = self.space.budget.patience
         if patience and self.counters.no_improvement >= patience and not self.stop_reason:
             self.stop_reason = f"patience: {patience} finished trials brought no improvement; no new trials"
-            self.store.add_event(self.study.id, None, "patience", self.stop_reason)
+            self.store.add_event(self.study.id, None, EventKind.PATIENCE, self.stop_reason)
             self._say(self.stop_reason)
 
     def _note_failure(self, reason: str) -> None:
@@ -892,7 +892,7 @@ class StudyLoop:
             if "ModuleNotFoundError" in reason or "No module named" in reason:
                 message += _interpreter_hint(self.space.command[0])
             self._set_launching_paused(True, message)
-            self.store.add_event(self.study.id, None, "failure_storm", message, level="error")
+            self.store.add_event(self.study.id, None, EventKind.FAILURE_STORM, message, level="error")
             self.notifier.send("paused", message)
             self._say(message)
             if self.options.headless:
@@ -903,7 +903,7 @@ class StudyLoop:
     def _check_budget(self) -> None:
         if self.deadline is not None and time.monotonic() >= self.deadline and not self.stop_reason:
             self.stop_reason = f"max_time {self.space.budget.max_time_s:g}s reached: running trials stopped"
-            self.store.add_event(self.study.id, None, "max_time", self.stop_reason)
+            self.store.add_event(self.study.id, None, EventKind.MAX_TIME, self.stop_reason)
             self._say(self.stop_reason)
             for live in self.live.values():
                 self._stop_trial(live, TrialStatus.STOPPED, "max_time reached")
@@ -1081,7 +1081,7 @@ class StudyLoop:
                     raise
                 continue
             waited = time.monotonic() - since
-            self.store.add_event(self.study.id, None, "storage", f"{message}; writable again after {waited:.0f}s",
+            self.store.add_event(self.study.id, None, EventKind.STORAGE, f"{message}; writable again after {waited:.0f}s",
                                  level="warning", data={"waited_s": waited})
             self._say(f"the study database is writable again after {waited:.0f}s: continuing")
             return
@@ -1140,7 +1140,7 @@ class StudyLoop:
 
     def _notice(self, text: str) -> None:
         """A ``notify:`` command that failed: a warning event and a line in the engine's log, never fatal."""
-        self.store.buffer_event(self.study.id, None, "notify", text, level="warning")
+        self.store.buffer_event(self.study.id, None, EventKind.NOTIFY, text, level="warning")
         self._say(text)
 
     def _say(self, text: str) -> None:
@@ -1161,7 +1161,7 @@ class StudyLoop:
                       f"`hpotui resume {self.study.name}` adopts them")
             for live in self.live.values():
                 self.reader.drain(live)
-            self.store.add_event(self.study.id, None, "engine_exit", f"engine exited on {name}; trials kept running")
+            self.store.add_event(self.study.id, None, EventKind.ENGINE_EXIT, f"engine exited on {name}; trials kept running")
             return
         self._say(f"{name}: stopping {len(self.live)} running trials (they will run again on resume)")
         for live in self.live.values():
@@ -1174,7 +1174,7 @@ class StudyLoop:
             self._reap()
             if self.live:
                 time.sleep(0.02)
-        self.store.add_event(self.study.id, None, "engine_exit", f"engine exited on {name}; trials interrupted")
+        self.store.add_event(self.study.id, None, EventKind.ENGINE_EXIT, f"engine exited on {name}; trials interrupted")
 
     def _say_hurry(self, name: str) -> bool:
         """Once a second stop signal came: say that the trials are being killed now (True once said)."""
@@ -1195,9 +1195,9 @@ class StudyLoop:
             else "every configuration of the search ran")
         end = StudyEnd(status, reason).to_data()  # why, for the interface and the notify: command
         if self.stop_reason and status == StudyStatus.COMPLETED:
-            self.store.add_event(self.study.id, None, "study_end", f"study ended: {self.stop_reason}", data=end)
+            self.store.add_event(self.study.id, None, EventKind.STUDY_END, f"study ended: {self.stop_reason}", data=end)
         else:
-            self.store.add_event(self.study.id, None, "study_end", f"study {status}", data=end)
+            self.store.add_event(self.study.id, None, EventKind.STUDY_END, f"study {status}", data=end)
         self.notifier.send("ended", f"study {self.study.name} {status}: {reason}")
         self.notifier.close()
         self._print_final()

@@ -21,6 +21,7 @@ from .executors.base import TrialProcess
 from .invalid import invalid_reason
 from .logtail import LogTail
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
+from .records import EventKind
 from .space import Space
 from .store import Store, TrialRow
 
@@ -141,7 +142,7 @@ class TrialLogReader:
         """A log that is a planted link or another user's file is not read: the trial's events say so, once."""
         if stream.refused and not stream.refusal_recorded:
             stream.refusal_recorded = True
-            self.store.buffer_event(self.study_id, live.row.id, "foreign_log", f"trial {live.row.number}: "
+            self.store.buffer_event(self.study_id, live.row.id, EventKind.FOREIGN_LOG, f"trial {live.row.number}: "
                                     f"{stream.refused}", level="error")
 
     def _buffer_progress(self, live: LiveTrial) -> None:
@@ -160,12 +161,12 @@ class TrialLogReader:
         if isinstance(parsed, Rejected):
             if live.rejected_notes < BAD_LINE_NOTES:
                 live.rejected_notes += 1
-                self.store.buffer_event(self.study_id, live.row.id, "bad_metric_line",
+                self.store.buffer_event(self.study_id, live.row.id, EventKind.BAD_METRIC_LINE,
                                         f"trial {live.row.number}: {parsed.reason}", level="warning")
             return
         if parsed.ignored and live.rejected_notes < BAD_LINE_NOTES:
             live.rejected_notes += 1
-            self.store.buffer_event(self.study_id, live.row.id, "bad_metric_line",
+            self.store.buffer_event(self.study_id, live.row.id, EventKind.BAD_METRIC_LINE,
                                     f"trial {live.row.number}: non-numeric values ignored for "
                                     f"{', '.join(parsed.ignored)}", level="warning")
         self._handle_report(live, parsed)

@@ -12,7 +12,7 @@ import time
 from typing import Any, Mapping
 
 from .executors.base import Executor
-from .records import HealthFlag
+from .records import EventKind, HealthFlag
 from .store import HOSTNAME, Store
 
 HISTORY_SAMPLES = 600  # per trial: 50 minutes at one sample every 5 s
@@ -73,7 +73,7 @@ class UsageSampler:
         if has_gpus and available != self._gpu_available:
             text = "GPU readings available" if available else \
                 f"GPU readings unavailable: {monitor.unavailable_reason or 'NVML stopped answering'}"
-            self.store.buffer_event(self.study_id, None, "gpu_readings", text, level="info" if available else "warning")
+            self.store.buffer_event(self.study_id, None, EventKind.GPU_READINGS, text, level="info" if available else "warning")
             self._gpu_available = available
 
     def _sample_trials(self, now: float, gpus: list[Any],
@@ -97,7 +97,7 @@ class UsageSampler:
         hint = low_utilisation_hint([(t, util) for t, util, _ in history])
         if hint:
             self._hinted.add(trial_id)
-            self.store.buffer_event(self.study_id, trial_id, "flag", f"low_gpu_util: trial {number}: {hint}",
+            self.store.buffer_event(self.study_id, trial_id, EventKind.FLAG, f"low_gpu_util: trial {number}: {hint}",
                                     level="warning", data=HealthFlag("low_gpu_util", hint=hint or LOW_UTIL_HINT).to_data())
 
     def trial_ended(self, trial_id: int) -> None:

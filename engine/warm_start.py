@@ -20,7 +20,7 @@ from typing import Any
 from .conditions import fits
 from .errors import UserError
 from .sampling import GridSampler, RandomSampler, Sampler
-from .records import LEARNED_STATUSES
+from .records import LEARNED_STATUSES, EventKind
 from .space import Space
 
 MAX_SKIPS_IN_A_ROW = 1000  # a random space of few choices may be used up: then repeats are allowed
@@ -146,6 +146,6 @@ def record_warm_start(store: Any, study_id: int, sampler: Sampler, told: Sequenc
         return None
     text = describe(told, not isinstance(sampler, SkipSeen))
     if not store.events(study_id, kinds=("warm_start",)):
-        store.add_event(study_id, None, "warm_start", text,
+        store.add_event(study_id, None, EventKind.WARM_START, text,
                         data={"studies": [{"study": t.study, "told": t.fitting, "ended": t.ended} for t in told]})
     return text

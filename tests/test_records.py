@@ -58,12 +58,18 @@ def test_statuses_are_the_stored_strings(store: Store) -> None:
 
 
 def test_every_event_kind_the_engine_writes_is_in_the_vocabulary() -> None:
-    """A kind spelled as a bare string at a write site must still be one the readers know."""
-    written = set()
+    """Every write site names its kind as an EventKind member (or a string the readers know)."""
+    spelled, named = set(), set()
+    site = r'(?:add_event|buffer_event)\(\s*[^,()]+,\s*[^,()]+,\s*(?:"([a-z_]+)"|EventKind\.([A-Z_]+))'
     for source in Path(hpotui.engine.__file__).parent.rglob("*.py"):
-        written |= set(re.findall(r'(?:add_event|buffer_event)\(\s*[^,()]+,\s*[^,()]+,\s*"([a-z_]+)"', source.read_text()))
-    assert len(written) > 10  # the scan found the write sites
-    assert written <= {k.value for k in EventKind}, written - {k.value for k in EventKind}
+        for text, member in re.findall(site, source.read_text()):
+            if text:
+                spelled.add(text)
+            else:
+                named.add(member)
+    assert len(named) > 20  # the scan found the write sites
+    assert named <= set(EventKind.__members__), named - set(EventKind.__members__)
+    assert spelled <= {k.value for k in EventKind}, spelled - {k.value for k in EventKind}
 
 
 def test_trial_end_and_failure_round_trip(store: Store, tmp_path: Path) -> None:
