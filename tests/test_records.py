@@ -184,3 +184,24 @@ def test_refused_command_reaches_the_tui_with_ok_false(tmp_path: Path) -> None:
         assert after.ok is False and "nothing to stop" in after.message
     finally:
         lab.cleanup()
+
+
+def test_refine_refusal_and_success_carry_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refine dialog stays open on ``ok`` False (it shows why) instead of guessing from the words."""
+    from tests.tui.bigdb import make_study_db
+
+    monkeypatch.chdir(tmp_path)
+    db = make_study_db(tmp_path / "done.db", name="done", finished=True)
+    commander = Commander(str(db))
+    try:
+        reading = Store(db, readonly=True)
+        study = reading.study("done")
+        reading.close()
+        assert study is not None
+        refused = commander.refine(study, top=3, resource_scale=-1.0, output=None, edits={}, budget={}, launch=False)
+        written = commander.refine(study, top=3, resource_scale=1.0, output=str(tmp_path / "next.yaml"), edits={},
+                                   budget={}, launch=False)
+    finally:
+        commander.close()
+    assert refused.ok is False and refused.message.startswith("refine refused: resource scale must be positive")
+    assert written.ok is True and (tmp_path / "next.yaml").is_file()

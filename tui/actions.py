@@ -66,43 +66,44 @@ class Commander:
             return request(store, study, action, trial_number=trial_number, args=args, wait_s=self.wait_s)
 
     def refine(self, study: StudyRow, *, top: int, resource_scale: float, output: str | None,
-               edits: dict[str, dict[str, Any]], budget: dict[str, Any], launch: bool) -> str:
+               edits: dict[str, dict[str, Any]], budget: dict[str, Any], launch: bool) -> CommandResult:
         """Write the next stage's space file with the engine's refine code, apply the user's edits, launch it."""
         try:
             from ..engine.refine import refine_study
         except ImportError:
-            return "refine is not available in this install (engine/refine.py is missing)"
+            return CommandResult.refused("refine is not available in this install (engine/refine.py is missing)")
         with self._lock:
             try:
                 store = self._open()
             except Exception as exc:
-                return f"cannot write to {self.db_path}: {exc}"
+                return CommandResult.refused(f"cannot write to {self.db_path}: {exc}")
             bounds = {name: list(fields["values"]) if "values" in fields else (fields.get("low"), fields.get("high"))
                       for name, fields in edits.items()}
             try:
                 result = refine_study(store, study, top=top, resource_scale=resource_scale, output=output,
                                       bounds=bounds or None, budget=budget or None)
             except UserError as exc:
-                return f"refine refused: {exc}"
+                return CommandResult.refused(f"refine refused: {exc}")
         written = result.path
         lines = result.summary.splitlines()
         summary = lines[0] if len(lines) < 2 else f"{lines[0]} · {lines[-1]}"
         if edits or budget:
             summary += " · your edits included"
         if not launch:
-            return summary
+            return CommandResult.done(summary)
         pid = launch_stage(self.db_path, written)
-        return f"next stage launched in the background (engine pid {pid}): {summary}"  # the news first
+        return CommandResult.done(f"next stage launched in the background (engine pid {pid}): {summary}")  # news first
 
 
-    def resume(self, name: str, *, settle_s: float = 3.0) -> str:
+    def resume(self, name: str, *, settle_s: float = 3.0) -> CommandResult:
         """``hpotui resume NAME --headless`` detached (the dead engine's successor); what happened first."""
         log_path = Path(self.db_path).resolve().parent / "hpotui_runs" / name / "engine.log"
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             log = open(log_path, "ab")  # noqa: SIM115 (handed to the child)
         except OSError as exc:
-            return f"cannot resume {name} from here: {log_path.parent} is not writable ({exc.strerror or exc})"
+            return CommandResult.refused(f"cannot resume {name} from here: {log_path.parent} is not writable "
+                                         f"({exc.strerror or exc})")
         with log:
             proc = subprocess.Popen(hpotui_command("resume", name, "--headless", "--db",
                                                     str(Path(self.db_path).resolve())),
@@ -111,9 +112,9 @@ class Commander:
         try:
             code = proc.wait(timeout=settle_s)
         except subprocess.TimeoutExpired:
-            return f"resumed {name} in the background (engine pid {proc.pid}, log {log_path})"
+            return CommandResult.done(f"resumed {name} in the background (engine pid {proc.pid}, log {log_path})")
         tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-        return f"resume of {name} ended at once (exit {code}): {tail[0]}"
+        return CommandResult(code == 0, f"resume of {name} ended at once (exit {code}): {tail[0]}")
 
 
 def launch_stage(db_path: str, space_file: Path) -> int:

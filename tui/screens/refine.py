@@ -306,11 +306,11 @@ class RefineScreen(ModalScreen["str | None"]):
             self.app.call_from_thread(self.query_one("#refine-message", Static).update,
                                       Text(f"refine failed: {exc}", style="bold red"))
             return
-        if result.startswith("refine is not available"):
+        if result.ok is False:  # refused (bad edits, no refine module, read-only file): stay, so it can be fixed
             self.app.call_from_thread(self.query_one("#refine-message", Static).update,
-                                      Text(result, style="bold red"))
+                                      Text(result.message, style="bold red"))
             return
-        self.app.call_from_thread(self.dismiss, result)
+        self.app.call_from_thread(self.dismiss, result.message)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

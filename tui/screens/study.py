@@ -645,8 +645,8 @@ class StudyScreen(Screen[None]):
         try:
             result = self.hpotui.commander.resume(name)
         except Exception as exc:
-            result = f"resume failed: {exc}"
-        self.app.call_from_thread(self.say, result)
+            result = CommandResult.refused(f"resume failed: {exc}")
+        self.app.call_from_thread(self.say, result.message, "warning" if result.ok is False else "info")
         self.app.call_from_thread(self.request, table=True, detail=True)
 
     def action_parallel(self, delta: int) -> None:
