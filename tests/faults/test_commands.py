@@ -60,6 +60,8 @@ def test_malformed_commands_are_refused_and_the_study_goes_on(lab: Lab) -> None:
     assert all(r.startswith("refused:") for r in results), results
     assert all(len(r) < 200 and "\n" not in r for r in results), results
     assert _results(lab, good) == ["max_parallel is now 2"]
+    oks = [r["ok"] for r in lab.query("SELECT ok FROM commands ORDER BY id")]
+    assert oks == [0] * len(BAD_ROWS) + [1]  # the severity travels with the answer (commands.ok)
     assert engine.wait(timeout=90) == 0, engine.output()[-3000:]
     assert "Traceback" not in engine.output()
     assert [t["status"] for t in lab.trials("cmds")] == ["completed"] * 3
