@@ -330,6 +330,8 @@ class StudyScreen(Screen[None]):
             self.request()
 
     def request(self, *, table: bool = False, detail: bool = False) -> None:
+        if not self.is_attached:  # a timer or message that fired after the screen was left
+            return
         self._want_table |= table
         self._want_detail |= detail
         if self._busy:
@@ -430,6 +432,8 @@ class StudyScreen(Screen[None]):
         self.say("this study is no longer in the database", "error")
 
     def _apply(self, loaded: Loaded) -> None:
+        if not self.is_attached:  # the user left the screen while its read ran: nothing to draw on
+            return
         if loaded.view is not None:
             self.view = loaded.view
             self.study_name = loaded.view.study.name
