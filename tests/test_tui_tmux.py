@@ -120,16 +120,27 @@ def stop_study(db: Path) -> None:
                    capture_output=True, timeout=60)
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_launch_in_tmux_stop_a_trial_by_key_and_quit(study_dir: Path, size):
-    db = study_dir / "study.db"
+def launch_and_watch(study_dir: Path, db: Path, size) -> Tmux:
+    """`hpotui launch` in a real terminal, returned once two trials report and the study screen is up."""
     term = Tmux(size)
     term.start(shell(study_dir, f"{hpotui_cmd()} launch tmuxed.yaml --db {db}"))
     try:
         wait(lambda: (one(db, "SELECT COUNT(*) FROM trials WHERE status = 'running' AND reports > 0") or 0) >= 2,
              60, "two running trials", term.pane)
-        wait(lambda: "running" in term.pane() and "tmuxed" in term.pane() and "engine alive" in term.pane(), 30,
-             "the study screen", term.pane)
+        wait(lambda: "engine alive" in term.pane(), 30, "the study screen", term.pane)
+    except BaseException:
+        stop_study(db)
+        term.close()
+        raise
+    return term
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_launch_in_tmux_stop_a_trial_by_key_and_quit(study_dir: Path, size):
+    db = study_dir / "study.db"
+    term = launch_and_watch(study_dir, db, size)
+    try:
+        wait(lambda: "running" in term.pane() and "tmuxed" in term.pane(), 30, "the study screen", term.pane)
         assert one(db, "SELECT status FROM trials WHERE number = 1") == "running"
         term.keys("s")
         wait(lambda: "Stop trial 1? (running; lr=" in term.flat(), 15, "the confirmation with the params", term.pane)
@@ -149,12 +160,8 @@ def test_launch_in_tmux_stop_a_trial_by_key_and_quit(study_dir: Path, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_engine_killed_in_tmux_is_said_and_r_resumes(study_dir: Path, size):
     db = study_dir / "study.db"
-    term = Tmux(size)
-    term.start(shell(study_dir, f"{hpotui_cmd()} launch tmuxed.yaml --db {db}"))
+    term = launch_and_watch(study_dir, db, size)
     try:
-        wait(lambda: (one(db, "SELECT COUNT(*) FROM trials WHERE status = 'running' AND reports > 0") or 0) >= 2,
-             60, "two running trials", term.pane)
-        wait(lambda: "engine alive" in term.pane(), 30, "the study screen", term.pane)
         for (group,) in sqlite3.connect(db).execute("SELECT pgid FROM trials WHERE status = 'running'"):
             os.killpg(group, signal.SIGKILL)  # the box lost them too: nothing runs any more
         os.kill(one(db, "SELECT engine_pid FROM studies"), signal.SIGKILL)
