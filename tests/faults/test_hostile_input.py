@@ -90,8 +90,9 @@ def test_commands_table_only_accepts_the_fixed_actions(lab: Lab) -> None:
         conn.execute("INSERT INTO commands (study_id, action, args, created_at) VALUES (?, 'shell', ?, 0)",
                      (study.id, json.dumps({"argv": ["sh", "-c", "id"]})))
     columns = {r[1] for r in conn.execute("PRAGMA table_info(commands)")}
+    # no column could carry a command line: the acknowledgement is its text and its ok flag (schema 4)
     assert columns == {"id", "study_id", "trial_number", "action", "args", "created_at", "acknowledged_at",
-                       "result"}
+                       "result", "ok"}
     for action in COMMAND_ACTIONS:  # every real action still fits
         conn.execute("INSERT INTO commands (study_id, action, created_at) VALUES (?, ?, 0)", (study.id, action))
     conn.close()
