@@ -17,7 +17,17 @@ from enum import Enum
 from typing import Any, Mapping
 
 
-class TrialStatus(str, Enum):
+class StoredText(str, Enum):
+    """An enum whose members are the exact strings stored in the database.
+
+    ``f"{member}"`` gives the bare value on 3.10 too (str-mixin enums format differently there).
+    """
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TrialStatus(StoredText):
     """Where a trial is; everything but queued / running / interrupted is final."""
 
     QUEUED = "queued"
@@ -30,20 +40,14 @@ class TrialStatus(str, Enum):
     INTERRUPTED = "interrupted"  # the engine died or was stopped under it: runs again on resume
     INVALID = "invalid"  # the trial refused its configuration: ended, not counted (engine/invalid.py)
 
-    def __str__(self) -> str:  # f"{status}" gives "completed" on 3.10 too (str-mixin enums differ there)
-        return self.value
 
-
-class StudyStatus(str, Enum):
+class StudyStatus(StoredText):
     QUEUED = "queued"
     RUNNING = "running"
     COMPLETED = "completed"
     STOPPED = "stopped"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 T = TrialStatus
@@ -75,7 +79,7 @@ WORK_LEFT_STATUSES: frozenset[str] = LIVE_STATUSES | {T.INTERRUPTED}
 del T, S
 
 
-class EventKind(str, Enum):
+class EventKind(StoredText):
     """The ``events.kind`` values the engine writes (a trial's end is written under its status)."""
 
     ADOPTED = "adopted"
@@ -119,9 +123,6 @@ class EventKind(str, Enum):
     DIVERGED = "diverged"
     INTERRUPTED = "interrupted"
     INVALID = "invalid"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # -- payloads --------------------------------------------------------------------------------------------

@@ -5,8 +5,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Static
+
+from .scrolling import ScrollingModal
 
 
 def key_label(key: str) -> str:
@@ -15,10 +17,9 @@ def key_label(key: str) -> str:
     return "/".join(names.get(k, k) for k in key.split(","))
 
 
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help_close"),
-                Binding("j,down", "scroll(1)", show=False), Binding("k,up", "scroll(-1)", show=False),
-                Binding("home", "edge(0)", show=False), Binding("end", "edge(1)", show=False)]
+class HelpScreen(ScrollingModal):
+    SCROLL_ID = "help-scroll"
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss_help", "Close", id="help_close")]
 
     def __init__(self, below: Screen, app_bindings: list[Binding]) -> None:
         super().__init__()
@@ -36,14 +37,6 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="dialog"):
             with VerticalScroll(id="help-scroll"):
                 yield Static("\n".join(lines), id="help-text")
-
-    def action_scroll(self, delta: int) -> None:
-        scroll = self.query_one("#help-scroll", VerticalScroll)
-        scroll.scroll_to(y=scroll.scroll_y + delta, animate=False)
-
-    def action_edge(self, end: int) -> None:
-        scroll = self.query_one("#help-scroll", VerticalScroll)
-        scroll.scroll_end(animate=False) if end else scroll.scroll_home(animate=False)
 
     def action_dismiss_help(self) -> None:
         self.dismiss(None)

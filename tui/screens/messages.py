@@ -13,14 +13,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from .scrolling import ScrollingModal
 
-class MessagesScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,m,q", "close", "Close", id="messages_close"),
-                Binding("j,down", "scroll(1)", show=False), Binding("k,up", "scroll(-1)", show=False),
-                Binding("home", "edge(0)", show=False), Binding("end", "edge(1)", show=False)]
+
+class MessagesScreen(ScrollingModal):
+    SCROLL_ID = "messages-scroll"
+    BINDINGS = [Binding("escape,m,q", "close", "Close", id="messages_close")]
 
     def __init__(self, lines: Sequence[Text]) -> None:
         super().__init__()
@@ -34,15 +34,7 @@ class MessagesScreen(ModalScreen[None]):
                 yield Static(body, id="messages-text")
 
     def on_mount(self) -> None:
-        self.query_one("#messages-scroll", VerticalScroll).scroll_end(animate=False)
-
-    def action_scroll(self, delta: int) -> None:
-        scroll = self.query_one("#messages-scroll", VerticalScroll)
-        scroll.scroll_to(y=scroll.scroll_y + delta, animate=False)
-
-    def action_edge(self, end: int) -> None:
-        scroll = self.query_one("#messages-scroll", VerticalScroll)
-        scroll.scroll_end(animate=False) if end else scroll.scroll_home(animate=False)
+        self.scroller.scroll_end(animate=False)
 
     def action_close(self) -> None:
         self.dismiss(None)
