@@ -447,11 +447,7 @@ class HealthMonitor:
             value = values.get(name)
             if value is None or not math.isfinite(value):
                 continue
-            series = trial.series.get(name)
-            if series is None:
-                series = trial.series[name] = _Series(name, self._series_window)
-                self.starts.add(trial.id, name, value)
-            series.add(value)
+            series = self._observed(trial, trial.series, name, value)
             if series.count == 1 and name in (c.train_loss, c.val_loss, "loss"):
                 yield from self._initial_loss(step, series)
 
@@ -555,17 +551,22 @@ class HealthMonitor:
                              f"{percent:.0f}% above its best ({best:.3g}) while {train.name} still falls; "
                              "more regularisation (L2, dropout) or data")
 
+    def _observed(self, trial: _Trial, series_of: dict[str, _Series], name: str, value: float) -> _Series:
+        """``value`` added to the trial's series ``name``; a new series notes where the study starts."""
+        series = series_of.get(name)
+        if series is None:
+            series = series_of[name] = _Series(name, self._series_window)
+            self.starts.add(trial.id, name, value)
+        series.add(value)
+        return series
+
     def _track_accuracies(self, trial: _Trial, values: dict[str, float]) -> None:
         """Accuracy series first (the loss checks ask whether an accuracy is climbing)."""
         for name in (self.config.train_acc, self.config.val_acc):
             fraction = _accuracy(values.get(name))
             if fraction is None:
                 continue
-            series = trial.accs.get(name)
-            if series is None:
-                series = trial.accs[name] = _Series(name, self._series_window)
-                self.starts.add(trial.id, name, fraction)
-            series.add(fraction)
+            self._observed(trial, trial.accs, name, fraction)
 
     def _accuracy_rising(self, trial: _Trial) -> bool:
         """Some accuracy climbs: it gained more than 0.02 since it started, and more than
