@@ -13,6 +13,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every run ends with the in-process / subprocess split of its test time (tests/timing_split.py)."""
+    from tests.timing_split import TimingSplit
+
+    if not config.pluginmanager.has_plugin("hpotui-timing-split"):
+        config.pluginmanager.register(TimingSplit(), "hpotui-timing-split")
+
+
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a user's shell would have: this venv's bin first, so `python` has our packages."""
     env = dict(os.environ)

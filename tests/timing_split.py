@@ -1,0 +1,109 @@
+"""How much of the suite's time is in-process: one line in the terminal summary of every run.
+
+Issue 15 asks that at least half of the test time be spent in tests that run the engine in this
+process. Rather than a one-off figure, every run measures it: a test counts as "subprocess" when
+anything during its setup, call or teardown created a process (``subprocess`` / ``asyncio``
+children, ``os.fork`` / ``forkpty`` / ``posix_spawn`` / ``os.spawn*``, a ``multiprocessing``
+process start, Ray's own processes, all of which go through these), or when a child of this
+process is still alive at the end of one of its phases (a module-scoped engine or Ray cluster made
+by an earlier test and used by this one). Everything else is "in-process". Durations are pytest's
+own per-phase durations, so module fixtures count towards the test whose setup built them.
+
+The wrappers only note that a process was made and then call the original, so no outcome changes.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing.process
+import os
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+_PROCESS_MAKERS_OS = ("fork", "forkpty", "posix_spawn", "posix_spawnp")
+
+
+@dataclass
+class SplitTotals:
+    """Seconds and test counts per class, and the test now running with whether it made a process."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: {"in-process": 0.0, "subprocess": 0.0})
+    tests: dict[str, int] = field(default_factory=lambda: {"in-process": 0, "subprocess": 0})
+    durations: dict[str, float] = field(default_factory=dict)
+    spawning: set[str] = field(default_factory=set)
+    current: str | None = None
+
+    def note_spawn(self) -> None:
+        if self.current is not None:
+            self.spawning.add(self.current)
+
+    def line(self) -> str:
+        total = sum(self.seconds.values()) or 1.0
+        inner, sub = self.seconds["in-process"], self.seconds["subprocess"]
+        return (f"test time: {inner:.1f} s in-process ({100 * inner / total:.0f} %), {sub:.1f} s with subprocesses "
+                f"({100 * sub / total:.0f} %); {self.tests['in-process']} in-process tests, "
+                f"{self.tests['subprocess']} subprocess tests")
+
+
+class TimingSplit:
+    """The pytest plugin: wraps the process makers at configure time, sums durations per class."""
+
+    def __init__(self) -> None:
+        self.totals = SplitTotals()
+        self._undo: list[Callable[[], None]] = []
+        self._me = psutil.Process()
+
+    def _wrap(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name, None)
+        if original is None:
+            return
+        totals = self.totals
+
+        @functools.wraps(original)
+        def noting(*args: Any, **kwargs: Any) -> Any:
+            totals.note_spawn()
+            return original(*args, **kwargs)
+
+        setattr(owner, name, noting)
+        self._undo.append(lambda: setattr(owner, name, original))
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self._wrap(subprocess.Popen, "_execute_child")  # subprocess.run/Popen, asyncio subprocesses, Ray's raylet
+        for name in _PROCESS_MAKERS_OS:  # os.spawn*, pty.fork and multiprocessing's fork go through these
+            self._wrap(os, name)
+        self._wrap(multiprocessing.process.BaseProcess, "start")  # its spawn/forkserver start call fork_exec directly
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        self.totals.current = item.nodeid
+        yield
+        self.totals.current = None
+
+    def _children_alive(self) -> bool:
+        try:
+            return any(child.status() != psutil.STATUS_ZOMBIE for child in self._me.children(recursive=True))
+        except psutil.Error:
+            return True  # one that vanished while being read was there
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        totals = self.totals
+        totals.durations[report.nodeid] = totals.durations.get(report.nodeid, 0.0) + report.duration
+        if self._children_alive():
+            totals.spawning.add(report.nodeid)
+        if report.when == "teardown":
+            kind = "subprocess" if report.nodeid in totals.spawning else "in-process"
+            totals.seconds[kind] += totals.durations.pop(report.nodeid)
+            totals.tests[kind] += 1
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.totals.tests["in-process"] + self.totals.tests["subprocess"]:
+            terminalreporter.write_line(self.totals.line())
