@@ -1,134 +1,143 @@
-"""The real study loop in this process, driven by a third executor written against the Executor port only.
+"""The real study loop in this process, driven by engine/executors/fake.py's FakeExecutor.
 
-No subprocess runs: the executor "starts" a trial by writing the output its script gives into the
-trial's logs and reports the scripted exit code. That a study completes through it, with the same
-records a real trial leaves, is what the port promises to a Slurm or SSH executor.
+No subprocess runs: a trial is a script of lines and exits, written into its real log files and
+read back through the engine's real readers. That a study completes through it, with the same
+records a real trial leaves, is what the executor port promises to a Slurm or SSH executor; the
+last tests pin the fake's own behaviour (one step per poll, SIGTERM handling, pause, adopt).
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import textwrap
+import signal
 from pathlib import Path
-from typing import Callable
 
 from hpotui.engine.executors.base import Executor, TrialProcess
-from hpotui.engine.space import load_space
-from hpotui.engine.store import Store
-from hpotui.engine.study import Options, StudyLoop
-from hpotui.engine.trial_files import create_trial_logs
+from hpotui.engine.executors.fake import (Exit, FakeExecutor, FakeTrial, Hang, Killed, Run, Say, Step,
+                                          TrialScript, report)
+from tests.inproc import launch
 
-Script = Callable[[int, dict[str, str]], tuple[str, str, int]]  # (trial number, env) -> (stdout, stderr, exit code)
-
-
-class ScriptedExecutor(Executor):
-    """Trials that end as soon as they start, with scripted output; stops are recorded, never signalled."""
-
-    name, places_gpus, outlives_engine = "scripted", False, False
-
-    def __init__(self, script: Script) -> None:
-        self.script = script
-        self.codes: dict[int, int] = {}
-        self.shut_down = False
-
-    def start(self, trial_id: int, argv: list[str], *, cwd: Path, env: dict[str, str], stdout_path: Path,
-              stderr_path: Path) -> TrialProcess:
-        out, err, code = self.script(int(env["HPOTUI_TRIAL_ID"]), env)
-        for fd, text in zip(create_trial_logs(stdout_path, stderr_path), (out, err)):
-            os.write(fd, text.encode())
-            os.close(fd)
-        self.codes[trial_id] = code
-        return TrialProcess(trial_id=trial_id, pid=0, pgid=0, create_time=0.0, stdout_path=stdout_path,
-                            stderr_path=stderr_path, node="scripted-node")
-
-    def adopt(self, trial_id: int, pid: int, pgid: int, create_time: float, stdout_path: Path,
-              stderr_path: Path) -> TrialProcess | None:
-        return None
-
-    def poll(self, proc: TrialProcess) -> int | None:
-        return self.codes[proc.trial_id]
-
-    def request_stop(self, proc: TrialProcess, status: str, reason: str) -> None:
-        if proc.final_status is None:
-            proc.final_status, proc.final_reason = status, reason
-
-    def enforce_deadline(self, proc: TrialProcess) -> None:
-        pass
-
-    def reap_group(self, proc: TrialProcess) -> None:
-        pass
-
-    def pause(self, proc: TrialProcess) -> None:
-        proc.paused = True
-
-    def resume(self, proc: TrialProcess) -> None:
-        proc.paused = False
-
-    def shutdown(self) -> None:
-        self.shut_down = True
+SPACE = """
+    name: scripted
+    command: train --lr {lr}
+    objective: {metric: loss, mode: min}
+    search: {algorithm: random, seed: 0}
+    budget: {max_trials: %d, max_parallel: 2, failure_streak: 10}
+    space:
+      lr: {type: loguniform, low: 1e-4, high: 1}
+    """
 
 
-def run_study(tmp_path: Path, script: Script, *, trials: int, extra: str = "") -> tuple[int, Store, int, str]:
-    space_path = tmp_path / "s.yaml"
-    space_path.write_text(textwrap.dedent(f"""
-        name: scripted
-        command: train --lr {{lr}}
-        objective: {{metric: loss, mode: min}}
-        search: {{algorithm: random, seed: 0}}
-        budget: {{max_trials: {trials}, max_parallel: 2, failure_streak: 10}}
-        space:
-          lr: {{type: loguniform, low: 1e-4, high: 1}}
-        """) + textwrap.dedent(extra))
-    space = load_space(space_path)
-    store = Store(tmp_path / "h.db")
-    study = store.create_study(name=space.name, objective_metric="loss", objective_mode="min",
-                               space_file=str(space_path), space_yaml=space_path.read_text(),
-                               space_json=json.dumps({"base_dir": str(tmp_path)}), parent_id=None,
-                               max_parallel=2, headless=True)
-    out = io.StringIO()
-    options = Options(headless=True, grace_period_s=1.0, out=out, runs_root=tmp_path / "runs")
-    code = StudyLoop(store, space, study, options, executor=ScriptedExecutor(script)).run()
-    return code, store, study.id, out.getvalue()
+def reports(*losses: float) -> list[Step]:
+    return [report(step=i, loss=v) for i, v in enumerate(losses, 1)]
 
 
-def reports(*losses: float) -> str:
-    return "".join(f'@hpotui {{"step": {i}, "loss": {v}}}\n' for i, v in enumerate(losses, 1))
+def test_the_fake_declares_its_capabilities_like_the_other_executors() -> None:
+    assert Executor in FakeExecutor.__mro__
+    assert (FakeExecutor.name, FakeExecutor.places_gpus, FakeExecutor.outlives_engine) == ("fake", False, True)
+    assert FakeExecutor(lambda t: [], outlives_engine=False).outlives_engine is False
 
 
 def test_a_study_runs_to_its_end_through_a_third_executor(tmp_path: Path) -> None:
-    def script(number: int, env: dict[str, str]) -> tuple[str, str, int]:
-        if number == 2:
-            return reports(0.9), "Traceback (most recent call last):\nValueError: lr too big\n", 1
-        return reports(0.5, {1: 0.1, 3: 0.3, 4: 0.4}[number]), "", 0
+    def script(trial: FakeTrial) -> list[Step]:
+        assert trial.argv[:2] == ["train", "--lr"] and float(trial.argv[2]) == trial.params["lr"]
+        if trial.number == 2:
+            return [*reports(0.9), Say("Traceback (most recent call last):\nValueError: lr too big", "stderr"),
+                    Exit(1)]
+        return reports(0.5, {1: 0.1, 3: 0.3, 4: 0.4}[trial.number])
 
-    code, store, study_id, out = run_study(tmp_path, script, trials=4)
-    assert code == 0, out
-    trials = store.trials(study_id)
+    run = launch(tmp_path, SPACE % 4, script)
+    assert run.code == 0, run.out
+    trials = run.trials()
     assert [(t.number, t.status, t.exit_code) for t in trials] == \
         [(1, "completed", 0), (2, "failed", 1), (3, "completed", 0), (4, "completed", 0)]
     assert [t.best_value for t in trials] == [0.1, 0.9, 0.3, 0.4]
-    assert {t.host for t in trials} == {"scripted-node"}  # the executor's node is what the trial row names
     failed = trials[1]
     assert failed.status_reason == "exit code 1: ValueError: lr too big"
-    event = next(e for e in store.events(study_id, kinds=("failed",)))
+    event = run.events("failed")[0]
     assert event.level == "error" and event.data["stderr_tail"].endswith("ValueError: lr too big\n")
     assert event.message.startswith("trial 2 failed after ") and event.message.endswith(
         ": loss=0.9 (best at step 1) — exit code 1: ValueError: lr too big")
-    assert "study scripted completed: 4 trials finished" in out
-    assert "best trial 1: train --lr " in out
+    assert "study scripted completed: 4 trials finished" in run.out
+    assert "best trial 1: train --lr " in run.out
+    assert run.executor.shut_down
+
+
+def test_the_executors_node_is_what_the_trial_row_names(tmp_path: Path) -> None:
+    run = launch(tmp_path, SPACE % 2, executor=FakeExecutor(lambda t: reports(0.5), node="fake-node-7"))
+    assert {t.host for t in run.trials()} == {"fake-node-7"}
 
 
 def test_a_trial_that_says_invalid_is_not_counted_and_another_runs(tmp_path: Path) -> None:
-    def script(number: int, env: dict[str, str]) -> tuple[str, str, int]:
-        if number == 1:
-            return '@hpotui {"invalid": "lr too small for this batch"}\n', "", 0
-        return reports(0.2), "", 0
+    def script(trial: FakeTrial) -> list[Step]:
+        if trial.number == 1:
+            return [Say('@hpotui {"invalid": "lr too small for this batch"}')]
+        return reports(0.2)
 
-    code, store, study_id, out = run_study(tmp_path, script, trials=2)
-    assert code == 0, out
-    trials = store.trials(study_id)
+    run = launch(tmp_path, SPACE % 2, script)
+    assert run.code == 0, run.out
+    trials = run.trials()
     assert [(t.number, t.status) for t in trials] == [(1, "invalid"), (2, "completed"), (3, "completed")]
     assert trials[0].status_reason == "lr too small for this batch"
-    assert "trial 1 invalid: lr too small for this batch" in out
+    assert "trial 1 invalid: lr too small for this batch" in run.out
+
+
+def test_a_trial_killed_by_a_signal_fails_with_what_the_signal_means(tmp_path: Path) -> None:
+    run = launch(tmp_path, SPACE % 1, lambda t: [*reports(0.5), Killed(signal.SIGSEGV)])
+    trial = run.trials()[0]
+    assert (trial.status, trial.exit_code) == ("failed", 128 + signal.SIGSEGV)
+    assert "SIGSEGV, segmentation fault" in (trial.status_reason or "")
+
+
+# -- the fake itself: one step per poll, stops, pause, adopt ------------------------------------------------
+def _started(tmp_path: Path, steps: list[Step] | TrialScript, grace_polls: int = 3) -> tuple[FakeExecutor, TrialProcess]:
+    fake = FakeExecutor(lambda t: steps, grace_polls=grace_polls)
+    env = {"HPOTUI_TRIAL_ID": "1", "HPOTUI_TRIAL_DIR": str(tmp_path), "HPOTUI_PARAMS": '{"lr": 0.1}'}
+    proc = fake.start(7, ["train"], cwd=tmp_path, env=env, stdout_path=tmp_path / "stdout.log",
+                      stderr_path=tmp_path / "stderr.log")
+    return fake, proc
+
+
+def test_each_poll_takes_one_step_and_the_lines_land_in_the_real_logs(tmp_path: Path) -> None:
+    fake, proc = _started(tmp_path, [Say("one"), Run(2), Say("oops", "stderr"), Exit(3)])
+    assert fake.runs[1].trial.params == {"lr": 0.1} and proc.pid > 2**22  # never a real process
+    seen = []
+    for _ in range(6):
+        seen.append(fake.poll(proc))
+    assert seen == [None, None, None, None, 3, 3]
+    assert (tmp_path / "stdout.log").read_text() == "one\n"
+    assert (tmp_path / "stderr.log").read_text() == "oops\n"
+
+
+def test_sigterm_runs_the_trials_on_stop_steps_and_sigkill_follows_the_grace(tmp_path: Path) -> None:
+    fake, proc = _started(tmp_path, TrialScript([Hang()], on_stop=[Say("saving"), Exit(0)]))
+    assert fake.poll(proc) is None and fake.poll(proc) is None
+    fake.request_stop(proc, "stopped", "by you")
+    fake.request_stop(proc, "pruned", "later ask")
+    assert (proc.final_status, proc.final_reason) == ("stopped", "by you")  # the first ask wins
+    assert [fake.poll(proc), fake.poll(proc)] == [None, 0]
+    assert (tmp_path / "stdout.log").read_text() == "saving\n"
+
+
+def test_a_trial_that_ignores_sigterm_gets_sigkill_after_the_grace_polls(tmp_path: Path) -> None:
+    fake, proc = _started(tmp_path, TrialScript([Hang()], on_stop=[Hang()]), grace_polls=2)
+    fake.request_stop(proc, "stopped", "by you")
+    codes = []
+    for _ in range(3):
+        fake.enforce_deadline(proc)
+        codes.append(fake.poll(proc))
+    assert codes == [None, None, 137] and fake.runs[1].signals == ["SIGTERM", "SIGKILL"]
+
+
+def test_a_paused_trial_holds_still_and_an_adopted_one_goes_on(tmp_path: Path) -> None:
+    fake, proc = _started(tmp_path, [Say("a"), Say("b"), Exit(0)])
+    fake.poll(proc)
+    fake.pause(proc)
+    assert proc.paused and [fake.poll(proc), fake.poll(proc)] == [None, None]
+    assert (tmp_path / "stdout.log").read_text() == "a\n"
+    fake.resume(proc)
+    again = fake.adopt(7, proc.pid, proc.pgid, proc.create_time, proc.stdout_path, proc.stderr_path)
+    assert again is not None and fake.adopt(7, proc.pid, proc.pgid, 1.0, proc.stdout_path, proc.stderr_path) is None
+    assert [fake.poll(again), fake.poll(again)] == [None, 0]
+    assert (tmp_path / "stdout.log").read_text() == "a\nb\n"
+    assert fake.adopt(7, proc.pid, proc.pgid, proc.create_time, proc.stdout_path, proc.stderr_path) is None
+    assert fake.runs[1].signals == ["SIGSTOP", "SIGCONT"]
