@@ -8,13 +8,13 @@ are judged by their heartbeat instead.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
 
 import psutil
 
-from .store import HOSTNAME
-
+HOSTNAME = socket.gethostname()  # what trial and engine rows record as their host (engine.store re-exports it)
 HEARTBEAT_STALE_S = 60.0
 CREATE_TIME_SLACK_S = 1.0
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .metricline import Report
+from .param import format_value
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")
@@ -86,8 +87,6 @@ def _path_template(value: Any, key: str, fail: Callable[..., Exception], names: 
 
 def render_path(template: str, values: dict[str, Any], workdir: Path) -> Path:
     """The template with the command's placeholders filled in, relative to the trial's workdir."""
-    from .space import format_value
-
     text = PLACEHOLDER.sub(lambda m: format_value(values[m.group(1)]) if m.group(1) in values else m.group(0),
                            template)
     path = Path(os.path.expanduser(text))
@@ -215,6 +214,7 @@ class TensorBoardSource(_Source):
         if not self.path.is_dir():
             return []
         self.appeared = True
+        # optional: tensorboard is needed only for `metrics.tensorboard` (checked when the space is read)
         from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
         from tensorboard.util import tensor_util
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence, Union
 
 from .gpu_memory import gib
+from .gpu_reading import GpuLister, GpuReading
 
-if TYPE_CHECKING:  # annotations only: engine.resources re-exports these functions, so no import cycle at runtime
-    from .resources import GpuReading, ResourceMonitor
+if TYPE_CHECKING:  # annotations only: engine.space is the parser, placement needs none of it at run time
     from .space import Resources
 
 EPS = 1e-9  # 3 x (1/3) must fit on one GPU
@@ -261,7 +261,7 @@ def _gpu_state(r: GpuReading, resources: Resources, held: list[Claim], memory: i
     return f"GPU {r.index} {fraction:g} claimed by running trials" if fraction > EPS else ""
 
 
-def check_request(resources: Resources, readings: Union[Sequence[GpuReading], ResourceMonitor],
+def check_request(resources: Resources, readings: Union[Sequence[GpuReading], GpuLister],
                   nvml_error: str | None = None) -> str | None:
     """An error line when the GPU request can never be met on this machine, else ``None``.
 

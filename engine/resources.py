@@ -28,6 +28,11 @@ from typing import Callable, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 import psutil
 
+from .gpu_reading import GpuReading
+from .placement import (
+    check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices, place_trial,
+    trial_gpu_env, why_waiting,
+)  # re-exported: the engine has one module to import for resources
 from .resources_nvml import NvmlLike, default_backend
 
 K = TypeVar("K", bound=Hashable)
@@ -42,31 +47,6 @@ def _locked(method: F) -> F:
         with self._lock:
             return method(self, *args, **kwargs)
     return wrapper  # type: ignore[return-value]
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One GPU at one moment; ``None`` in any field means "unavailable" (shown as NA).
-
-    ``index`` is NVML's index, which is PCI bus order; trials get it through
-    ``CUDA_VISIBLE_DEVICES`` together with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA
-    numbers the GPUs the same way (see :func:`engine.placement.trial_gpu_env`).
-    """
-
-    index: int
-    uuid: str | None = None
-    name: str | None = None
-    util_percent: float | None = None
-    memory_used_bytes: int | None = None
-    memory_total_bytes: int | None = None
-    temperature_c: float | None = None
-    power_w: float | None = None
-
-    @property
-    def memory_percent(self) -> float | None:
-        if self.memory_used_bytes is None or not self.memory_total_bytes:
-            return None
-        return 100.0 * self.memory_used_bytes / self.memory_total_bytes
 
 
 @dataclass(frozen=True)
@@ -456,12 +436,6 @@ def low_utilisation_hint(samples: Sequence[tuple[float, float | None]], minutes:
         return f"GPU at 0 % for {span}: {IDLE_GPU_HINT}"
     return f"GPU under {threshold:g} % for {span}: {LOW_UTIL_HINT}"
 
-
-# re-exported at the end: engine.placement needs the types above only for annotations
-from .placement import (  # noqa: E402
-    check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices, place_trial,
-    trial_gpu_env, why_waiting,
-)
 
 __all__ = [
     "GpuReading", "HostReading", "TrialUsage", "ResourceMonitor", "process_trees",

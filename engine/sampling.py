@@ -9,43 +9,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from abc import ABC, abstractmethod
 import math
 import random
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator
 
 from .conditions import active_only, dependency_order, fits, is_active, is_conditional
+from .sampler_base import Sampler, quantise  # noqa: F401  # re-exported: the interface every sampler has
 from .space import Param, Space
-
-
-class Sampler(ABC):
-    """``suggest(index)`` returns the index-th configuration, or None when the search is exhausted."""
-
-    @abstractmethod
-    def suggest(self, index: int) -> dict[str, Any] | None:
-        """The configuration for the ``index``-th fresh trial (reruns reuse theirs)."""
-
-    def observe(self, index: int, params: dict[str, Any], value: float | None, *, status: str | None = None,
-                step: float | None = None, curve: Sequence[tuple[float, float]] = (),
-                last: Mapping[str, float] | None = None) -> None:
-        """A trial finished (``status``) with best objective ``value`` at ``step``; model-based samplers learn.
-
-        ``curve`` is the first objective as (resource, value) per report (the rung model fits on
-        it) and ``last`` every metric's last reported value (several objectives are told those).
-        """
-
-    def size(self) -> int | None:
-        """How many configurations exist (grid), None when unbounded."""
-        return None
-
-
-def quantise(param: Param, value: float) -> float:
-    if param.step is None:
-        return value
-    low = param.low or 0.0
-    snapped = low + math.floor((value - low) / param.step + 0.5) * param.step  # half up, not banker's
-    snapped = min(max(snapped, float(param.low or 0.0)), float(param.high if param.high is not None else snapped))
-    return float(round(snapped, 12))
+from .tpe import TpeSampler
 
 
 def sample_param(param: Param, rng: random.Random) -> Any:
@@ -177,7 +148,5 @@ def make_sampler(space: Space) -> Sampler:
     if space.search.algorithm == "grid":
         return GridSampler(space)
     if space.search.algorithm == "tpe":
-        from .tpe import TpeSampler
-
         return TpeSampler(space)
     return RandomSampler(space)

@@ -20,7 +20,13 @@ import yaml
 
 from .conditions import check_command, check_conditions, parse_when, render_command
 from .errors import SpaceError
+from .gpu_memory import AUTO, parse_memory
+from .health import parse_health
+from .metric_files import parse_metric_files
+from .metricline import expand_number
 from .names import NAME_FIX, name_problem
+from .notify import parse_notify
+from .param import Param, format_value  # noqa: F401  # both re-exported: the space's vocabulary
 from .yamlfile import YamlProblem, load_yaml
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -33,25 +39,6 @@ MAX_GRID_POINTS = 1_000_000  # per parameter: a grid axis is held in memory, and
 
 TOP_KEYS = ("name", "command", "workdir", "objective", "search", "budget", "resources", "space",
             "metrics", "scheduler", "health", "executor", "logs", "parent", "notify")
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched hyperparameter; ``log`` means sampled and refined in log space."""
-
-    name: str
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    values: tuple[Any, ...] = ()
-    points: int = 3
-    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (choice parameter, values) that switch it on
-
-    @property
-    def is_numeric(self) -> bool:
-        return self.type != "choice"
 
 
 @dataclass(frozen=True)
@@ -301,15 +288,9 @@ def parse_space(data: Any, file: str, base_dir: Path) -> Space:
     if not workdir.is_dir():
         raise r.fail("workdir", f"folder {str(workdir)!r} does not exist", "fix the path (relative to the space file's folder)")
 
-    from .health import parse_health  # local: health owns its own keys
-
     health = parse_health(data.get("health"), r.fail)
     parent = r.string(data["parent"], "parent") if data.get("parent") is not None else None
-    from .notify import parse_notify  # local: notify owns its own keys
-
     notify = parse_notify(data.get("notify"), r.fail)
-    from .metric_files import parse_metric_files  # local: the file sources own their keys
-
     metric_files = parse_metric_files(data.get("metrics"), r.fail, {p.name for p in params})
 
     return Space(name=name, command=command, workdir=workdir, objective=objective, search=search,
@@ -521,8 +502,6 @@ def _resources(r: _Reader, raw: Any) -> Resources:
 
 def _gpu_memory(r: _Reader, raw: dict) -> int | str | None:
     """``gpu_memory: 12GiB`` (bytes), ``auto``, or absent; units as :func:`engine.gpu_memory.parse_memory`."""
-    from .gpu_memory import AUTO, parse_memory
-
     value = raw.get("gpu_memory")
     if value is None or value == AUTO:
         return value
@@ -565,8 +544,6 @@ def _metrics(r: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:
     r.only_keys(raw, ("regex", "csv", "tensorboard", "step"), "metrics")
     patterns = r.mapping(raw.get("regex", {}), "metrics.regex")
     result = []
-    from .metricline import expand_number  # `{number}`: a number, nan and inf included
-
     for metric, pattern in patterns.items():
         key = f"metrics.regex.{metric}"
         pattern = r.string(pattern, key)
@@ -634,15 +611,6 @@ def _placeholders_used(r: _Reader, argv: list[str], params: tuple[Param, ...],
 
 def _fmt(x: float) -> str:
     return f"{x:g}"
-
-
-def format_value(value: Any) -> str:
-    """How a parameter value is written into an argument: shortest exact text."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return repr(value)  # shortest text that reads back as the same float; 'inf' / 'nan' too
-    return str(value)
 
 
 def render_argv(command: tuple[str, ...], values: Mapping[str, Any], inactive: Collection[str] = ()) -> list[str]:

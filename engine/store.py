@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,9 @@ from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
 
 from .dbfile import (DatabaseDamaged, DatabaseRefused, FileWatch, check_existing, integrity_problem, open_readonly,
                      prepare_new, sidecar, sqlite_uri)
+from .command_check import check_command
+from .liveness import HOSTNAME, engine_alive, process_alive  # noqa: F401  # HOSTNAME re-exported for older imports
+from .names import MAX_NAME_LENGTH
 from .records import (ENDED_STATUSES, INVALID_STATUSES, STUDY_ENDED_STATUSES, TERMINAL_STATUSES,  # noqa: F401
                       CommandResult, TrialStatus)  # the status groupings are re-exported for older imports
 
@@ -32,7 +35,6 @@ WAL_CHECKPOINT_BYTES = 8 * 1024 * 1024  # a WAL above this is truncated at the n
 BUSY_TIMEOUT_MS = 30_000
 COMMAND_ACTIONS = ("stop_trial", "stop_study", "pause_launching", "resume_launching", "pause_trial",
                    "resume_trial", "set_max_parallel", "clone_trial")
-HOSTNAME = socket.gethostname()
 QUEUED_CLAIM_TTL_S = 120.0
 
 
@@ -49,8 +51,6 @@ def _sqlite_utils() -> Any:
     Migrations use neither; hiding them for the duration of the import makes sqlite_utils take
     its "not installed" path. Anything imported later in the process sees them as usual.
     """
-    import sys
-
     hidden = [name for name in ("pandas", "numpy") if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # `import name` now raises ImportError
@@ -497,8 +497,6 @@ class Store:
 
         The base is shortened when the suffix would push the name past names.MAX_NAME_LENGTH.
         """
-        from .names import MAX_NAME_LENGTH
-
         taken = {r[0] for r in self.conn.execute("SELECT name FROM studies WHERE name = ? OR name LIKE ?",
                                                  (name, name[:MAX_NAME_LENGTH - 8] + "%"))}
         if name not in taken:
@@ -557,19 +555,30 @@ class Store:
 
     # -- the engine lock -----------------------------------------------------------------------
     def acquire_engine_lock(self, study_id: int, pid: int, create_time: float) -> None:
-        """Claim the study for this engine; a dead engine's claim is taken over silently."""
-        from .liveness import engine_alive
+        """Claim the study for this engine; a dead engine's claim is taken over silently.
 
-        with self.transaction() as conn:
-            row = conn.execute("SELECT * FROM studies WHERE id = ?", (study_id,)).fetchone()
-            holder = StudyRow.from_row(row)
-            if holder.engine_pid and not (holder.engine_pid == pid and holder.engine_host == HOSTNAME) \
-                    and engine_alive(holder):
-                raise EngineLocked(f"study {holder.name!r} is already run by engine pid {holder.engine_pid} on "
-                                   f"{holder.engine_host}; watch it with `hpotui` or stop it with "
-                                   f"`hpotui stop {holder.name}`")
-            conn.execute("UPDATE studies SET engine_pid = ?, engine_host = ?, engine_create_time = ?, "
-                         "engine_heartbeat = ? WHERE id = ?", (pid, HOSTNAME, create_time, time.time(), study_id))
+        Whether the holder lives is asked of the OS (psutil) before the IMMEDIATE transaction
+        opens, so no other writer waits on a process lookup; inside it, the claim is taken only
+        if the holder is still the one judged (another engine claiming in between is judged anew).
+        """
+        while True:
+            seen = self.study_by_id(study_id)
+            if seen is None:
+                raise sqlite3.DatabaseError(f"study {study_id} does not exist")
+            locked = bool(seen.engine_pid) and not (seen.engine_pid == pid and seen.engine_host == HOSTNAME) \
+                and engine_alive(seen)
+            with self.transaction() as conn:
+                row = conn.execute("SELECT engine_pid, engine_host, engine_create_time FROM studies WHERE id = ?",
+                                   (study_id,)).fetchone()
+                if tuple(row) != (seen.engine_pid, seen.engine_host, seen.engine_create_time):
+                    continue  # claimed by another engine since the look: judge that one
+                if locked:
+                    raise EngineLocked(f"study {seen.name!r} is already run by engine pid {seen.engine_pid} on "
+                                       f"{seen.engine_host}; watch it with `hpotui` or stop it with "
+                                       f"`hpotui stop {seen.name}`")
+                conn.execute("UPDATE studies SET engine_pid = ?, engine_host = ?, engine_create_time = ?, "
+                             "engine_heartbeat = ? WHERE id = ?", (pid, HOSTNAME, create_time, time.time(), study_id))
+                return
 
     def heartbeat(self, study_id: int) -> None:
         """The engine's sign of life every few seconds; also where the WAL is cut back (checkpoint_if_large)."""
@@ -598,9 +607,10 @@ class Store:
         """
         now = time.time()
         gpus, fraction = None, None
+        dead = self._dead_claimants(HOSTNAME) if gpu_picker is not None else frozenset()  # psutil, before the lock
         with self.transaction() as conn:
             if gpu_picker is not None:
-                picked = gpu_picker(self._gpu_claims(conn, HOSTNAME))
+                picked = gpu_picker(self._gpu_claims(conn, HOSTNAME, dead))
                 if picked is None:
                     return None
                 gpus, fraction = picked
@@ -738,20 +748,30 @@ class Store:
 
     def running_gpu_claims(self, host: str = HOSTNAME) -> list[tuple[str, float]]:
         """(gpus, fraction) of every queued or running trial on this host, whatever study or engine owns it."""
-        return self._gpu_claims(self.conn, host)
+        return self._gpu_claims(self.conn, host, self._dead_claimants(host))
 
-    @staticmethod
-    def _gpu_claims(conn: sqlite3.Connection, host: str) -> list[tuple[str, float]]:
-        """Claims of live trials only: a crashed engine's trials that died with it hold no GPU."""
-        from .liveness import process_alive
+    _CLAIMS_SQL = ("SELECT status, gpus, gpu_fraction, pid, proc_create_time, created_at FROM trials "
+                   "WHERE status IN ('queued', 'running') AND host = ? AND gpus IS NOT NULL AND gpus != ''")
 
-        rows = conn.execute("SELECT status, gpus, gpu_fraction, pid, proc_create_time, created_at FROM trials "
-                            "WHERE status IN ('queued', 'running') AND host = ? AND gpus IS NOT NULL AND gpus != ''",
-                            (host,))
+    def _dead_claimants(self, host: str) -> frozenset[tuple[int | None, float | None]]:
+        """(pid, start time) of running GPU trials whose process is gone, asked of the OS outside any transaction.
+
+        A trial that starts running after this look is counted as holding its GPUs: at worst one
+        placement waits for a GPU that a dead trial held, never two trials on one GPU.
+        """
+        rows = self.conn.execute(self._CLAIMS_SQL, (host,)).fetchall()
+        return frozenset((pid, create_time) for status, _, _, pid, create_time, _ in rows
+                         if status == TrialStatus.RUNNING and not process_alive(pid, create_time))
+
+    @classmethod
+    def _gpu_claims(cls, conn: sqlite3.Connection, host: str,
+                    dead: Collection[tuple[int | None, float | None]]) -> list[tuple[str, float]]:
+        """Claims of live trials only: a crashed engine's trials that died with it (``dead``) hold no GPU."""
+        rows = conn.execute(cls._CLAIMS_SQL, (host,))
         now = time.time()
         claims = []
         for status, gpus, fraction, pid, create_time, created_at in rows:
-            if status == TrialStatus.RUNNING and not process_alive(pid, create_time):
+            if status == TrialStatus.RUNNING and (pid, create_time) in dead:
                 continue
             if status == TrialStatus.QUEUED and now - (created_at or now) > QUEUED_CLAIM_TTL_S:
                 continue  # its engine died between the insert and the start
@@ -876,8 +896,6 @@ class Store:
 
     def pending_commands(self, study_id: int) -> list[CommandRow]:
         """Unacknowledged commands, each checked: a malformed row comes back with its ``problem`` set."""
-        from .command_check import check_command
-
         rows = self.conn.execute("SELECT * FROM commands WHERE study_id = ? AND acknowledged_at IS NULL ORDER BY id",
                                  (study_id,))
         commands = []

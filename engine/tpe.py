@@ -43,11 +43,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .conditions import dependency_order, is_active, is_conditional
+from .conditions import dependency_order, fits, is_active, is_conditional
 from .errors import UserError
 from .records import EARLY_STOPPED_STATUSES, INVALID_STATUSES, TrialStatus
 from .rung_model import RungObservations, rungs_for
-from .sampling import Sampler, quantise
+from .sampler_base import Sampler, quantise
 from .space import Param, Space
 
 RETRY_STATUSES = frozenset({TrialStatus.FAILED})
@@ -56,7 +56,7 @@ PRUNED_STATUSES = EARLY_STOPPED_STATUSES
 
 def _import_optuna() -> Any:
     try:
-        import optuna
+        import optuna  # optional: the tpe extra; make_sampler's caller reports its absence
     except ImportError:
         return None
     return optuna
@@ -237,8 +237,6 @@ class TpeSampler(Sampler):
         """A trial this sampler never asked: record it so the model learns from history too."""
         if state == self.optuna.trial.TrialState.FAIL:
             return  # a failure carries nothing the model uses
-        from .conditions import fits
-
         if not fits(self.params, params):
             return
         frozen = self._frozen(params, state, value, step)
@@ -251,8 +249,6 @@ class TpeSampler(Sampler):
     def _observe_on_rungs(self, index: int, params: dict[str, Any], status: str | None,
                           curve: Sequence[tuple[float, float]]) -> None:
         """Keep the curve (or the invalid configuration); the next ``suggest`` refits if the rung data changed."""
-        from .conditions import fits
-
         trial = self._pending.pop(index, None) or self._pending_with(params)
         if trial is not None:  # its lie (constant_liar) ends; the rung observations carry what it showed
             with warnings.catch_warnings():

@@ -1,8 +1,9 @@
-"""The folders are the architecture: the engine never reaches into the interface, and no module-level
-import cycle ties two modules together (a cycle makes import order matter and hides a missing seam).
+"""The folders are the architecture: the engine never reaches into the interface, and no import cycle
+ties two modules together (a cycle makes import order matter and hides a missing seam).
 
-Read from the source with ``ast``, so the test sees every import, including the lazy ones inside
-functions, without importing anything.
+Read from the source with ``ast``, so the test sees every import without importing anything:
+module-level ones, the lazy ones inside functions and the ``if TYPE_CHECKING:`` ones. A lazy
+import does not make a cycle harmless, it only hides it, so all of them count.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 ENGINE_MAY_IMPORT_TUI = {"engine.cli"}
 
 
-def _modules() -> dict[str, Path]:
+def _modules(root: Path = REPO) -> dict[str, Path]:
     found = {}
     for top in ("engine", "tui"):
-        for path in (REPO / top).rglob("*.py"):
-            parts = list(path.relative_to(REPO).with_suffix("").parts)
+        for path in (root / top).rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
             found[".".join(parts)] = path
@@ -40,8 +41,8 @@ def _targets(module: str, node: ast.ImportFrom, is_package: bool, known: set[str
     return {name for name in names if name in known and name != module}
 
 
-def _graph(*, module_level_only: bool) -> dict[str, set[str]]:
-    modules = _modules()
+def _graph(*, module_level_only: bool, root: Path = REPO) -> dict[str, set[str]]:
+    modules = _modules(root)
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
         tree = ast.parse(path.read_text())
@@ -97,5 +98,23 @@ def test_no_module_level_import_cycles() -> None:
     assert _cycles(_graph(module_level_only=True)) == []
 
 
+def test_no_import_cycles_through_lazy_or_type_checking_imports() -> None:
+    assert _cycles(_graph(module_level_only=False)) == []
+
+
 def test_the_cycle_finder_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
+
+
+def test_a_cycle_closed_by_an_import_inside_a_function_is_found(tmp_path: Path) -> None:
+    """The case the lazy imports used to hide: ``store`` imports ``liveness`` in a method, ``liveness`` imports ``store``."""
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "engine" / "__init__.py").write_text("")
+    (tmp_path / "engine" / "store.py").write_text("def lock():\n    from .liveness import alive\n    return alive\n")
+    (tmp_path / "engine" / "liveness.py").write_text("from .store import HOST\n\ndef alive():\n    return HOST\n")
+    (tmp_path / "engine" / "typed.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                                 "    from .other import Thing\n")
+    (tmp_path / "engine" / "other.py").write_text("from .typed import helper\n")
+    assert _cycles(_graph(module_level_only=True, root=tmp_path)) == []
+    assert sorted(_cycles(_graph(module_level_only=False, root=tmp_path))) == [["engine.liveness", "engine.store"],
+                                                                              ["engine.other", "engine.typed"]]

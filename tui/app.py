@@ -23,6 +23,9 @@ from .actions import Commander
 from .data import StudyReader
 from .dbopen import NotAStudyDatabase
 from .notices import StudyState, Watcher
+from .screens.help import HelpScreen
+from .screens.study import StudyScreen
+from .screens.study_list import StudyListScreen
 
 QUIT_NOTE = ("hpotui: the interface closed; studies keep running in the background. "
              "Attach again with `hpotui --db {db}`, stop one with `hpotui stop NAME`.")
@@ -50,8 +53,6 @@ class HpotuiApp(App[str]):
         self.messages: list[Text] = []
 
     def on_mount(self) -> None:
-        from .screens.study_list import StudyListScreen
-
         self.push_screen(StudyListScreen())
         if self.start_study:
             row = self.reader.study_by_name(self.start_study)
@@ -65,8 +66,6 @@ class HpotuiApp(App[str]):
                 self.open_study(live[-1].id, live[-1].name)
 
     def open_study(self, study_id: int, name: str = "") -> None:
-        from .screens.study import StudyScreen
-
         self.push_screen(StudyScreen(study_id, name))
 
     # -- notices and the message history ---------------------------------------------------------
@@ -84,8 +83,6 @@ class HpotuiApp(App[str]):
                         timeout=NOTICE_S, markup=False)
 
     def action_help(self) -> None:
-        from .screens.help import HelpScreen
-
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.screen, list(self.BINDINGS)))  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 from operator import attrgetter
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import yaml
@@ -35,8 +35,9 @@ from ..engine.records import (INVALID_STATUSES, LIVE_STATUSES, RANKED_STATUSES,
                               TrialStarted, TrialStatus)
 from ..engine.store import HOSTNAME, StudyRow
 from .dbopen import open_readonly
-from .eta import ETA_UNKNOWN, RunningPace, expected_trial_seconds, study_eta, trial_eta
+from .eta import RunningPace, expected_trial_seconds, study_eta, trial_eta
 from .ordering import STATUS_FILTERS, ordered
+from .trial_info import TrialInfo  # noqa: F401  # re-exported: what the screens import from the reader
 
 __all__ = ["STATUS_FILTERS", "StudyReader", "StudyView", "TrialInfo", "downsample", "parse_plan", "study_eta",
            "trial_eta", "RunningPace"]
@@ -91,47 +92,6 @@ class StudySummary:
     def engine_died(self) -> bool:
         """The study should be running but nothing runs it: `hpotui resume` is the way on."""
         return self.status in LIVE_STATUSES and not self.engine_alive
-
-
-@dataclass(frozen=True)
-class TrialInfo:
-    """What the trials table and the detail panes know about one trial."""
-
-    id: int
-    number: int
-    status: str
-    params: Mapping[str, Any]
-    last: float | None
-    best: float | None
-    last_step: float | None
-    flags: tuple[str, ...]
-    gpus: str | None
-    started_at: float | None
-    finished_at: float | None
-    paused: bool
-    run_s: float | None
-    eta_s: float | None
-    stdout_path: str
-    stderr_path: str
-    reason: str = ""
-    exit_code: int | None = None
-    clone_of: int | None = None
-    process: str = ""  # "" (watched by its engine), "gone" or "unwatched" (the engine is dead)
-    pending: bool = False  # a clone the engine holds in its queue: not a trial row yet
-
-    @property
-    def shown_status(self) -> str:
-        if self.status == TrialStatus.RUNNING:
-            if self.process:
-                return self.process
-            if self.paused:
-                return "paused"
-        return self.status
-
-    @property
-    def is_live(self) -> bool:
-        """Something still runs or will run: a stop means something."""
-        return self.shown_status in (TrialStatus.RUNNING, "paused", "unwatched", TrialStatus.QUEUED)
 
 
 @dataclass(frozen=True)

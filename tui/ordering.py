@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import math
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from ..engine.records import FAILURE_STATUSES, INVALID_STATUSES, TrialStatus
-
-if TYPE_CHECKING:
-    from .data import TrialInfo
+from .trial_info import TrialInfo
 
 STATUS_FILTERS: tuple[str | None, ...] = (None, TrialStatus.RUNNING, TrialStatus.COMPLETED, TrialStatus.PRUNED,
                                           TrialStatus.FAILED, TrialStatus.STOPPED, TrialStatus.QUEUED,
@@ -39,13 +37,13 @@ def sort_label(sort: str) -> str:
     return sort.split(":", 1)[1] if sort.startswith("param:") else sort
 
 
-def status_matches(trial: "TrialInfo", status: str | None) -> bool:
+def status_matches(trial: TrialInfo, status: str | None) -> bool:
     if status is None:
         return True
     return trial.shown_status in FILTER_GROUPS.get(status, (status,)) or trial.status == status
 
 
-def text_matches(trial: "TrialInfo", query: str) -> bool:
+def text_matches(trial: TrialInfo, query: str) -> bool:
     """The ``/`` search: every word must match the trial's number, its status or one ``name=value``.
 
     ``12`` or ``#12`` is trial 12; a status word (``pruned``) matches the status; anything else is
@@ -60,7 +58,7 @@ def text_matches(trial: "TrialInfo", query: str) -> bool:
     return all(_word_matches(trial, word, texts) for word in words)
 
 
-def _word_matches(trial: "TrialInfo", word: str, texts: Sequence[str]) -> bool:
+def _word_matches(trial: TrialInfo, word: str, texts: Sequence[str]) -> bool:
     bare = word.lstrip("#")
     if bare.isdigit() and int(bare) == trial.number:
         return True
@@ -92,13 +90,13 @@ def _none_last(value: Any) -> tuple[int, Any]:
     return (0, (1, str(value)))
 
 
-def sort_key(sort: str, mode: str) -> Callable[["TrialInfo"], Any]:
+def sort_key(sort: str, mode: str) -> Callable[[TrialInfo], Any]:
     """Key for ``sort``: best-first for the objective, most-advanced-first for step / run, by number otherwise."""
     sign = -1.0 if mode == "max" else 1.0
     if sort.startswith("param:"):
         name = sort_label(sort)
         return lambda t: (_none_last(t.params.get(name)), t.number)
-    keys: dict[str, Callable[["TrialInfo"], Any]] = {
+    keys: dict[str, Callable[[TrialInfo], Any]] = {
         "best": lambda t: (_finite(t.best) is None, sign * (_finite(t.best) or 0.0), t.number),
         "last": lambda t: (_finite(t.last) is None, sign * (_finite(t.last) or 0.0), t.number),
         "status": lambda t: (STATUS_ORDER.get(t.shown_status, 99), t.number),
@@ -111,8 +109,8 @@ def sort_key(sort: str, mode: str) -> Callable[["TrialInfo"], Any]:
     return keys.get(sort, lambda t: (t.pending, t.number))  # clones not started yet come after the trials
 
 
-def ordered(trials: Sequence["TrialInfo"], *, status: str | None, text: str, sort: str, descending: bool,
-            mode: str) -> list["TrialInfo"]:
+def ordered(trials: Sequence[TrialInfo], *, status: str | None, text: str, sort: str, descending: bool,
+            mode: str) -> list[TrialInfo]:
     if status is None and not text.strip():
         shown = list(trials)  # the usual case, on every refresh of a 10,000-trial study: no per-trial test
     else:

@@ -10,6 +10,8 @@ an objective never reported). This module only turns them into two or three line
 
 from __future__ import annotations
 
+import signal
+
 from typing import Sequence
 
 from rich.text import Text
@@ -27,8 +29,6 @@ def exit_words(code: int | None) -> str:
     if code is None:
         return "exit code unknown"
     if code > 128:
-        import signal
-
         try:
             return f"killed by {signal.Signals(code - 128).name} (exit code {code})"
         except ValueError:

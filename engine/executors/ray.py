@@ -56,7 +56,7 @@ GPU_ROUND_TIMEOUT_S = 15.0  # a GPU-reading round older than this is given up (n
 def import_ray() -> Any:
     """Ray, or the one-line error a user sees when the optional extra is missing."""
     try:
-        import ray
+        import ray  # optional: the ray extra, imported only for executor.type ray
     except ImportError:
         raise UserError("executor: ray needs Ray; pip install 'hpotui[ray]'") from None
     return ray
@@ -297,7 +297,7 @@ class RayExecutor(Executor):
 
     def _agent(self, node_id: str) -> Any:
         """The node's NodeAgent actor, started on first need and pinned to that node."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # optional, as import_ray
 
         with self._agents_lock:  # the reader threads ask too
             agent = self._agents.get(node_id)

@@ -97,22 +97,3 @@ class Scheduler(ABC):
 
         The default suits a scheduler without state (FIFO); the others override it.
         """
-
-
-def make_scheduler(spec: SchedulerSpec, metric: str, mode: str) -> Scheduler:
-    """The scheduler named by ``spec.type`` (fifo, asha, hyperband, median)."""
-    # Imported here: the implementations import this module for the base class.
-    from .asha import AshaScheduler
-    from .fifo import FifoScheduler
-    from .hyperband import HyperbandScheduler
-    from .median import MedianStoppingScheduler
-
-    kinds: dict[str, type[Scheduler]] = {
-        "fifo": FifoScheduler,
-        "asha": AshaScheduler,
-        "hyperband": HyperbandScheduler,
-        "median": MedianStoppingScheduler,
-    }
-    if spec.type not in kinds:
-        raise ValueError(f"unknown scheduler type {spec.type!r}; use one of {', '.join(kinds)}")
-    return kinds[spec.type](spec, metric, mode)

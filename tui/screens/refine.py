@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
+import yaml
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -25,10 +26,8 @@ from textual.widgets import Input, Label, Static
 from ...engine.records import RANKED_STATUSES
 from ...engine.store import StudyRow
 from ..data import StudyPlan
+from ..monitor import Monitor
 from ..widgets.curve_chart import Series, render_chart
-
-if TYPE_CHECKING:
-    from ..app import HpotuiApp
 
 EDGE = 0.05  # a top-K span within 5 % of a bound (in the parameter's own scale) "touches" it
 SCATTER_W, SCATTER_H = 38, 8
@@ -78,8 +77,7 @@ def summarise(name: str, spec: Mapping[str, Any], top_values: list[Any]) -> Para
 def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[str, str]]:
     """What ``hpotui refine`` would write for each parameter, and its boundary warning (engine code)."""
     try:
-        import yaml
-
+        # lazy: the refine code and the space parser cost ~0.1 s of start-up, and only this dialog needs them
         from ...engine.refine import param_spans
         from ...engine.space import parse_space
 
@@ -99,8 +97,7 @@ def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[
 def proposed_max_trials(reader: Any, study: StudyRow, top: int, scale: float) -> int | None:
     """``budget.max_trials`` as ``hpotui refine`` would write it (engine code), or None if it cannot say."""
     try:
-        import yaml
-
+        # lazy: the refine code and the space parser cost ~0.1 s of start-up, and only this dialog needs them
         from ...engine.refine import refine_space
         from ...engine.space import parse_space
 
@@ -130,7 +127,8 @@ class RefineScreen(ModalScreen["str | None"]):
         self._budget_edited = False
 
     @property
-    def hpotui(self) -> "HpotuiApp":
+    def hpotui(self) -> Monitor:
+        """The running interface, as the screens know it (tui.monitor; the app is not imported)."""
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

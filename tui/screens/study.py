@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -33,6 +33,7 @@ from ...engine.records import LIVE_STATUSES, CommandResult, TrialStatus
 from .. import state as saved
 from ..data import STATUS_FILTERS, StudyReader, StudyView, TrialInfo
 from ..header import Shown, header_lines
+from ..monitor import Monitor
 from ..notices import StudyState
 from ..ordering import BASE_SORTS, param_sort, sort_label
 from ..reasons import trial_reason
@@ -41,9 +42,10 @@ from ..widgets.gpu_panel import GpuPanel, render_resources
 from ..widgets.health_panel import HealthPanel, render_health
 from ..widgets.param_view import ParamPanel, Scored, render_param_view
 from ..widgets.trials_table import TrialsTable
-
-if TYPE_CHECKING:
-    from ..app import HpotuiApp
+from .dialogs import CloneScreen, ConfirmScreen
+from .log import LogScreen
+from .messages import MessagesScreen
+from .refine import RefineScreen
 
 VIEWS = ("curves", "compare", "gpu", "health", "params")
 COMPARE_DEFAULT = 5  # trials overlaid when none is marked: the best few
@@ -272,7 +274,8 @@ class StudyScreen(Screen[None]):
         self._warned: set[str] | None = None  # the engine's warnings already put in the message history
 
     @property
-    def hpotui(self) -> "HpotuiApp":
+    def hpotui(self) -> Monitor:
+        """The running interface, as the screens know it (tui.monitor; the app is not imported)."""
         return self.app  # type: ignore[return-value]
 
     # -- layout -------------------------------------------------------------------------------------
@@ -664,8 +667,6 @@ class StudyScreen(Screen[None]):
         self.send("set_max_parallel", args={"value": value}, note=f"max_parallel {current} → {value} ...")
 
     def action_clone(self) -> None:
-        from .dialogs import CloneScreen
-
         trial = self.highlighted()
         if trial is None or trial.pending:
             self.say("highlight a trial to clone", "warning")
@@ -686,8 +687,6 @@ class StudyScreen(Screen[None]):
         self.app.push_screen(CloneScreen(number, trial.params, plan.ranges if plan else {}), done)
 
     def action_refine(self) -> None:
-        from .refine import RefineScreen
-
         if self.view is None:
             return
 
@@ -718,8 +717,6 @@ class StudyScreen(Screen[None]):
         self.call_after_refresh(self.request, detail=True)
 
     def action_log(self) -> None:
-        from .log import LogScreen
-
         trial = self.highlighted()
         if trial is None or trial.pending:
             self.say("highlight a started trial to read its log", "warning")
@@ -805,8 +802,6 @@ class StudyScreen(Screen[None]):
             self.say(problem, "warning")
 
     def action_messages(self) -> None:
-        from .messages import MessagesScreen
-
         self.app.push_screen(MessagesScreen(self.hpotui.messages))
 
     def action_back(self) -> None:
@@ -829,8 +824,6 @@ def _not_read(reader: StudyReader, trial: TrialInfo) -> list[str]:
 
 
 def _confirm(question: str) -> Screen[bool]:
-    from .dialogs import ConfirmScreen
-
     return ConfirmScreen(question)
 
 

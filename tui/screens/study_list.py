@@ -9,8 +9,6 @@ study, its status (which says when its engine is gone), the trial counts, best a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,10 +22,8 @@ from ...engine.store import StudyRow
 from .. import format as fmt
 from ..data import StudySummary
 from ..header import counts_text as short_counts
+from ..monitor import Monitor
 from ..notices import StudyState
-
-if TYPE_CHECKING:
-    from ..app import HpotuiApp
 
 COLUMNS = ("study", "stage", "status", "best", "engine", "trials")  # the long counts last: cut first
 LIVENESS_EVERY = 2  # ticks between process-table checks of the engines shown alive
@@ -66,7 +62,8 @@ class StudyListScreen(Screen[None]):
         self._ticks = 0
 
     @property
-    def hpotui(self) -> "HpotuiApp":
+    def hpotui(self) -> Monitor:
+        """The running interface, as the screens know it (tui.monitor; the app is not imported)."""
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

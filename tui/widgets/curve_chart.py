@@ -154,7 +154,7 @@ def _plot(series: Sequence[Series], drawn: Sequence[Series], width: int, height:
     Log axes are drawn as linear axes over log10 of the (positive) data with the real values as
     tick labels: plotext's own log scale pads a constant series below zero and fails on it.
     """
-    import plotext as plt
+    import plotext as plt  # lazy: ~0.3 s to import, paid in the chart worker, not at start-up
 
     fig = plt.figure
     fig.clear()

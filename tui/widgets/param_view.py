@@ -100,7 +100,7 @@ def importances(study_id: int, plan: StudyPlan, scored: Sequence[Scored], mode: 
         if key in _IMPORTANCE_CACHE:
             return _IMPORTANCE_CACHE[key]
     try:
-        import optuna
+        import optuna  # optional (the tpe extra): without it the pane says how to get importances
     except ImportError:
         return "parameter importances need Optuna (pip install optuna)"
     if len(scored) < 4:

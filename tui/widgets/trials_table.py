@@ -26,7 +26,7 @@ from textual.strip import Strip
 
 from .. import format as fmt
 from ..data import TrialInfo
-from ..ordering import param_sort, pin_row, sort_label
+from ..ordering import param_sort, pin_row
 
 PARAM_MIN, PARAM_MAX = 8, 20
 FLAGS_MIN, FLAGS_MAX = 7, 30

@@ -1,0 +1,39 @@
+"""One searched hyperparameter, and how a value of one is written into a command argument.
+
+Its own module because the space parser (:mod:`engine.space`), the conditions
+(:mod:`engine.conditions`) and the metric-file paths (:mod:`engine.metric_files`) all need it,
+and the parser needs the other two: here none of them imports the parser back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter; ``log`` means sampled and refined in log space."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    values: tuple[Any, ...] = ()
+    points: int = 3
+    when: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (choice parameter, values) that switch it on
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type != "choice"
+
+
+def format_value(value: Any) -> str:
+    """How a parameter value is written into an argument: shortest exact text."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)  # shortest text that reads back as the same float; 'inf' / 'nan' too
+    return str(value)
