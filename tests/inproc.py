@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from hpotui.engine import study as study_module
 from hpotui.engine.executors.fake import FakeExecutor, Script
-from hpotui.engine.records import EventKind
+from hpotui.engine.export import export_csv, export_json, export_markdown, status_text
 from hpotui.engine.space import Space, load_space
 from hpotui.engine.store import EventRow, Store, StudyRow, TrialRow
 from hpotui.engine.study import Options, StudyLoop
@@ -53,6 +53,17 @@ class InProcessRun:
         row = self.store.study_by_id(self.study.id)
         assert row is not None
         return row
+
+    def export(self, fmt: str = "json") -> Any:
+        """What `hpotui export --format FMT` prints (the JSON parsed), from the same functions."""
+        row = self.study_row()
+        if fmt == "json":
+            return json.loads(export_json(self.store, row))
+        return {"csv": export_csv, "md": export_markdown}[fmt](self.store, row)
+
+    def status(self) -> str:
+        """What `hpotui status STUDY` prints."""
+        return status_text(self.store, self.study_row())
 
 
 def write_space(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
@@ -98,17 +109,43 @@ def run_loop(store: Store, space: Space, study: StudyRow, executor: FakeExecutor
     return code, out.getvalue()
 
 
-def launch(tmp_path: Path, space_text: str, script: Script | None = None, *, executor: FakeExecutor | None = None,
-           db: Path | None = None, space_name: str = "s.yaml", **loop: Any) -> InProcessRun:
-    """`hpotui launch --headless` of this space file, its trials run by ``script`` (or ``executor``)."""
+@dataclass
+class Prepared:
+    """A launched study before its loop runs: a script can then send commands to it by its row."""
+
+    store: Store
+    space: Space
+    study: StudyRow
+    space_path: Path
+
+    def run(self, script: Script | None = None, *, executor: FakeExecutor | None = None, **loop: Any) -> InProcessRun:
+        executor = executor or FakeExecutor(script)  # type: ignore[arg-type]
+        code, out = run_loop(self.store, self.space, self.study, executor, **loop)
+        return InProcessRun(code, out, self.store, self.store.study_by_id(self.study.id) or self.study, executor,
+                            self.space_path)
+
+    def send(self, action: str, trial_number: int | None = None, **args: Any) -> int:
+        """A command as `hpotui stop` or the TUI sends it: its own connection to the file; the command's id."""
+        other = Store(self.store.path)
+        try:
+            return other.send_command(self.study.id, action, trial_number=trial_number, args=args or None)
+        finally:
+            other.close()
+
+    def outcome(self, command_id: int) -> Any:
+        return self.store.command_outcome(command_id)
+
+
+def prepare(tmp_path: Path, space_text: str, *, db: Path | None = None, space_name: str = "s.yaml") -> Prepared:
+    """What `hpotui launch --headless` does before its loop runs: read the space file, create the study."""
     space_path = write_space(tmp_path, space_text, space_name)
     space = load_space(space_path)
     store = Store(db or tmp_path / "hpotui.db")
-    study = create_study(store, space, space_path)
-    executor = executor or FakeExecutor(script)  # type: ignore[arg-type]
-    code, out = run_loop(store, space, study, executor, **loop)
-    return InProcessRun(code, out, store, store.study_by_id(study.id) or study, executor, space_path)
+    return Prepared(store, space, create_study(store, space, space_path), space_path)
 
 
-def failed_events(run: InProcessRun) -> list[EventRow]:
-    return run.events(EventKind.FAILED)
+def launch(tmp_path: Path, space_text: str, script: Script | None = None, *, executor: FakeExecutor | None = None,
+           db: Path | None = None, space_name: str = "s.yaml", **loop: Any) -> InProcessRun:
+    """`hpotui launch --headless` of this space file, its trials run by ``script`` (or ``executor``)."""
+    return prepare(tmp_path, space_text, db=db, space_name=space_name).run(script, executor=executor, **loop)
+
