@@ -76,6 +76,24 @@ class _Stream:
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
+@dataclass
+class RayTrialProcess(TrialProcess):
+    """A trial this executor started: the loop sees a :class:`TrialProcess`; ``stream`` is the Ray task's own.
+
+    The executor's handle lives on its own subclass, so the port (:mod:`engine.executors.base`)
+    carries nothing Ray-specific and no other executor sees a Ray stream.
+    """
+
+    stream: _Stream = field(kw_only=True, repr=False)
+
+
+def _stream(proc: TrialProcess) -> _Stream:
+    """The task stream of a trial this executor started (any other TrialProcess is a caller's mistake)."""
+    if not isinstance(proc, RayTrialProcess):
+        raise TypeError(f"trial {proc.trial_id} was not started by the Ray executor")
+    return proc.stream
+
+
 class RayExecutor(Executor):
     name = "ray"
     places_gpus = True  # Ray picks each trial's GPUs on its node; the engine's local placement stays out
@@ -161,10 +179,9 @@ class RayExecutor(Executor):
             os.close(out_fd)
             os.close(err_fd)
             raise
-        proc = TrialProcess(trial_id=trial_id, pid=0, pgid=0, create_time=time.time(), stdout_path=stdout_path,
-                            stderr_path=stderr_path, node=PENDING_NODE)
         stream = _Stream(generator=generator)
-        proc.extra["ray"] = stream
+        proc = RayTrialProcess(trial_id=trial_id, pid=0, pgid=0, create_time=time.time(), stdout_path=stdout_path,
+                               stderr_path=stderr_path, node=PENDING_NODE, stream=stream)
         self._streams[trial_id] = stream
         stream.thread = threading.Thread(target=self._read, args=(proc, stream, out_fd, err_fd), daemon=True,
                                          name=f"hpotui-ray-trial-{trial_id}")
@@ -244,7 +261,7 @@ class RayExecutor(Executor):
     # -- the loop's questions -----------------------------------------------------------------------------
     def poll(self, proc: TrialProcess) -> int | None:
         """Exit code once the task ended (EXIT_UNKNOWN when it never reported one), else None."""
-        stream: _Stream = proc.extra["ray"]
+        stream = _stream(proc)
         if not stream.done:
             return None
         self._streams.pop(proc.trial_id, None)
@@ -254,7 +271,7 @@ class RayExecutor(Executor):
 
     def request_stop(self, proc: TrialProcess, status: str, reason: str) -> None:
         """SIGTERM the group on its node now, SIGKILL at ``stop_deadline``; a pending trial is just cancelled."""
-        stream: _Stream = proc.extra["ray"]
+        stream = _stream(proc)
         if proc.final_status is None:
             proc.final_status, proc.final_reason = status, reason
         if proc.stop_deadline is None:
@@ -267,7 +284,7 @@ class RayExecutor(Executor):
         self._send(proc, stream, signal.SIGTERM)
 
     def enforce_deadline(self, proc: TrialProcess) -> None:
-        stream: _Stream = proc.extra["ray"]
+        stream = _stream(proc)
         if proc.stop_deadline is None or stream.killed or stream.done or time.monotonic() < proc.stop_deadline:
             return
         stream.killed = True
@@ -279,13 +296,13 @@ class RayExecutor(Executor):
         """Nothing to do here: the task ended the group's leftovers on its node before reporting the exit."""
 
     def pause(self, proc: TrialProcess) -> None:
-        stream: _Stream = proc.extra["ray"]
+        stream = _stream(proc)
         if stream.node_id is not None and not stream.done:
             self._send(proc, stream, signal.SIGSTOP)
             proc.paused = True
 
     def resume(self, proc: TrialProcess) -> None:
-        stream: _Stream = proc.extra["ray"]
+        stream = _stream(proc)
         if stream.node_id is not None and not stream.done:
             self._send(proc, stream, signal.SIGCONT)
             proc.paused = False
