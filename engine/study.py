@@ -9,9 +9,7 @@ be rebuilt from the database (that is what ``resume`` does).
 from __future__ import annotations
 
 import errno
-import math
 import os
-import re
 import selectors
 import shlex
 import signal
@@ -23,23 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .clones import Refused, with_overrides
+from .core.commands import show_params as _show_params
+from .core.effects import (Acknowledge, Effect, FlagOom, Launch, Notify, PauseTrial, QueueClone, RecordEnd,
+                           RecordEvent, ResumeTrial, Say, SetBracket, SetLaunchingPaused, SetMaxParallel, StopTrial,
+                           StoreWarnings, UpdateWarnings)
+from .core.events import (CloneQueued, Command, EndedUnwatched, GpuReleased, Halt, HistoryRead, Launched,
+                          MaxParallelRead, Recovered, Reported, RerunQueued, SlotsFree, StartFailed, StopSignal, Tick,
+                          TrialAdopted, TrialExited, TrialFacts, TrialStarted)
+from .core.state import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED  # noqa: F401  (re-exported)
+from .core.study_core import StudyCore
 from .errors import UserError
 from .executors.base import Executor
 from .fd_limits import fit_parallel, out_of_fds
-from .health import HealthMonitor, status_for
 from .conditions import inactive_names
-from .invalid import INVALID_STATUS, INVALID_STREAK_LIMIT
 from .liveness import find_trial_process, process_create_time
 from .metricline import Report
-from .records import (EARLY_STOPPED_STATUSES, ENDED_STATUSES, LIVE_STATUSES, CommandResult, EventKind,
-                      HealthFlag, NotRead, SchedulerDecision, StudyEnd, StudyStatus, TrialStarted, TrialStatus)
+from .records import (ENDED_STATUSES, LIVE_STATUSES, CommandResult, EventKind, HealthFlag, StudyStatus,
+                      TrialStatus)
+from .records import TrialStarted as StartedPayload
 from .runner import LocalExecutor, TrialProcess, judge_ended_unwatched
-from .sampling import Sampler, make_sampler
-from .schedulers import Action, make_scheduler
-from .schedulers.recorded import restore_scheduler
-from .space import Space, format_value, render_argv
-from .store import HOSTNAME, TERMINAL_STATUSES, Store, StudyRow, TrialRow
+from .schedulers.recorded import recorded_trials
+from .space import Space, render_argv
+from .store import HOSTNAME, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
 from .trial_params import params_environment
 from .usage import UsageSampler
@@ -53,13 +56,8 @@ FLUSH_INTERVAL_S = 0.2
 HEARTBEAT_S = 5.0
 SUMMARY_S = 30.0
 RESOURCE_SAMPLE_S = 5.0
-HEALTH_EVERY_REPORT = 200
-WARNINGS_EVERY_FINISH = 20
 TICK_MIN_S = 0.02
 TICK_MAX_S = 0.1
-FINISHED = TERMINAL_STATUSES  # what counts towards max_trials ("interrupted" runs again)
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 130, 143
 
 
 @dataclass
@@ -71,53 +69,35 @@ class Options:
     runs_root: Path | None = None
 
 
-@dataclass
-class _Counters:
-    no_improvement: int = 0
-    failure_signature: str | None = None
-    failure_streak: int = 0
-    global_best: float | None = None
-    global_best_trial: int | None = None
-    invalid_streak: int = 0
-
-
 class StudyLoop:
+    """The shell around the study's decisions (engine/core/): it feeds the core and applies its effects.
+
+    It keeps what touches the world: signals and the self-pipe, adoption and recovery reads,
+    trial folders, argv, environment and GPU placement, the executor, the trial logs, the store
+    (flushes, heartbeats, storage waits), open-file limits and the printed lines.
+    """
+
     def __init__(self, store: Store, space: Space, study: StudyRow, options: Options,
                  executor: Executor | None = None) -> None:
         self.store, self.space, self.study, self.options = store, space, study, options
         self.out = options.out or sys.stdout
         self.executor: Executor = executor or LocalExecutor(grace_period_s=options.grace_period_s)
-        self.sampler: Sampler = make_sampler(space)
-        self.scheduler = make_scheduler(space.scheduler, space.objective.metric, space.objective.mode)
-        self.health = HealthMonitor(space.health, space.objective.metric, space.objective.mode,
-                                    step_name=space.scheduler.resource)
+        self.core = StudyCore(space, study.name, max_parallel=study.max_parallel or space.budget.max_parallel,
+                              launching_paused=study.launching_paused, headless=options.headless,
+                              now=time.monotonic(), interpreter_hint=_interpreter_hint(space.command[0]))
         self.reader = TrialLogReader(store, space, study.id, self._decide, self._maybe_flush)  # logs -> reports
         self.runs_root = options.runs_root or (store.path.resolve().parent / "hpotui_runs")
         self.study_dir = self.runs_root / study.name
         self.live: dict[int, LiveTrial] = {}
-        self.rerun_queue: list[TrialRow] = []  # interrupted trials whose configuration runs again
-        self.clone_queue: list[dict[str, Any]] = []
-        self.clone_origins: list[int] = []  # the source trial number of each queued clone, in step with it
-        self.clone_ids: list[int] = []  # each queued clone's row in the clones table, in step with it
-        self.clones_finished = 0  # finished trials that ran a clone: outside max_trials
-        self._command_id: int | None = None  # the command being applied (a clone is queued with its ack)
-        self.counters = _Counters()
-        self.stop_reason: str | None = None  # set once no new trial may start
-        self.final_status: str = StudyStatus.COMPLETED
-        self.exit_code = EXIT_OK
         self.signal_received: int | None = None
         self.hurried = False  # a second stop signal arrived: SIGKILL instead of waiting out the grace period
         self._watching = False  # the engine is its trials' subreaper (engine/process_tree.py)
-        self.deadline = None if space.budget.max_time_s is None else time.monotonic() + space.budget.max_time_s
-        self.max_parallel = study.max_parallel or space.budget.max_parallel
-        self._fd_checked_for, self._fd_cap = 0, self.max_parallel  # see _parallel_allowed
+        self._fd_checked_for, self._fd_cap = 0, self.core.state.max_parallel  # see _parallel_allowed
         self.git_commit = _git_commit(space.workdir)
-        self.next_sample_index = 0
         self._last_flush = self._last_heartbeat = self._last_summary = time.monotonic()
         self._tick = TICK_MIN_S
         self._wake_r, self._wake_w = os.pipe()
         self._waiting_note: str | None = None
-        self._last_claims: list[tuple[str, float]] = []
         self.usage = UsageSampler(store, study.id, self.executor)
         from .gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
 
@@ -127,14 +107,32 @@ class StudyLoop:
         self.notifier = Notifier(space.notify, study.name, self._notice)
         self._last_sample = 0.0
         self._warnings: list[str] = list(study.warnings)
-        self.not_read = reading.ReadingLedger(space.objective.metric)  # what trials did not report, said loudly
+        self.not_read = self.core.policy.not_read  # what trials did not report, said loudly
         self.not_read.rebuild(store.events(study.id, kinds=(reading.NOT_READ_EVENT,)),
                               {t.id: t.number for t in store.trials(study.id)})
         self._warnings = [w for w in self._warnings if w not in self.not_read.lines()]  # boundary ones only
-        self.finished = 0
-        self.launching_paused = study.launching_paused
         self._data_version = -1
         self._base_env = dict(os.environ)  # read once: os.environ decodes every item on each access
+
+    # -- what the core decided, as the loop's callers have read it ----------------------------------
+    @property
+    def stop_reason(self) -> str | None:
+        return self.core.state.stop_reason
+
+    @property
+    def final_status(self) -> str:
+        return self.core.state.final_status
+
+    @property
+    def exit_code(self) -> int:
+        return self.core.state.exit_code
+
+    @property
+    def finished(self) -> int:
+        return self.core.finished
+
+    def study_launching_paused(self) -> bool:
+        return self.core.state.launching_paused
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -157,14 +155,14 @@ class StudyLoop:
                     self._handle_commands()
                     self._pump_logs()
                     self._reap()
-                    self._check_budget()
+                    self._apply(self.core.handle(Tick(time.monotonic())))  # max_time
                     if self.signal_received is not None:
                         self._shutdown_on_signal()
                         break
                     self._launch()
                     self._maybe_flush()
                     self._periodic()
-                    if not self.live and (self.stop_reason or not self._can_launch_more()):
+                    if not self.live and (self.stop_reason or not self.core.can_launch_more()):
                         break
                     self._wait()
                 except sqlite3.DatabaseError as exc:  # disk full, I/O error, a lock held, a damaged file
@@ -258,22 +256,21 @@ class StudyLoop:
     def _recover(self) -> None:
         """Re-adopt trials that outlived a dead engine; mark the rest interrupted and queue their reruns."""
         trials = self.store.trials(self.study.id)
-        indices = [t.sample_index for t in trials if t.sample_index is not None]
-        self.next_sample_index = max(indices) + 1 if indices else 0
         rerun_done = {t.rerun_of for t in trials if t.rerun_of is not None}
-        for t in trials:
-            self._seed_counters(t)
         from .warm_start import apply_warm_start, record_warm_start, replay_history
 
-        self.sampler, told = apply_warm_start(self.store, self.space, self.sampler)
-        note = record_warm_start(self.store, self.study.id, self.sampler, told)
+        sampler, told = apply_warm_start(self.store, self.space, self.core.sampler)
+        self.core.use_sampler(sampler)
+        note = record_warm_start(self.store, self.study.id, sampler, told)
         if note:
             self._say(note)
-        replay_history(self.store, self.space, self.sampler, self.study.id, trials, ENDED_STATUSES)
+        replay_history(self.store, self.space, sampler, self.study.id, trials, ENDED_STATUSES)
         oom_reruns = self.gpu.pending_reruns(trials, rerun_done)  # packed OOMs decided to run again alone
-        self.rerun_queue.extend(oom_reruns)
-        self.finished = sum(1 for t in trials if t.status in FINISHED and t.id not in self.gpu.oom.alone)
-        self._recover_clones(trials)
+        self.core.handle(Recovered(tuple(TrialFacts.of(t) for t in trials), frozenset(self.gpu.oom.alone)))
+        for t in oom_reruns:
+            self.core.handle(RerunQueued(TrialFacts.of(t)))
+        for clone_id, source_number, params, _note in self.store.pending_clones(self.study.id):
+            self.core.handle(CloneQueued(clone_id, source_number, params))  # queued before the engine died: they run
         for t in trials:
             self._recover_trial(t, rerun_done)
 
@@ -294,7 +291,7 @@ class StudyLoop:
                                  level="warning")
             t = self.store.trial(t.id)  # type: ignore[assignment]
         if t.status == TrialStatus.INTERRUPTED and t.id not in rerun_done:
-            self.rerun_queue.append(t)
+            self.core.handle(RerunQueued(TrialFacts.of(t)))
 
     def _adopt(self, t: TrialRow, pid: int) -> bool:
         """Track a trial (recorded running as ``pid``) that outlived its engine and still runs; False when gone."""
@@ -303,18 +300,12 @@ class StudyLoop:
         if proc is None:
             return False
         self._track(t, proc)
+        self.core.handle(TrialAdopted(TrialFacts.of(t)))
         self.gpu.adopted(t)
         self.store.buffer_event(self.study.id, t.id, EventKind.ADOPTED,
                                 f"trial {t.number} re-adopted (pid {t.pid}); reading on from its logs")
         self._say(f"trial {t.number} still running (pid {t.pid}): re-adopted")
         return True
-
-    def _recover_clones(self, trials: list[TrialRow]) -> None:
-        """Clones queued before the engine died still run; finished ones stay outside max_trials."""
-        self.clones_finished = sum(1 for t in trials if t.clone_id is not None and t.status in FINISHED
-                                   and t.id not in self.gpu.oom.alone)  # counted as self.finished counts them
-        for clone_id, source_number, params, _note in self.store.pending_clones(self.study.id):
-            self._queue_clone(clone_id, source_number, params)
 
     def _drop_stale_stops(self, took_over_at: float) -> None:
         """Stops sent to an engine that died before acting on them are not applied by a later resume.
@@ -388,75 +379,55 @@ class StudyLoop:
                              data={"exit_code": None, "best": live.best, "reports": live.reports})
         self._say(message)
         row = self.store.trial(t.id) or t
-        self.finished += 1
-        self.clones_finished += row.clone_id is not None
-        self._seed_counters(row)
-        self.sampler.observe(row.sample_index if row.sample_index is not None else -1, row.params, row.best_value,
-                             status=status, step=row.best_step)
+        self.core.handle(EndedUnwatched(TrialFacts.of(row)))  # counted, and the sampler learns from it
         return row
-
-    def _seed_counters(self, t: TrialRow) -> None:
-        if t.status in FINISHED and t.best_value is not None and not math.isnan(t.best_value):
-            if self.counters.global_best is None or self.space.objective.better(t.best_value, self.counters.global_best):
-                self.counters.global_best, self.counters.global_best_trial = t.best_value, t.number
 
     def _replay_decisions(self) -> None:
         """Restore the scheduler from its recorded brackets and decisions (engine/schedulers/recorded.py)."""
-        restore_scheduler(self.scheduler, self.store, self.study.id, self.space.objective.metric,
-                          self.space.scheduler.resource)
+        restored = recorded_trials(self.store, self.study.id, self.space.objective.metric,
+                                   self.space.scheduler.resource)
+        curves: dict[int, list[tuple[float, dict[str, float]]]] = {}
         for trial_id, live in self.live.items():  # re-adopted trials: the health monitor relearns their curves
             by_step: dict[float, dict[str, float]] = {}
             for m in self.store.metrics(trial_id):
                 by_step.setdefault(m.step, {})[m.name] = m.value
             last = next(reversed(by_step), None)
+            curves[trial_id] = []
             for step, values in by_step.items():
                 if step == last and live.reading is not None:  # recorded, maybe not yet judged: judged once it settles
                     live.reading.open_step.add(Report(step=step, values=values, resource=values.get(
                         self.space.scheduler.resource, step)), time.monotonic())
                 else:
-                    self.health.observe(trial_id, step, values)
+                    curves[trial_id].append((step, values))
         # where the study's earlier trials started: the reference for blow-ups before a first report
-        for trial_id, name, value in self.store.first_values(self.study.id, self.health.start_metrics):
-            self.health.add_start(trial_id, name, value)
+        starts = tuple(self.store.first_values(self.study.id, self.core.health.start_metrics))
+        self.core.handle(HistoryRead(tuple(restored), curves, starts))
 
     # -- launching -----------------------------------------------------------------------------------
-    def _finished_count(self) -> int:
-        return self.finished
-
-    def _can_launch_more(self) -> bool:
-        if self.stop_reason:
-            return False
-        if self.clone_queue or (self.rerun_queue and self.rerun_queue[0].clone_id is not None):
-            return True  # a clone runs in addition to max_trials, even once the budget is fully launched
-        if self._budget_used() >= self.space.budget.max_trials:
-            return False
-        if self.rerun_queue:
-            return True
-        size = self.sampler.size()
-        return size is None or self.next_sample_index < size
-
-    def _budget_used(self) -> int:
-        """The search's own trials, finished or running; clones (the user's extra requests) are not counted."""
-        return self.finished - self.clones_finished + sum(1 for lt in self.live.values() if lt.row.clone_id is None)
-
     def _launch(self) -> None:
+        """Start trials while the core offers a configuration and a slot is free."""
         if self.study_launching_paused():
-            return
-        while len(self.live) < self._parallel_allowed() and self._can_launch_more():
-            if not self._launch_one():
+            return  # before the open-file check: a paused study says nothing about its limit
+        while (launch := self._offered_launch()) is not None:
+            if not self._launch_one(launch):
                 return
+
+    def _offered_launch(self) -> Launch | None:
+        effects = self.core.handle(SlotsFree(self._parallel_allowed() - len(self.live)))
+        return next((e for e in effects if isinstance(e, Launch)), None)
 
     def _parallel_allowed(self) -> int:
         """max_parallel, within what the open-file limit allows (raised where it can be; engine/fd_limits.py)."""
-        if self.max_parallel != self._fd_checked_for:
-            self._fd_checked_for = self.max_parallel
-            fit = fit_parallel(self.max_parallel)
+        max_parallel = self.core.state.max_parallel
+        if max_parallel != self._fd_checked_for:
+            self._fd_checked_for = max_parallel
+            fit = fit_parallel(max_parallel)
             self._fd_cap = fit.parallel
             if fit.note:
                 self.store.add_event(self.study.id, None, EventKind.FD_LIMIT, fit.note,
-                                     level="info" if fit.parallel == self.max_parallel else "warning")
+                                     level="info" if fit.parallel == max_parallel else "warning")
                 self._say(fit.note)
-        return min(self.max_parallel, self._fd_cap)
+        return min(max_parallel, self._fd_cap)
 
     def _ran_out_of_fds(self, exc: OSError) -> None:
         """EMFILE / ENFILE anyway (other processes, a lower limit set from outside): stop launching, go on.
@@ -473,26 +444,8 @@ class StudyLoop:
             self.store.add_event(self.study.id, None, EventKind.FD_LIMIT, message, level="warning")
             self._say(message)
         if not self.live and not self.stop_reason:
-            self.stop_reason = "out of file descriptors with no trial running: nothing can start"
-            self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
+            self.core.handle(Halt("out of file descriptors with no trial running: nothing can start"))
         self._wait()
-
-    def study_launching_paused(self) -> bool:
-        return self.launching_paused
-
-    def _set_launching_paused(self, paused: bool, reason: str | None) -> None:
-        self.launching_paused = paused
-        self.store.set_launching_paused(self.study.id, paused, reason)
-
-    def _next_configuration(self) -> tuple[dict[str, Any], int | None, int | None] | None:
-        """(params, sample_index, rerun_of) of the next trial, without consuming it; reruns and clones first."""
-        if self.rerun_queue:
-            t = self.rerun_queue[0]
-            return t.params, t.sample_index, t.id
-        if self.clone_queue:
-            return self.clone_queue[0], None, None
-        params = self.sampler.suggest(self.next_sample_index)
-        return None if params is None else (params, self.next_sample_index, None)
 
     def _requeue_if_out_of_fds(self, row: TrialRow, exc: OSError) -> None:
         """EMFILE at a start is not the trial's fault: it runs again once a running trial frees its files;
@@ -500,25 +453,17 @@ class StudyLoop:
         if out_of_fds(exc):
             self.store.finish_trial(row.id, TrialStatus.INTERRUPTED, exit_code=None,
                                     reason=f"not started: the engine is out of file descriptors ({exc.strerror})")
-            self.rerun_queue.append(self.store.trial(row.id))  # type: ignore[arg-type]
+            self.core.handle(RerunQueued(TrialFacts.of(self.store.trial(row.id))))
             raise exc
 
     def _cannot_make_folders(self, exc: OSError) -> bool:
         """The study folder cannot take trial folders (not writable, gone): no trial can start; say so."""
         if out_of_fds(exc):
             raise exc
-        self.stop_reason = (f"cannot make trial folders in {self.study_dir} ({exc.strerror or exc}): no new trials; "
-                            f"fix the folder, then `hpotui resume {self.study.name}`")
-        self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
-        self.store.add_event(self.study.id, None, EventKind.TRIAL_FOLDER, self.stop_reason, level="error")
-        self._say(self.stop_reason)
+        reason = (f"cannot make trial folders in {self.study_dir} ({exc.strerror or exc}): no new trials; "
+                  f"fix the folder, then `hpotui resume {self.study.name}`")
+        self._apply(self.core.handle(Halt(reason, record_kind=EventKind.TRIAL_FOLDER)))
         return False
-
-    def _next_clone_id(self) -> int | None:
-        """The clone the next trial runs (a rerun keeps its original's), or None for the search's own."""
-        if self.rerun_queue:
-            return self.rerun_queue[0].clone_id
-        return self.clone_ids[0] if self.clone_ids else None
 
     def _note_new_trial(self, row: TrialRow, folder_note: str | None, clone_id: int | None) -> None:
         """Say what is unusual about a trial about to start: a taken folder name, a clone's off-range values."""
@@ -530,23 +475,9 @@ class StudyLoop:
                 self.store.add_event(self.study.id, row.id, kind, f"trial {row.number}: {note}", level="warning")
                 self._say(f"trial {row.number}: {note}")
 
-    def _consume_configuration(self) -> None:
-        if self.rerun_queue:
-            self.rerun_queue.pop(0)
-        elif self.clone_queue:
-            self.clone_queue.pop(0)
-            self.clone_origins.pop(0)
-            self.clone_ids.pop(0)
-        else:
-            self.next_sample_index += 1
-
-    def _launch_one(self) -> bool:
-        picked = self._next_configuration()
-        if picked is None:
-            return False
-        params, sample_index, rerun_of = picked
-        clone_of = self.clone_origins[0] if not self.rerun_queue and self.clone_origins else None
-        clone_id = self._next_clone_id()
+    def _launch_one(self, launch: Launch) -> bool:
+        """Make the trial's folder and row (with its GPU), then start it; False when it must wait or cannot."""
+        params, sample_index, rerun_of, clone_id = launch.params, launch.sample_index, launch.rerun_of, launch.clone_id
         number = self.store.next_trial_number(self.study.id)
         try:
             folder = make_trial_folder(self.study_dir, number)  # fresh: a trial never inherits a folder or a file
@@ -569,7 +500,7 @@ class StudyLoop:
             self._note_waiting_for_gpus()
             return False  # no GPU free right now: the next tick tries again
         row: TrialRow = inserted
-        self._consume_configuration()
+        self.core.handle(Launched(TrialFacts.of(row)))  # its configuration is consumed
         self._waiting_note = None
         self._note_new_trial(row, folder.note, clone_id)
         env = self._trial_env(row, params, trial_dir, seed)
@@ -579,7 +510,7 @@ class StudyLoop:
         except OSError as exc:
             self._start_failed(row, argv[0], exc)
             return True
-        self._record_start(row, proc, params, clone_of, placement)
+        self._record_start(row, proc, params, launch.clone_of, placement)
         return True
 
     def _trial_argv(self, params: dict[str, Any], number: int, trial_dir: Path) -> list[str]:
@@ -610,11 +541,7 @@ class StudyLoop:
         self._requeue_if_out_of_fds(row, exc)
         reason = f"could not start {program!r}: {exc.strerror or exc}"
         self.store.finish_trial(row.id, TrialStatus.FAILED, exit_code=127, reason=reason)
-        self.finished += 1
-        self.clones_finished += row.clone_id is not None
-        self.store.add_event(self.study.id, row.id, EventKind.FAILED, f"trial {row.number} failed: {reason}", level="error")
-        self._say(f"trial {row.number} failed to start: {reason}")
-        self._note_failure(reason)
+        self._apply(self.core.handle(StartFailed(row.id, reason)))  # counted; a storm of them pauses launching
 
     def _record_start(self, row: TrialRow, proc: TrialProcess, params: dict[str, Any], clone_of: int | None,
                       placement: str) -> None:
@@ -625,18 +552,16 @@ class StudyLoop:
                                     git_commit=self.git_commit, host=proc.node or HOSTNAME)
         except sqlite3.OperationalError:
             self._track(row, proc)  # it runs: read and reap it even though its start could not be recorded
-            self.scheduler.on_trial_start(row.id)
+            self.core.handle(TrialStarted(TrialFacts.of(row)))  # its bracket is not recorded: the file is failing
             raise
         row = self.store.trial(row.id)  # type: ignore[assignment]
         self._track(row, proc)
         self.gpu.started(row, proc.pid, proc.create_time)
-        self.scheduler.on_trial_start(row.id)
-        if (bracket := self.scheduler.assigned_bracket(row.id)) is not None and bracket != row.bracket:
-            self.store.set_trial_bracket(row.id, bracket)
+        self._apply(self.core.handle(TrialStarted(TrialFacts.of(row))))  # the scheduler deals its bracket
         where = f" on GPU {row.gpus}" + (f" ({placement})" if placement else "") if row.gpus else ""
         self.store.buffer_event(self.study.id, row.id, EventKind.STARTED, f"trial {number} started{where}: "
                                 f"{_show_params(params)}",
-                                data=TrialStarted(proc.pid, row.gpus, clone_of, placement).to_data())
+                                data=StartedPayload(proc.pid, row.gpus, clone_of, placement).to_data())
         self._say(f"trial {number} started{where}: {_show_params(params)}")
 
     def _note_waiting_for_gpus(self) -> None:
@@ -663,37 +588,10 @@ class StudyLoop:
             self._tick = TICK_MIN_S if got else min(TICK_MAX_S, max(TICK_MIN_S, self._tick * 1.5))
 
     def _decide(self, live: LiveTrial, report: Report | None) -> None:
-        """Health checks, then the scheduler, on one step's values."""
+        """One settled step: the core's health checks, then its scheduler (a trial being stopped is not judged)."""
         if report is None or live.proc is None or live.proc.final_status is not None:
             return
-        objective = report.values.get(self.space.objective.metric)
-        for flag in (self.health.observe(live.row.id, report.step, report.values)
-                     if _health_due(live.reports, report.values) else ()):
-            self.store.buffer_event(self.study.id, live.row.id, EventKind.FLAG, flag.message,
-                                    level="warning" if not flag.stop else "error",
-                                    data=HealthFlag(flag.kind, flag.step, flag.value, flag.hint).to_data())
-            if flag.stop:
-                self._stop_trial(live, status_for(flag), flag.message)
-                self._say(f"trial {live.row.number} {flag.message}")
-                return
-        if objective is not None and math.isfinite(objective):
-            resource = report.resource if report.resource is not None else report.step
-            decision = self.scheduler.on_result(live.row.id, resource, objective)
-            if decision.action == Action.STOP:
-                self._stop_trial(live, TrialStatus.PRUNED, decision.reason)
-                self.store.buffer_event(self.study.id, live.row.id, EventKind.SCHEDULER,
-                                        f"trial {live.row.number} {decision.reason}",
-                                        data=SchedulerDecision("stop", report.step, objective, resource,
-                                                               decision.rung).to_data())
-            elif decision.reason:
-                self.store.buffer_event(self.study.id, live.row.id, EventKind.SCHEDULER,
-                                        f"trial {live.row.number} {decision.reason}",
-                                        data=SchedulerDecision("continue", report.step, objective,
-                                                               resource).to_data())
-
-    def _stop_trial(self, live: LiveTrial, status: str, reason: str) -> None:
-        self.executor.request_stop(live.proc, status, reason)
-        self._wake_soon()
+        self._apply(self.core.handle(Reported(live.row.id, report.step, report.values, report.resource, live.reports)))
 
     # -- exits -------------------------------------------------------------------------------------------
     def _note_placements(self) -> None:
@@ -711,6 +609,7 @@ class StudyLoop:
             self._say(f"trial {live.row.number} running on {proc.node}")
 
     def _reap(self) -> None:
+        self._note_signal()
         self._note_placements()
         for trial_id, live in list(self.live.items()):
             self.executor.enforce_deadline(live.proc)
@@ -727,119 +626,40 @@ class StudyLoop:
                 stream.trim()  # all recorded now: only the newest logs.max_mb stays on disk
 
     def _finish_trial(self, live: LiveTrial, code: int) -> None:
-        """Record how the trial ended, then what its end means (engine/trial_end.py decides the status)."""
+        """Record how the trial ended, then what its end means (the core decides, engine/trial_end.py words it)."""
+        from .resources import is_cuda_oom
+
         asked = live.proc.final_status
         stderr_tail = live.stderr.tail_text() if trial_end.needs_stderr(code, asked) else ""
-        end = trial_end.judge_exit(code, asked_status=asked, asked_reason=live.proc.final_reason,
-                                   reports=live.reports, invalid=live.invalid, stderr_tail=stderr_tail)
-        self._record_end(live, end)
-        retry_alone = self.gpu.oom_retry(live.row, end.status, stderr_tail)  # out of GPU memory beside others
-        self.gpu.ended(live.row, end.status)  # its host-wide GPU claim goes
-        if retry_alone:  # recorded failed with flag oom; its configuration runs once more, alone on a GPU
-            self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
-        elif end.status == TrialStatus.INTERRUPTED:
-            self._finish_interrupted(live, end.reason)
-        elif end.status == INVALID_STATUS:
-            self._finish_invalid(live)
-        else:
-            self._finish_result(live, end, stderr_tail)
+        problems = None if live.reading is None else tuple(reading.trial_problems(
+            live.reading, self.space.objective.metric, self.space.metric_regex, self.space.logs.max_line_bytes))
+        ran_s = time.time() - live.row.started_at if live.row.started_at else None
+        effects = self.core.handle(TrialExited(
+            live.row.id, code, asked_status=asked, asked_reason=live.proc.final_reason, reports=live.reports,
+            invalid=live.invalid, stderr_tail=stderr_tail, best=live.best, best_step=live.best_step,
+            curve=tuple(live.curve), last=live.last, ran_s=ran_s, problems=problems,
+            cuda_oom=is_cuda_oom(stderr_tail)))
+        self._apply(effects)  # RecordEnd: the row gets its final status
+        status = next(e.end.status for e in effects if isinstance(e, RecordEnd))
+        retry_alone = self.gpu.oom_retry(live.row, status, stderr_tail)  # out of GPU memory beside others
+        self.gpu.ended(live.row, status)  # its host-wide GPU claim goes
+        self._apply(self.core.handle(GpuReleased(live.row.id, retry_alone)))
 
     def _record_end(self, live: LiveTrial, end: trial_end.TrialEnd) -> None:
-        """The trial's row gets its final status; the loop, the sampler of usage and the detectors drop it."""
+        """The trial's row gets its final status; the loop and the sampler of usage drop it."""
         for stream in (live.stdout, live.stderr):
             stream.close()
         self.store.finish_trial(live.row.id, end.status, exit_code=end.exit_code, reason=end.reason or None)
         self.live.pop(live.row.id, None)  # recorded: a later failed write (disk full) must not finish it twice
         self.usage.trial_ended(live.row.id)
-        self.scheduler.on_trial_end(live.row.id)
-        self.health.forget(live.row.id)
 
-    def _finish_interrupted(self, live: LiveTrial, reason: str) -> None:
-        """Its node was lost, or the engine is stopping: not a result, it runs again (unless the engine stops)."""
-        number = live.row.number
-        self.store.add_event(self.study.id, live.row.id, EventKind.INTERRUPTED,
-                             f"trial {number} interrupted — {reason}; its configuration runs again",
-                             level="warning")
-        self._say(f"trial {number} interrupted — {reason}")
-        if self.signal_received is None:
-            self.rerun_queue.append(self.store.trial(live.row.id))  # type: ignore[arg-type]
-
-    def _finish_result(self, live: LiveTrial, end: trial_end.TrialEnd, stderr_tail: str) -> None:
-        """A finished trial (completed, failed, pruned, stopped, diverged): counted, said, learned from."""
-        status, reason = end.status, end.reason
-        self.counters.invalid_streak = 0
-        self.finished += 1
-        self.clones_finished += live.row.clone_id is not None
-        ran_s = time.time() - live.row.started_at if live.row.started_at else None
-        event_text, said = trial_end.ended_lines(live.row.number, status, reason, ran_s=ran_s,
-                                                 objective=self._objective_text(live))
-        if status == TrialStatus.FAILED:
-            self._flag_cuda_oom(live, stderr_tail)
-        self._note_not_read(live, status)
-        self.store.buffer_event(self.study.id, live.row.id, status, event_text,  # flushed with the next batch (<= 0.2 s)
-                                level=trial_end.ended_level(status),
-                                data=trial_end.ended_data(status, end.exit_code, live.best, live.reports, stderr_tail))
-        self._say(said)
-        if status == TrialStatus.FAILED:
-            self._note_failure(reason)
-        else:
-            self.counters.failure_streak, self.counters.failure_signature = 0, None
-        index = live.row.sample_index if live.row.sample_index is not None else -1
-        self.sampler.observe(index, live.row.params, live.best, status=status, step=live.best_step,
-                             curve=live.curve, last=live.last)
-        self._note_result(live)
-        from .boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS  # says nothing with fewer finished
-
-        if trial_end.warnings_due(self.finished, BOUNDARY_MIN_TRIALS, WARNINGS_EVERY_FINISH):
-            self._update_warnings()  # every finish at first, then thinning out: it ranks the whole study
-
-    def _flag_cuda_oom(self, live: LiveTrial, stderr_tail: str) -> None:
+    def _flag_cuda_oom(self, trial_id: int, number: int) -> None:
         """A failed trial whose stderr says CUDA ran out of memory gets the oom flag and its hint."""
-        from .resources import OOM_FLAG, OOM_HINT, is_cuda_oom
+        from .resources import OOM_FLAG, OOM_HINT
 
-        if is_cuda_oom(stderr_tail):
-            self.store.buffer_event(self.study.id, live.row.id, EventKind.FLAG,
-                                    f"{OOM_FLAG}: trial {live.row.number} ran out of GPU memory — {OOM_HINT}",
-                                    level="error", data=HealthFlag(OOM_FLAG, hint=OOM_HINT).to_data())
-
-    def _finish_invalid(self, live: LiveTrial) -> None:
-        """Not a result and not a failure: the sampler learns the region is invalid and is asked again."""
-        number, reason = live.row.number, live.invalid or ""
-        self.store.buffer_event(self.study.id, live.row.id, INVALID_STATUS,
-                                f"trial {number} invalid: {reason}; not counted, another configuration runs",
-                                level="warning", data={"reason": reason})
-        self._say(f"trial {number} invalid: {reason}")
-        index = live.row.sample_index if live.row.sample_index is not None else -1
-        self.sampler.observe(index, live.row.params, None, status=INVALID_STATUS, curve=live.curve, last=live.last)
-        self.counters.invalid_streak += 1
-        if self.counters.invalid_streak >= INVALID_STREAK_LIMIT and not self.stop_reason:
-            self.stop_reason = (f"{INVALID_STREAK_LIMIT} trials in a row said their configuration is invalid; "
-                                "no new trials: check the space (or what the trial calls invalid)")
-            self.store.add_event(self.study.id, None, EventKind.INVALID_STORM, self.stop_reason, level="error")
-            self._say(self.stop_reason)
-
-    def _note_not_read(self, live: LiveTrial, status: str) -> None:
-        """Say loudly what this trial's readers never read; ten silent trials in a row pause launching."""
-        if live.reading is None or status in EARLY_STOPPED_STATUSES:
-            return  # stopped from outside: what it did not get to print says nothing about the readers
-        problems = reading.trial_problems(live.reading, self.space.objective.metric, self.space.metric_regex,
-                                          self.space.logs.max_line_bytes)
-        for problem in problems:
-            text = f"trial {live.row.number} {status}: {problem.detail}"
-            self.store.buffer_event(self.study.id, live.row.id, reading.NOT_READ_EVENT, text, level="warning",
-                                    data=NotRead(problem.kind, problem.what).to_data())
-            self._say(f"warning: {text}")
-        self.not_read.trial_finished(live.row.number, problems, counts_for_streak=True)
-        if problems:
-            self._store_warnings(self._warnings)
-        if self.not_read.silent_streak >= reading.SILENT_STREAK and not self.study_launching_paused():
-            message = self.not_read.pause_message(self.study.name)
-            self._set_launching_paused(True, message)
-            self.store.add_event(self.study.id, None, EventKind.FAILURE_STORM, message, level="error")
-            self._say(message)
-            if self.options.headless:
-                self.stop_reason = message
-                self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
+        self.store.buffer_event(self.study.id, trial_id, EventKind.FLAG,
+                                f"{OOM_FLAG}: trial {number} ran out of GPU memory — {OOM_HINT}",
+                                level="error", data=HealthFlag(OOM_FLAG, hint=OOM_HINT).to_data())
 
     def _store_warnings(self, boundary: list[str]) -> None:
         """The study's warning lines: boundary warnings, then what trials did not report."""
@@ -861,145 +681,46 @@ class StudyLoop:
                 self._say(f"warning: {warning}")
         self._warnings = warnings
 
-    def _objective_text(self, live: LiveTrial) -> str:
-        return trial_end.objective_text(self.space.objective.metric, live.best, live.best_step)
-
-    def _note_result(self, live: LiveTrial) -> None:
-        """Patience: count finished trials that did not beat the best so far."""
-        if live.best is not None and (self.counters.global_best is None
-                                      or self.space.objective.better(live.best, self.counters.global_best)):
-            self.counters.global_best, self.counters.global_best_trial = live.best, live.row.number
-            self.counters.no_improvement = 0
-            self.notifier.send("best", f"new best {self.space.objective.metric}={live.best:.4g}: trial {live.row.number}")
-        else:
-            self.counters.no_improvement += 1
-        patience = self.space.budget.patience
-        if patience and self.counters.no_improvement >= patience and not self.stop_reason:
-            self.stop_reason = f"patience: {patience} finished trials brought no improvement; no new trials"
-            self.store.add_event(self.study.id, None, EventKind.PATIENCE, self.stop_reason)
-            self._say(self.stop_reason)
-
-    def _note_failure(self, reason: str) -> None:
-        signature = re.sub(r"0x[0-9a-f]+|\d+", "N", reason.lower())
-        if signature == self.counters.failure_signature:
-            self.counters.failure_streak += 1
-        else:
-            self.counters.failure_signature, self.counters.failure_streak = signature, 1
-        limit = self.space.budget.failure_streak
-        if self.counters.failure_streak >= limit and not self.study_launching_paused():
-            message = (f"launching paused: {limit} trials in a row failed with the same error ({reason}); "
-                       f"fix the command, then `hpotui resume {self.study.name}`")
-            if "ModuleNotFoundError" in reason or "No module named" in reason:
-                message += _interpreter_hint(self.space.command[0])
-            self._set_launching_paused(True, message)
-            self.store.add_event(self.study.id, None, EventKind.FAILURE_STORM, message, level="error")
-            self.notifier.send("paused", message)
-            self._say(message)
-            if self.options.headless:
-                self.stop_reason = message
-                self.final_status, self.exit_code = StudyStatus.FAILED, EXIT_FAILED
-
-    # -- budget, commands -----------------------------------------------------------------------------------
-    def _check_budget(self) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline and not self.stop_reason:
-            self.stop_reason = f"max_time {self.space.budget.max_time_s:g}s reached: running trials stopped"
-            self.store.add_event(self.study.id, None, EventKind.MAX_TIME, self.stop_reason)
-            self._say(self.stop_reason)
-            for live in self.live.values():
-                self._stop_trial(live, TrialStatus.STOPPED, "max_time reached")
-
+    # -- commands, effects ---------------------------------------------------------------------------------
     def _handle_commands(self) -> None:
         version = self.store.data_version()
         if version == self._data_version:
             return  # nobody else wrote since the last look: no new command (microseconds, no query)
         self._data_version = version
-        for command in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
-            self._command_id = command.id
-            outcome = (CommandResult.refused(command.problem) if command.problem
-                       else self._apply_command(command.action, command.trial_number, command.args))
-            self.store.acknowledge_command(command.id, outcome)
-            self.store.buffer_event(self.study.id, None, EventKind.COMMAND, f"{command.action}: {outcome.message}",
-                                    data={"ok": outcome.ok})
+        for c in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
+            self._apply(self.core.handle(Command(c.id, c.action, c.trial_number, c.args, c.problem)))
 
-    def _live_by_number(self, number: int | None) -> LiveTrial | None:
-        return next((lt for lt in self.live.values() if lt.row.number == number), None)
+    def _apply(self, effects: list[Effect]) -> None:
+        """Do what the core decided, in its order."""
+        for effect in effects:
+            _APPLY[type(effect)](self, effect)
 
-    def _apply_command(self, action: str, number: int | None, args: dict[str, Any]) -> CommandResult:
-        """Apply one command from the interface; the result is its acknowledgement (ok: done; not ok: refused)."""
-        if action == "stop_study":
-            return self._stop_study()
-        if action in ("pause_launching", "resume_launching"):
-            paused = action == "pause_launching"
-            self._set_launching_paused(paused, "paused by the user" if paused else None)
-            return CommandResult.done("launching paused" if paused else "launching resumed")
-        if action == "set_max_parallel":
-            return self._set_max_parallel(args.get("value"))
-        if action == "clone_trial":
-            return self._clone(number, args.get("params") or {})
-        return self._apply_trial_command(action, number)
+    def _apply_stop(self, e: StopTrial) -> None:
+        live = self.live.get(e.trial_id)
+        if live is not None:
+            self.executor.request_stop(live.proc, e.status, e.reason)
+            self._wake_soon()
 
-    def _stop_study(self) -> CommandResult:
-        self.stop_reason = "stopped by the user"
-        self.final_status = StudyStatus.STOPPED
-        for live in self.live.values():
-            self._stop_trial(live, TrialStatus.STOPPED, "study stopped by the user")
-        self._say("study stop requested: stopping running trials")
-        return CommandResult.done(f"stopping {len(self.live)} running trials; no new trials")
+    def _apply_pause(self, e: PauseTrial | ResumeTrial) -> None:
+        live = self.live.get(e.trial_id)
+        if live is not None:
+            paused = isinstance(e, PauseTrial)
+            (self.executor.pause if paused else self.executor.resume)(live.proc)
+            self.store.set_trial_paused(live.row.id, paused)
 
-    def _set_max_parallel(self, value: Any) -> CommandResult:
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
-            return CommandResult.refused(f"refused: max_parallel must be a whole number from 1 to 1024, "
-                                         f"got {value!r}")
-        self.max_parallel = value
-        self.store.set_max_parallel(self.study.id, value)
-        return CommandResult.done(f"max_parallel is now {value}")
+    def _apply_event(self, e: RecordEvent) -> None:
+        write = self.store.buffer_event if e.buffered else self.store.add_event
+        write(self.study.id, e.trial_id, e.kind, e.message, level=e.level, data=e.data)
 
-    def _apply_trial_command(self, action: str, number: int | None) -> CommandResult:
-        """stop / pause / resume one running trial (any other action on a running trial is refused)."""
-        live = self._live_by_number(number)
-        if live is None:
-            return CommandResult.refused(f"refused: trial {number} is not running")
-        if action == "stop_trial":
-            self._stop_trial(live, TrialStatus.STOPPED, "stopped by the user")
-            self._say(f"trial {number}: stop requested by the user")
-            return CommandResult.done(f"stopping trial {number}")
-        if action == "pause_trial":
-            self.executor.pause(live.proc)
-            self.store.set_trial_paused(live.row.id, True)
-            return CommandResult.done(f"trial {number} paused")
-        if action == "resume_trial":
-            self.executor.resume(live.proc)
-            self.store.set_trial_paused(live.row.id, False)
-            return CommandResult.done(f"trial {number} resumed")
-        return CommandResult.refused(f"refused: unknown action {action!r}")
-
-    def _clone(self, number: int | None, overrides: dict[str, Any]) -> CommandResult:
-        """Queue a copy of a trial with edited values; it runs in addition to max_trials (README: clones).
-
-        The queue is the clones table, written with the command's acknowledgement in one transaction:
-        a clone acknowledged "queued" survives kill -9 and runs exactly once, even when the budget
-        is fully launched.
-        """
-        source = self.store.trial_by_number(self.study.id, number) if number is not None else None
-        if source is None:
-            return CommandResult.refused(f"refused: no trial {number}")
-        if self.stop_reason:
-            return CommandResult.refused(f"refused: the study is ending ({self.stop_reason})")
-        try:
-            params, note = with_overrides(self.space, source.params, overrides)
-        except Refused as exc:
-            return CommandResult.refused(f"refused: {exc}")
-        result = f"clone of trial {number} queued: {_show_params(params)}" + (f" (note: {note})" if note else "")
-        clone_id = self.store.queue_clone(self.study.id, command_id=self._command_id, source_number=source.number,
-                                          params=params, note=note, result=result)
+    def _apply_queue_clone(self, e: QueueClone) -> None:
+        """The clones table's row, written with the command's acknowledgement in one transaction."""
+        clone_id = self.store.queue_clone(self.study.id, command_id=e.command_id, source_number=e.source_number,
+                                          params=e.params, note=e.note, result=e.result)
         if clone_id is not None:
-            self._queue_clone(clone_id, source.number, params)
-        return CommandResult.done(result)
+            self.core.handle(CloneQueued(clone_id, e.source_number, e.params))
 
-    def _queue_clone(self, clone_id: int, source_number: int, params: dict[str, Any]) -> None:
-        self.clone_queue.append(params)
-        self.clone_origins.append(source_number)
-        self.clone_ids.append(clone_id)
+    def _apply_record_end(self, e: RecordEnd) -> None:
+        self._record_end(self.live[e.trial_id], e.end)
 
     # -- housekeeping ----------------------------------------------------------------------------------------
     def _maybe_flush(self) -> None:
@@ -1024,7 +745,7 @@ class StudyLoop:
             self._last_heartbeat = now
             row = self.store.study_by_id(self.study.id)
             if row and row.max_parallel:
-                self.max_parallel = row.max_parallel
+                self.core.handle(MaxParallelRead(row.max_parallel))
         if now - self._last_summary >= SUMMARY_S:
             self._last_summary = now
             self._say(self._summary())
@@ -1032,11 +753,11 @@ class StudyLoop:
     def _summary(self) -> str:
         counts = self.store.status_counts(self.study.id)
         parts = [f"{counts.get(s, 0)} {s}" for s in TrialStatus if s != TrialStatus.QUEUED and counts.get(s)]
-        best = ""
-        if self.counters.global_best is not None:
-            best = f"; best {self.space.objective.metric}={self.counters.global_best:.4g} " \
-                   f"(trial {self.counters.global_best_trial})"
-        return f"{self._finished_count()}/{self.space.budget.max_trials} finished: " + ", ".join(parts) + best
+        best, counters = "", self.core.counters
+        if counters.global_best is not None:
+            best = f"; best {self.space.objective.metric}={counters.global_best:.4g} " \
+                   f"(trial {counters.global_best_trial})"
+        return f"{self.finished}/{self.space.budget.max_trials} finished: " + ", ".join(parts) + best
 
     def _wait(self) -> None:
         selector = getattr(self, "_selector", None)
@@ -1086,12 +807,12 @@ class StudyLoop:
             self._say(f"the study database is writable again after {waited:.0f}s: continuing")
             return
         sig = self.signal_received
-        self.exit_code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
+        code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
         if not self.options.keep_trials_on_exit:
             self._stop_without_recording("engine stopped while the disk was full")
         self._say(f"{signal.Signals(sig).name}: exiting without recording more (database not writable); "
                   f"`hpotui resume {self.study.name}` reads the trial logs again")
-        raise SystemExit(self.exit_code)
+        raise SystemExit(code)
 
     def _stop_without_recording(self, reason: str) -> None:
         """End every running trial (SIGTERM, SIGKILL after the grace period) with no database to record it in."""
@@ -1110,8 +831,7 @@ class StudyLoop:
         safe. Running trials are stopped (left running with --keep-trials); what they printed
         stays in their logs, which `resume` reads again once a good copy of the file is back.
         """
-        self.stop_reason = problem
-        self.exit_code = EXIT_FAILED
+        self.core.handle(Halt(problem, study_failed=False))  # exit 1; nothing more is recorded
         running = len(self.live)
         kept = self.options.keep_trials_on_exit
         if not kept:
@@ -1151,11 +871,15 @@ class StudyLoop:
             pass  # the terminal went away; the database has everything
 
     # -- the end ------------------------------------------------------------------------------------------------
+    def _note_signal(self) -> None:
+        """Tell the core once that a stop signal came: interrupted trials stop running again, exit 130 / 143."""
+        if self.signal_received is not None and not self.core.state.stopping_on_signal:
+            self.core.handle(StopSignal(interrupt=self.signal_received == signal.SIGINT))
+
     def _shutdown_on_signal(self) -> None:
         sig = self.signal_received
         name = signal.Signals(sig).name if sig else "signal"
-        self.exit_code = EXIT_INTERRUPTED if sig == signal.SIGINT else EXIT_TERMINATED
-        self.final_status = StudyStatus.INTERRUPTED
+        self._note_signal()
         if self.options.keep_trials_on_exit:
             self._say(f"{name}: engine exits, {len(self.live)} trials keep running; "
                       f"`hpotui resume {self.study.name}` adopts them")
@@ -1188,16 +912,8 @@ class StudyLoop:
         if self.signal_received is not None and self.options.keep_trials_on_exit:
             status = StudyStatus.RUNNING  # trials live on; `resume` picks the study up
         self.store.set_study_status(self.study.id, status)
-        budget_spent = self._finished_count() >= self.space.budget.max_trials
-        by_signal = "the engine was stopped by a signal" if status == StudyStatus.INTERRUPTED else ""
-        reason = self.stop_reason or by_signal or (
-            f"budget: {self.space.budget.max_trials} trials finished" if budget_spent
-            else "every configuration of the search ran")
-        end = StudyEnd(status, reason).to_data()  # why, for the interface and the notify: command
-        if self.stop_reason and status == StudyStatus.COMPLETED:
-            self.store.add_event(self.study.id, None, EventKind.STUDY_END, f"study ended: {self.stop_reason}", data=end)
-        else:
-            self.store.add_event(self.study.id, None, EventKind.STUDY_END, f"study {status}", data=end)
+        text, end, reason = self.core.ending(status)  # why, for the interface and the notify: command
+        self.store.add_event(self.study.id, None, EventKind.STUDY_END, text, data=end)
         self.notifier.send("ended", f"study {self.study.name} {status}: {reason}")
         self.notifier.close()
         self._print_final()
@@ -1206,7 +922,7 @@ class StudyLoop:
         from .export import top_trials
 
         rows = top_trials(self.store, self.study.id, 5)
-        finished = self._finished_count()
+        finished = self.finished
         self._say(f"study {self.study.name} {self.final_status}: {finished} trials finished")
         if not rows:
             self._say("no trial reported the objective " + self.space.objective.metric)
@@ -1225,6 +941,26 @@ class StudyLoop:
             record = study_record(self.store, self.store.study_by_id(self.study.id) or self.study)
             for line in front_lines(record["trials"], record["study"]["objective"]):
                 self._say(line)
+
+
+_APPLY: dict[type, Any] = {
+    StopTrial: StudyLoop._apply_stop,
+    PauseTrial: StudyLoop._apply_pause,
+    ResumeTrial: StudyLoop._apply_pause,
+    RecordEvent: StudyLoop._apply_event,
+    SetLaunchingPaused: lambda loop, e: loop.store.set_launching_paused(loop.study.id, e.paused, e.reason),
+    SetMaxParallel: lambda loop, e: loop.store.set_max_parallel(loop.study.id, e.value),
+    Acknowledge: lambda loop, e: loop.store.acknowledge_command(e.command_id, e.result),
+    QueueClone: StudyLoop._apply_queue_clone,
+    SetBracket: lambda loop, e: loop.store.set_trial_bracket(e.trial_id, e.bracket),
+    RecordEnd: StudyLoop._apply_record_end,
+    FlagOom: lambda loop, e: loop._flag_cuda_oom(e.trial_id, e.number),
+    StoreWarnings: lambda loop, e: loop.store.set_warnings(loop.study.id, loop._warnings + list(e.reading_lines)),
+    UpdateWarnings: lambda loop, e: loop._update_warnings(),
+    Say: lambda loop, e: loop._say(e.text),
+    Notify: lambda loop, e: loop.notifier.send(e.on, e.message),
+}
+"""How the loop applies each effect of the core (engine/core/effects.py): one line each."""
 
 
 def _storage_trouble(exc: sqlite3.Error) -> bool:
@@ -1248,37 +984,12 @@ def _interpreter_hint(command: str) -> str:
             "activate your training environment, or write its python's full path in the command)")
 
 
-def _health_due(reports: int, values: dict[str, float]) -> bool:
-    """Whether this report goes through the health detectors.
-
-    Every report does for the first HEALTH_EVERY_REPORT ones (epoch-level logging never gets past
-    that) and every report holding NaN / Infinity does (a NaN stops the trial at once); beyond
-    that a trial logging every step is sampled on a thinning schedule (every n/200-th report),
-    which keeps the detectors from costing half the engine's time on a flood of step-level lines
-    while a blow-up is still caught within a fraction of a percent of the run.
-    """
-    if reports <= HEALTH_EVERY_REPORT:
-        return True
-    for value in values.values():
-        if value != value or value in (math.inf, -math.inf):
-            return True
-    return reports % (reports // HEALTH_EVERY_REPORT) == 0
-
-
 def _trial_seed(seed: int | None, index: int | None) -> int | None:
     if seed is None or index is None:
         return None
     import random
 
     return random.Random(f"trial-seed:{seed}:{index}").randrange(2**31)
-
-
-def _show_params(params: dict[str, Any]) -> str:
-    parts = []
-    for name, value in params.items():
-        text = f"{value:.4g}" if isinstance(value, float) else format_value(value)
-        parts.append(f"{name}={text}")
-    return " ".join(parts)
 
 
 def _git_commit(workdir: Path) -> str | None:
