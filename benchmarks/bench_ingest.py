@@ -28,8 +28,8 @@ import psutil
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import (PYTHON, Figure, fmt_ms, fmt_rate, fmt_ratio, has_module, median, percentile, say,
-                               trial_env, write_space)
+from benchmarks.common import (PYTHON, Checkout, Figure, fmt_ms, fmt_rate, fmt_ratio, has_module, median, percentile,
+                               say, write_space)
 
 FLOOD = r'''
 import sys, time
@@ -63,23 +63,27 @@ class IngestResult:
         return self.rows / self.cpu_s if self.cpu_s > 0 else math.nan
 
 
-def run_hpotui(trials: int, lines_per_trial: int) -> IngestResult:
-    """One study of ``trials`` flooding trials, all at once; returns what a polling reader saw."""
+def run_hpotui(trials: int, lines_per_trial: int, engine: Checkout | None = None) -> IngestResult:
+    """One study of ``trials`` flooding trials, all at once; returns what a polling reader saw.
+
+    ``engine``: another checkout's engine (``benchmarks/compare.py``), else this one's.
+    """
+    engine = engine or Checkout.this()
     with tempfile.TemporaryDirectory(prefix="hpotui-bench-ingest-") as tmp:
         work = Path(tmp)
         (work / "flood.py").write_text(FLOOD)
         space = write_space(work, name="ingest", command=f"python flood.py {lines_per_trial} {{x}}",
                             trials=trials, parallel=trials, metric="val_acc", mode="max")
         db = work / "h.db"
-        engine = subprocess.Popen([PYTHON, "-m", "hpotui.engine.cli", "launch", str(space), "--headless", "--db", str(db)],
-                                  cwd=work, env=trial_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen([*engine.cli, "launch", str(space), "--headless", "--db", str(db)],
+                                cwd=work, env=engine.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         expected = trials * lines_per_trial * ROWS_PER_LINE
         latencies: list[float] = []
         first_sent, last_visible, rows = math.inf, 0.0, 0
         conn: sqlite3.Connection | None = None
         last_id = 0
         cpu_s, cpu_base = math.nan, math.nan  # the base is taken once the engine has started (imports done)
-        watched = psutil.Process(engine.pid)
+        watched = psutil.Process(proc.pid)
         try:
             while True:
                 try:
@@ -87,7 +91,7 @@ def run_hpotui(trials: int, lines_per_trial: int) -> IngestResult:
                     cpu_s = times.user + times.system
                 except psutil.Error:
                     pass  # exited: the last reading stands (only its final summary is missed)
-                finished = engine.poll() is not None
+                finished = proc.poll() is not None
                 if conn is None and db.exists():
                     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30, isolation_level=None)
                 if conn is not None:
@@ -114,14 +118,14 @@ def run_hpotui(trials: int, lines_per_trial: int) -> IngestResult:
                 if rows >= expected or finished:
                     break
                 time.sleep(POLL_S)
-            engine.wait(timeout=120)
+            proc.wait(timeout=120)
         finally:
-            if engine.poll() is None:
-                engine.kill()
+            if proc.poll() is None:
+                proc.kill()
             if conn is not None:
                 conn.close()
-        if engine.returncode != 0:
-            raise RuntimeError(f"engine exited {engine.returncode}: {engine.stderr.read().decode()[-500:]}")
+        if proc.returncode != 0:
+            raise RuntimeError(f"engine exited {proc.returncode}: {proc.stderr.read().decode()[-500:]}")
         if rows < expected:
             raise RuntimeError(f"only {rows} of {expected} rows landed")
         return IngestResult(trials, rows, last_visible - first_sent, percentile(latencies, 50),

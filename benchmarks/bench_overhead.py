@@ -24,7 +24,7 @@ import psutil
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import PYTHON, Figure, has_module, median, say, table, trial_env, write_space
+from benchmarks.common import PYTHON, Checkout, Figure, has_module, median, say, table, trial_env, write_space
 from benchmarks.overhead_competitors import SYNE_TRIAL
 
 TINY = 'import sys\nprint(\'@hpotui {"loss": %s}\' % sys.argv[1])\n'
@@ -40,13 +40,18 @@ def floor_seconds(script: Path, trials: int, *, arg_prefix: str = "") -> float:
     return time.perf_counter() - start
 
 
-def hpotui_seconds(work: Path, trials: int, run: int) -> tuple[float, float, float]:
-    """(whole command, first trial start to last trial end, engine CPU seconds) for one headless study."""
+def hpotui_seconds(work: Path, trials: int, run: int | str,
+                   checkout: Checkout | None = None) -> tuple[float, float, float]:
+    """(whole command, first trial start to last trial end, engine CPU seconds) for one headless study.
+
+    ``checkout``: another checkout's engine (``benchmarks/compare.py``), else this one's.
+    """
+    checkout = checkout or Checkout.this()
     space = write_space(work, name=f"overhead{run}", command="python tiny.py {x}", trials=trials, parallel=2)
     db = work / f"h{run}.db"
     start = time.perf_counter()
-    engine = subprocess.Popen([PYTHON, "-m", "hpotui.engine.cli", "launch", str(space), "--headless", "--db", str(db)],
-                              cwd=work, env=trial_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    engine = subprocess.Popen([*checkout.cli, "launch", str(space), "--headless", "--db", str(db)],
+                              cwd=work, env=checkout.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     watched, cpu = psutil.Process(engine.pid), math.nan
     while engine.poll() is None:
         try:

@@ -58,6 +58,54 @@ def trial_env() -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Checkout:
+    """Whose engine a benchmark runs: this tree's, or another checkout's (an older commit, to
+    measure a change back to back in one run: ``benchmarks/compare.py``).
+
+    ``module`` is the CLI module (``engine.cli`` before the package was named ``hpotui``) and
+    ``path`` what goes on PYTHONPATH so that it, and nothing of this tree, is imported.
+    """
+
+    root: Path
+    module: str
+    path: str
+
+    @classmethod
+    def this(cls) -> "Checkout":
+        return cls(REPO, "hpotui.engine.cli", str(REPO))
+
+    @classmethod
+    def at(cls, root: Path, scratch: Path) -> "Checkout":
+        """Another checkout; ``scratch`` (an empty folder) holds the package layout a newer one needs.
+
+        The ``hpotui`` package maps its ``engine/`` and ``tui/`` folders in (a package-dir mapping
+        that only this tree's editable install knows), so for another checkout a package folder is
+        laid out in ``scratch``: its own ``hpotui/*.py`` plus links to its ``engine`` and ``tui``.
+        """
+        root = root.resolve()
+        if not (root / "hpotui" / "__init__.py").exists():
+            return cls(root, "engine.cli", str(root))
+        package = scratch / "hpotui"
+        package.mkdir(parents=True, exist_ok=True)
+        for source in (root / "hpotui").glob("*.py"):
+            (package / source.name).write_bytes(source.read_bytes())
+        for sub in ("engine", "tui"):
+            (package / sub).symlink_to(root / sub, target_is_directory=True)
+        return cls(root, "hpotui.engine.cli", str(scratch))
+
+    @property
+    def cli(self) -> list[str]:
+        return [PYTHON, "-m", self.module]
+
+    def env(self) -> dict[str, str]:
+        """:func:`trial_env` with only this checkout on PYTHONPATH (this tree: as before)."""
+        env = trial_env()
+        if self.root != REPO:
+            env["PYTHONPATH"] = self.path
+        return env
+
+
 def write_space(directory: Path, *, name: str, command: str, trials: int, parallel: int,
                 metric: str = "loss", mode: str = "min", extra: str = "") -> Path:
     """A space file with one dummy parameter ``x`` (every trial must receive some parameter)."""

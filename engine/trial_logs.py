@@ -19,7 +19,7 @@ from typing import Callable
 from . import trial_reading as reading
 from .executors.base import TrialProcess
 from .invalid import invalid_reason
-from .logtail import LogTail
+from .logtail import LogTail, Piece
 from .metricline import RegexMetrics, Rejected, Report, parse_metric_line
 from .records import EventKind
 from .space import Space
@@ -79,9 +79,8 @@ class TrialLogReader:
         for stream in (live.stdout, live.stderr):
             while True:  # a final drain reads to the end in bounded batches (a trial may exit mid-flood)
                 lines = stream.read_pieces(final=final, budget=DRAIN_BATCH_BYTES)
-                for text, _offset, ends_line, partial, cut in lines:
-                    got = True
-                    self._handle_piece(live, text, ends_line, partial, cut, stream is live.stderr)
+                got = got or bool(lines)
+                self._handle_pieces(live, lines, stream is live.stderr)
                 if not final or stream.at_eof:
                     break
                 if lines:  # a long final drain lands batch by batch, offsets with their rows
@@ -125,6 +124,14 @@ class TrialLogReader:
         for report in reports:
             self._handle_report(live, report)
         return bool(reports)
+
+    def _handle_pieces(self, live: LiveTrial, pieces: list[Piece], on_stderr: bool) -> None:
+        """One batch of pieces; a whole line with no regex to feed goes straight to the line parser."""
+        for text, _offset, ends_line, partial, cut in pieces:
+            if live.regex is None and not (cut or partial):  # the common case: @hpotui lines only
+                self._handle_line(live, text)
+            else:
+                self._handle_piece(live, text, ends_line, partial, cut, on_stderr)
 
     def _handle_piece(self, live: LiveTrial, text: str, ends_line: bool, partial: bool, cut: bool,
                       on_stderr: bool) -> None:
@@ -171,31 +178,55 @@ class TrialLogReader:
                                     f"{', '.join(parsed.ignored)}", level="warning")
         self._handle_report(live, parsed)
 
-    def _note_objective(self, live: LiveTrial, step: float, objective: float) -> None:
+    def _note_objective(self, live: LiveTrial, step: float, objective: float) -> reading.TrialReading:
         """The trial's best, where each step counts with its last value (a bar revises its step)."""
-        if live.reading is None:
-            live.reading = reading.TrialReading(regex=None, best=reading.StepBest(
+        state = live.reading
+        if state is None:
+            state = live.reading = reading.TrialReading(regex=None, best=reading.StepBest(
                 self.space.objective.better, closed=live.best, closed_step=live.best_step))
-        live.reading.objective_seen = True
-        live.best, live.best_step = live.reading.best.add(step, objective)
+        state.objective_seen = True
+        live.best, live.best_step = state.best.add(step, objective)
+        return state
 
     def _handle_report(self, live: LiveTrial, report: Report) -> None:
+        """Record one report (metrics, best, curve), then hand each step to ``decide`` once it settled.
+
+        Called once per metric line of a flood, so it reads each field once and checks the values'
+        finiteness with one sum (see :func:`_all_finite`).
+        """
+        step, values = report.step, report.values
         live.reports += 1
-        live.last_step = report.step
-        self.store.buffer_metrics(live.row.id, report.step, report.values, time.time())
-        objective = report.values.get(self.space.objective.metric)
-        live.last.update(report.values)
-        if objective is not None and math.isfinite(objective):
-            live.curve.append((report.resource if report.resource is not None else report.step, objective))
+        live.last_step = step
+        self.store.buffer_metrics(live.row.id, step, values, time.time())
+        objective = values.get(self.space.objective.metric)
+        live.last.update(values)
         if objective is not None:  # best of what was recorded, decided or not
-            self._note_objective(live, report.step, objective)
-        if live.proc is None or live.proc.final_status is not None:
+            if _isfinite(objective):
+                live.curve.append((report.resource if report.resource is not None else step, objective))
+            self._note_objective(live, step, objective)
+        proc = live.proc
+        if proc is None or proc.final_status is not None:
             return  # drained after the fact, or already being stopped: record (best too), do not decide again
-        if live.reading is None:
+        state = live.reading
+        if state is None:
             self._decide(live, report)
             return
-        settled = live.reading.open_step.add(report, time.monotonic())  # judged on the step's last values
+        settled = state.open_step.add(report, time.monotonic())  # judged on the step's last values
         if settled is not None:
             self._decide(live, settled)
-        if not all(math.isfinite(v) for v in report.values.values()):  # NaN / inf: judged at once
-            self._decide(live, live.reading.open_step.take())
+        if not _all_finite(values):  # NaN / inf: judged at once
+            self._decide(live, state.open_step.take())
+
+
+_isfinite = math.isfinite
+
+
+def _all_finite(values: dict[str, float]) -> bool:
+    """Whether no value is NaN or infinite: a sum of floats is finite only if every term is (a
+    finite sum proves it in one C call; an overflowing or non-finite one is checked value by value)."""
+    try:
+        if _isfinite(sum(values.values())):
+            return True
+    except (OverflowError, TypeError):
+        pass
+    return all(_isfinite(v) for v in values.values())
