@@ -1,0 +1,23 @@
+"""The core decides and does no I/O: none of its modules imports a clock, the OS, a process or the store."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parents[2] / "engine" / "core"
+FORBIDDEN = {"os", "signal", "sqlite3", "subprocess", "time", "selectors", "shutil", "psutil", "socket"}
+FORBIDDEN_PROJECT = {"store", "runner", "executors", "liveness", "resources", "trial_logs", "usage", "gpu_placer"}
+
+
+def test_no_core_module_imports_io() -> None:
+    found = []
+    for path in sorted(CORE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found += [(path.name, a.name) for a in node.names if a.name.split(".")[0] in FORBIDDEN]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module.split(".")[0]
+                if (node.level == 0 and top in FORBIDDEN) or (node.level == 2 and top in FORBIDDEN_PROJECT):
+                    found.append((path.name, node.module))
+    assert found == []
