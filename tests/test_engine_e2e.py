@@ -113,27 +113,6 @@ def test_launching_an_existing_name_never_mixes_trials(tmp_path: Path, toy_study
     assert len(export(tmp_path, "toy-2", db)["trials"]) == 2
 
 
-def test_failed_trials_record_stderr_and_a_failure_storm_pauses_launching(tmp_path: Path) -> None:
-    (tmp_path / "bad.py").write_text("import sys\nraise SystemExit('ModuleNotFoundError: No module named torchx')\n")
-    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
-        name: storm
-        command: python bad.py {lr}
-        objective: {metric: val_acc, mode: max}
-        budget: {max_trials: 20, max_parallel: 1, failure_streak: 3}
-        space:
-          lr: {type: uniform, low: 0, high: 1}
-    """))
-    result = run_cli("launch", "s.yaml", "--headless", "--db", "h.db", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "launching paused: 3 trials in a row failed" in result.stdout
-    record = export(tmp_path, "storm", tmp_path / "h.db")
-    assert [t["status"] for t in record["trials"]] == ["failed"] * 3  # not the whole budget of 20
-    assert all(t["exit_code"] == 1 for t in record["trials"])
-    events = sqlite3.connect(tmp_path / "h.db").execute(
-        "SELECT message FROM events WHERE kind = 'failed'").fetchall()
-    assert "No module named torchx" in events[0][0]
-
-
 def test_patience_stops_launching(tmp_path: Path) -> None:
     (tmp_path / "flat.py").write_text("print('@hpotui {\"val_acc\": 0.5}')\n")
     (tmp_path / "s.yaml").write_text(textwrap.dedent("""
@@ -147,28 +126,6 @@ def test_patience_stops_launching(tmp_path: Path) -> None:
     result = run_cli("launch", "s.yaml", "--headless", "--db", "h.db", cwd=tmp_path)
     assert result.returncode == 0 and "patience" in result.stdout
     assert len(export(tmp_path, "flat", tmp_path / "h.db")["trials"]) == 4  # the first, then 3 without gain
-
-
-def test_stop_one_trial_from_another_terminal(tmp_path: Path, toy_study) -> None:
-    space = toy_study(trials=2, parallel=2, epochs=200, delay=0.05)
-    db = tmp_path / "h.db"
-    engine = start_cli("launch", str(space), "--headless", "--db", str(db), cwd=tmp_path)
-    try:
-        wait_for(lambda: db.exists() and count(db, "SELECT COUNT(*) FROM trials WHERE status='running'") == 2,
-                 what="two running trials")
-        result = run_cli("stop", "toy", "--trial", "1", "--db", str(db), cwd=tmp_path)
-        assert result.returncode == 0 and "stopping trial 1" in result.stdout
-        wait_for(lambda: count(db, "SELECT COUNT(*) FROM trials WHERE number=1 AND status='stopped'") == 1,
-                 what="trial 1 stopped")
-        result = run_cli("stop", "toy", "--db", str(db), cwd=tmp_path)
-        assert result.returncode == 0
-        assert engine.wait(timeout=30) == 0
-    finally:
-        if engine.poll() is None:
-            engine.kill()
-    record = export(tmp_path, "toy", db)
-    assert [t["status"] for t in record["trials"]] == ["stopped", "stopped"]
-    assert record["study"]["status"] == "stopped"
 
 
 def test_ctrl_c_interrupts_records_and_exits_130_then_resume_finishes(tmp_path: Path, toy_study) -> None:

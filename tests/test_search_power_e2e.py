@@ -1,4 +1,8 @@
-"""Several objectives, invalid configurations, warm starts and a conditional space, through the real CLI."""
+"""Several objectives and a conditional space, through the real CLI.
+
+Invalid trials, warm starts and the two-objective records in detail run in-process in
+tests/test_loop_budget.py and tests/test_loop_search.py; a refined stage warm-started from its parent
+runs for real in tests/test_refine.py."""
 
 from __future__ import annotations
 
@@ -84,62 +88,6 @@ def test_two_objectives_export_the_list_and_mark_the_pareto_front(tmp_path: Path
     assert f"pareto front of acc (max), size (min): {len(front)} of 8 completed trials" in status
     for number in front:
         assert f"  trial {number} " in status
-
-
-def test_invalid_trials_are_recorded_and_do_not_use_the_budget(tmp_path: Path) -> None:
-    path = study_file(tmp_path, "inv", """
-    name: inv
-    command: python toy.py --x {x} --invalid-above 0.5
-    objective: {metric: acc, mode: max}
-    search: {algorithm: random, seed: 0}
-    budget: {max_trials: 6, max_parallel: 2, failure_streak: 2}
-    space:
-      x: {type: uniform, low: 0, high: 1}
-    """)
-    db = tmp_path / "inv.db"
-    done = run_cli("launch", str(path), "--headless", "--db", str(db), cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    trials = json.loads(export(tmp_path, "inv", db))["trials"]
-    invalid = [t for t in trials if t["status"] == "invalid"]
-    completed = [t for t in trials if t["status"] == "completed"]
-    assert len(completed) == 6  # max_trials counts the valid ones only
-    assert invalid and all(t["params"]["x"] > 0.5 for t in invalid)
-    assert all(t["params"]["x"] <= 0.5 for t in completed)
-    assert "launching paused" not in done.stdout  # more than 2 invalid in a row is not a failure storm
-    assert "is too large for this model" in done.stdout
-    status = run_cli("status", "inv", "--db", str(db), cwd=tmp_path).stdout
-    assert f"{len(invalid)} invalid" in status
-
-
-def test_a_warm_started_grid_skips_what_the_earlier_study_ran(tmp_path: Path) -> None:
-    body = """
-    name: NAME
-    command: python toy.py --x {x} --kind {kind}
-    objective: {metric: acc, mode: max}
-    search: {algorithm: grid, WARM}
-    budget: {max_trials: 20, max_parallel: 2}
-    space:
-      x:    {type: choice, values: [0.2, 0.4, 0.6]}
-      kind: {type: choice, values: [a, b]}
-    """
-    db = tmp_path / "w.db"
-    first = study_file(tmp_path, "first", body.replace("NAME", "first").replace("WARM", "seed: 0").replace(
-        "max_trials: 20", "max_trials: 3"))
-    assert run_cli("launch", str(first), "--headless", "--db", str(db), cwd=tmp_path).returncode == 0
-    second = study_file(tmp_path, "second", body.replace("NAME", "second").replace("WARM", "warm_start: [first]"))
-    done = run_cli("launch", str(second), "--headless", "--db", str(db), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    ran_first = [json.dumps(t["params"], sort_keys=True) for t in json.loads(export(tmp_path, "first", db))["trials"]]
-    ran_second = [json.dumps(t["params"], sort_keys=True) for t in json.loads(export(tmp_path, "second", db))["trials"]]
-    assert len(ran_first) == 3 and len(ran_second) == 3  # the 6-point grid, minus the 3 already run
-    assert not set(ran_first) & set(ran_second)
-    status = run_cli("status", "second", "--db", str(db), cwd=tmp_path).stdout
-    assert "warm start from first (3 of 3 ended trials fit this space); configurations already run are skipped" \
-        in status
-
-    missing = study_file(tmp_path, "third", body.replace("NAME", "third").replace("WARM", "warm_start: [nope]"))
-    refused = run_cli("launch", str(missing), "--headless", "--db", str(db), cwd=tmp_path)
-    assert refused.returncode == 2 and "search.warm_start[0]: no study named 'nope'" in refused.stderr
 
 
 def test_a_real_conditional_study_passes_only_each_optimizers_own_flag(tmp_path: Path) -> None:
