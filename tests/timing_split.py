@@ -10,11 +10,13 @@ by an earlier test and used by this one). Everything else is "in-process". Durat
 own per-phase durations, so module fixtures count towards the test whose setup built them.
 
 The wrappers only note that a process was made and then call the original, so no outcome changes.
+With ``HPOTUI_TIMING_SPLIT_JSON=FILE`` set, each test's class and seconds are also written to FILE.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import multiprocessing.process
 import os
 import subprocess
@@ -34,6 +36,7 @@ class SplitTotals:
     seconds: dict[str, float] = field(default_factory=lambda: {"in-process": 0.0, "subprocess": 0.0})
     tests: dict[str, int] = field(default_factory=lambda: {"in-process": 0, "subprocess": 0})
     durations: dict[str, float] = field(default_factory=dict)
+    per_test: dict[str, tuple[str, float]] = field(default_factory=dict)
     spawning: set[str] = field(default_factory=set)
     current: str | None = None
 
@@ -101,9 +104,15 @@ class TimingSplit:
             totals.spawning.add(report.nodeid)
         if report.when == "teardown":
             kind = "subprocess" if report.nodeid in totals.spawning else "in-process"
-            totals.seconds[kind] += totals.durations.pop(report.nodeid)
+            seconds = totals.durations.pop(report.nodeid)
+            totals.seconds[kind] += seconds
             totals.tests[kind] += 1
+            totals.per_test[report.nodeid] = (kind, round(seconds, 3))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.totals.tests["in-process"] + self.totals.tests["subprocess"]:
             terminalreporter.write_line(self.totals.line())
+        path = os.environ.get("HPOTUI_TIMING_SPLIT_JSON")
+        if path:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(self.totals.per_test, f, indent=1)
