@@ -144,6 +144,24 @@ def prepare(tmp_path: Path, space_text: str, *, db: Path | None = None, space_na
     return Prepared(store, space, create_study(store, space, space_path), space_path)
 
 
+def resume(run: InProcessRun, executor: FakeExecutor | None = None, **loop: Any) -> InProcessRun:
+    """`hpotui resume --headless STUDY` after ``run``: the same file, the space read back from the study row.
+
+    ``executor`` defaults to the one ``run`` used, so trials it left running can be adopted.
+    """
+    from hpotui.engine.cli import _space_of  # what cmd_resume does, in the CLI's own words
+
+    store = Store(run.store.path)
+    study = store.study_by_id(run.study.id)
+    assert study is not None
+    store.set_launching_paused(study.id, False)
+    study = store.study_by_id(study.id)
+    assert study is not None
+    executor = executor or run.executor
+    code, out = run_loop(store, _space_of(store, study), study, executor, **loop)
+    return InProcessRun(code, out, store, store.study_by_id(study.id) or study, executor, run.space_path)
+
+
 def launch(tmp_path: Path, space_text: str, script: Script | None = None, *, executor: FakeExecutor | None = None,
            db: Path | None = None, space_name: str = "s.yaml", **loop: Any) -> InProcessRun:
     """`hpotui launch --headless` of this space file, its trials run by ``script`` (or ``executor``)."""

@@ -260,6 +260,23 @@ class FakeExecutor(Executor):
     def shutdown(self) -> None:
         self.shut_down = True
 
+    # -- what happens to a trial while no engine watches it (for resume tests) ---------------------------
+    def run_to_end(self, number: int) -> int:
+        """The trial runs on to its end with no engine polling it (its engine died); its exit code."""
+        run = self.runs[number]
+        while run.code is None and run.steps and not _hanging(run):
+            self._advance(run)
+        if run.code is None:
+            run.code = 0 if not run.steps else 128 + signal.SIGKILL  # a hanging one dies with the box
+        return run.code
+
+    def kill(self, number: int, sig: int = signal.SIGKILL) -> None:
+        """The trial is killed from outside (OOM killer, reboot) while no engine watches it."""
+        run = self.runs[number]
+        if run.code is None:
+            run.signals.append(signal.Signals(sig).name)
+            run.code = 128 + int(sig)
+
 
 def _params(env: dict[str, str]) -> dict[str, Any]:
     """The trial's values as the engine hands them over: in the environment, or in a file when large."""
