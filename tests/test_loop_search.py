@@ -14,7 +14,7 @@ import pytest
 
 from hpotui.engine.cli import main as hpotui
 from hpotui.engine.executors.fake import FakeTrial, Step, report
-from tests.inproc import launch
+from tests.inproc import InProcessRun, launch
 
 
 def toy(trial: FakeTrial) -> list[Step]:
@@ -55,7 +55,10 @@ def test_two_objectives_export_the_list_and_mark_the_pareto_front(tmp_path: Path
         assert t["pareto"] == (not dominated(t["last"], [o for o in lasts if o is not t["last"]]))
     front = {t["id"] for t in trials if t["pareto"]}
     assert front
+    _front_in_csv_markdown_and_status(run, front)
 
+
+def _front_in_csv_markdown_and_status(run: InProcessRun, front: set[int]) -> None:
     rows = list(csv.DictReader(io.StringIO(run.export("csv"))))
     assert {int(r["id"]) for r in rows if r["pareto"] == "yes"} == front
     markdown = run.export("md")
