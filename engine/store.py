@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable, Iterator, Sequence
 
+from . import store_read
+from .command_check import check_command
 from .dbfile import (DatabaseDamaged, DatabaseRefused, FileWatch, check_existing, integrity_problem, open_readonly,
                      prepare_new, sidecar, sqlite_uri)
-from .command_check import check_command
 from .liveness import HOSTNAME, engine_alive, process_alive  # noqa: F401  # HOSTNAME re-exported for older imports
 from .names import MAX_NAME_LENGTH
 from .records import (ENDED_STATUSES, INVALID_STATUSES, STUDY_ENDED_STATUSES, TERMINAL_STATUSES,  # noqa: F401
@@ -641,9 +642,7 @@ class Store:
 
     def pending_clones(self, study_id: int) -> list[tuple[int, int, dict[str, Any], str | None]]:
         """(clone id, source trial number, params, note) of queued clones no trial runs yet, oldest first."""
-        rows = self.conn.execute("SELECT id, source_number, params, note FROM clones c WHERE study_id = ? AND NOT "
-                                 "EXISTS (SELECT 1 FROM trials t WHERE t.clone_id = c.id) ORDER BY id", (study_id,))
-        return [(r[0], r[1], json.loads(r[2]), r[3]) for r in rows]
+        return [(c.clone_id, c.source_number, c.params, c.note) for c in store_read.queued_clones(self.conn, study_id)]
 
     def clone_note(self, clone_id: int) -> str | None:
         row = self.conn.execute("SELECT note FROM clones WHERE id = ?", (clone_id,)).fetchone()

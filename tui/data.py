@@ -30,9 +30,8 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 import yaml
 
 from ..engine.liveness import HEARTBEAT_STALE_S, engine_alive, process_alive
-from ..engine.records import (INVALID_STATUSES, LIVE_STATUSES, RANKED_STATUSES,
-                              UNFINISHED_STATUSES, EventKind, HealthFlag, SchedulerDecision, StudyEnd, TrialEnded,
-                              TrialStarted, TrialStatus)
+from ..engine import store_read
+from ..engine.records import INVALID_STATUSES, LIVE_STATUSES, RANKED_STATUSES, UNFINISHED_STATUSES, TrialStatus
 from ..engine.store import HOSTNAME, StudyRow
 from .dbopen import open_readonly
 from .eta import RunningPace, expected_trial_seconds, study_eta, trial_eta
@@ -83,6 +82,7 @@ class StudySummary:
     engine_alive: bool
     launching_paused: bool
     pause_reason: str | None = None
+    storm_paused: bool = False  # launching paused by the engine (a failure storm), not by the user
 
     @property
     def total(self) -> int:
@@ -128,6 +128,7 @@ class StudyView:
     immutable: bool = False
     clones_waiting: int = 0
     warnings: tuple[str, ...] = ()  # the engine's ``studies.warnings``: boundary and "what was not read" lines
+    storm_paused: bool = False  # launching paused by the engine (a failure storm), not by the user
 
     @property
     def total(self) -> int:
@@ -285,14 +286,6 @@ def current_flags(flags: Sequence[tuple[str, float | None]], best_step: float | 
     return tuple(out)
 
 
-def _data(text: str | None) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 class StudyReader:
     """One read-only connection plus the caches that make a refresh of a big study cheap.
 
@@ -306,9 +299,8 @@ class StudyReader:
         opened = open_readonly(path)
         self.conn: sqlite3.Connection = opened.conn
         self.immutable = opened.immutable
-        self.has_clones = opened.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
-                                              "'clones'").fetchone() is not None  # schema 3: a lasting queue
-        source = "(SELECT source_number FROM clones WHERE id = trials.clone_id)" if self.has_clones else "NULL"
+        self.has_clones = store_read.has_clone_queue(opened.conn)  # schema 3: a lasting queue
+        source = store_read.clone_source_sql(self.has_clones)
         self._columns = self._COLUMNS.replace(" FROM trials", f", {source} FROM trials")
         self._lock = threading.Lock()
         self._params: dict[int, dict[str, Any]] = {}
@@ -320,6 +312,7 @@ class StudyReader:
         self._open: dict[int, set[int]] = {}
         self._raw: dict[int, tuple[Any, ...]] = {}
         self._ends: dict[int, tuple[tuple[Any, ...], str]] = {}
+        self._storms: dict[int, tuple[int, str | None]] = {}  # study id -> (events read up to, newest storm line)
 
     def close(self) -> None:
         with self._lock:
@@ -362,8 +355,22 @@ class StudyReader:
                                     best=_finite(hi if r.objective_mode == "max" else lo),
                                     objective=r.objective_metric, mode=r.objective_mode,
                                     engine_alive=engine_alive(r), launching_paused=r.launching_paused,
-                                    pause_reason=r.pause_reason))
+                                    pause_reason=r.pause_reason, storm_paused=self._storm_paused(r)))
         return out
+
+    def _storm_paused(self, study: StudyRow) -> bool:
+        """Whether launching is paused by the engine's failure storm: its ``failure_storm`` event holds the reason.
+
+        Asked only while launching is paused; events are read from where the last look stopped.
+        """
+        if not study.launching_paused or not study.pause_reason:
+            return False
+        read_to, storm = self._storms.get(study.id, (0, None))
+        with self._lock:
+            read_to, found = store_read.failure_storm_since(self.conn, study.id, read_to)
+        storm = found if found is not None else storm
+        self._storms[study.id] = (read_to, storm)
+        return storm == study.pause_reason
 
     def study(self, study_id: int) -> StudyRow | None:
         with self._lock:
@@ -424,7 +431,8 @@ class StudyReader:
         return StudyView(study=study, alive=alive, plan=plan, trials=tuple(shown), counts=counts,
                          best=self._best(trials, study.objective_mode), eta_s=eta, max_step=max_step,
                          data_version=version, eta_paused=eta_paused, end_reason=self._end_reason(study),
-                         immutable=self.immutable, clones_waiting=len(waiting), warnings=study.warnings)
+                         immutable=self.immutable, clones_waiting=len(waiting), warnings=study.warnings,
+                         storm_paused=self._storm_paused(study))
 
     _COLUMNS = ("SELECT id, number, status, params, best_value, last_step, gpus, started_at, finished_at, paused, "
                 "reports, stdout_path, stderr_path, status_reason, exit_code, pid, proc_create_time, host, best_step "
@@ -472,11 +480,10 @@ class StudyReader:
         if cached is not None and cached[0] == key:
             return cached[1]
         with self._lock:
-            row = self.conn.execute("SELECT message, data FROM events WHERE study_id = ? AND kind = ? "
-                                    "ORDER BY id DESC LIMIT 1", (study.id, EventKind.STUDY_END)).fetchone()
+            ended = store_read.latest_study_end(self.conn, study.id)
         reason = ""
-        if row is not None:
-            reason = StudyEnd.from_data(_data(row[1])).reason or str(row[0] or "")
+        if ended is not None:
+            reason = ended.end.reason or ended.message
         self._ends[study.id] = (key, reason)
         return reason
 
@@ -554,27 +561,17 @@ class StudyReader:
         """Flags (kind, step) and clone origins per trial id, read incrementally; also the ids touched now."""
         last_id, flags, clones = self._events.get(study_id, (0, {}, {}))
         touched: set[int] = set()
-        with self._lock:
-            kinds = _sql_in({EventKind.FLAG} if self.has_clones  # schema 3: trials carry clone_id
-                            else {EventKind.FLAG, EventKind.STARTED})
-            rows = self.conn.execute("SELECT id, trial_id, kind, data FROM events WHERE study_id = ? AND id > ? "
-                                     f"AND kind IN {kinds} ORDER BY id", (study_id, last_id)).fetchall()
-        for event_id, trial_id, kind, data in rows:
-            last_id = event_id
-            if trial_id is None:
-                continue
-            parsed = _data(data)
-            if kind == EventKind.STARTED:
-                clone_of = TrialStarted.from_data(parsed).clone_of
-                if clone_of is not None:
-                    clones[trial_id] = clone_of
-                    touched.add(trial_id)
-                continue
-            flag = HealthFlag.from_data(parsed)
+        with self._lock:  # schema 3 on, trials carry clone_id: the started events are not needed for it
+            marks = store_read.trial_marks_since(self.conn, study_id, last_id, clone_starts=not self.has_clones)
+        for trial_id, started in marks.starts:
+            if started.clone_of is not None:
+                clones[trial_id] = started.clone_of
+                touched.add(trial_id)
+        for trial_id, flag in marks.flags:
             if flag.flag:
                 flags.setdefault(trial_id, []).append((flag.flag, flag.step))
                 touched.add(trial_id)
-        self._events[study_id] = (last_id, flags, clones)
+        self._events[study_id] = (marks.last_id, flags, clones)
         return flags, clones, touched
 
     def _waiting_clones(self, study: StudyRow, clones: Mapping[int, int], alive: bool) -> list[TrialInfo]:
@@ -586,23 +583,19 @@ class StudyReader:
         """
         if self.has_clones:
             with self._lock:
-                rows = self.conn.execute(
-                    "SELECT id, source_number, params, note FROM clones c WHERE study_id = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM trials t WHERE t.clone_id = c.id) ORDER BY id", (study.id,)).fetchall()
-            return [self._waiting(-clone_id, source, json.loads(params or "{}"), note or "")
-                    for clone_id, source, params, note in rows]
+                queued = store_read.queued_clones(self.conn, study.id)
+            return [self._waiting(-c.clone_id, c.source_number, c.params, c.note or "") for c in queued]
         if not alive:
             return []
         with self._lock:
-            rows = self.conn.execute("SELECT id, trial_number, args FROM commands WHERE study_id = ? AND action = "
-                                     "'clone_trial' AND acknowledged_at IS NOT NULL AND result LIKE 'clone of %' "
-                                     "ORDER BY id", (study.id,)).fetchall()
+            accepted = store_read.accepted_clone_commands(self.conn, study.id)
         numbers = {t.number: t for t in self._trials.get(study.id, {}).values()}
         out = []
-        for command_id, source, args in rows[len(clones):]:
+        for command in accepted[len(clones):]:
+            source = command.source_number
             base = dict(numbers[source].params) if source in numbers else {}
-            base.update(_data(args).get("params") or {})
-            out.append(self._waiting(-command_id, source, base, ""))
+            base.update(command.params)
+            out.append(self._waiting(-command.command_id, source, base, ""))
         return out
 
     @staticmethod
@@ -615,11 +608,9 @@ class StudyReader:
     def failure(self, trial_id: int) -> FailureDetail | None:
         """The engine's ``failed`` event of a trial: exit code and stderr tail."""
         with self._lock:
-            row = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = ? "
-                                    "ORDER BY id DESC LIMIT 1", (trial_id, EventKind.FAILED)).fetchone()
-        if row is None:
+            ended = store_read.trial_failure(self.conn, trial_id)
+        if ended is None:
             return None
-        ended = TrialEnded.from_data(_data(row[0]))
         return FailureDetail(ended.exit_code, ended.stderr_tail or "")
 
     def not_read(self, trial_id: int) -> list[str]:
@@ -629,9 +620,8 @@ class StudyReader:
         and its status, so only the part after the first ``: `` is kept.
         """
         with self._lock:
-            rows = self.conn.execute("SELECT message FROM events WHERE trial_id = ? AND kind = ? ORDER BY id",
-                                     (trial_id, EventKind.NOT_READ)).fetchall()
-        return [_after_prefix(str(message or "")) for (message,) in rows]
+            records = store_read.trial_not_read(self.conn, trial_id)
+        return [_after_prefix(r.message) for r in records]
 
 
     # -- detail panes ------------------------------------------------------------------------------
@@ -661,23 +651,14 @@ class StudyReader:
         ``action`` (``stop`` / ``continue``) and the ``step`` it was made at.
         """
         with self._lock:
-            rows = self.conn.execute("SELECT data FROM events WHERE trial_id = ? AND kind = ?",
-                                     (trial_id, EventKind.SCHEDULER)).fetchall()
-        decisions = [SchedulerDecision.from_data(_data(data)) for (data,) in rows]
+            decisions = store_read.scheduler_decisions(self.conn, trial_id)
         return [d.step for d in decisions if d.stopped and d.step is not None]
 
     def flags(self, study_id: int, limit: int = 200) -> list[FlagLine]:
         with self._lock:
-            rows = self.conn.execute(
-                "SELECT e.time, t.number, e.level, e.message, e.data FROM events e LEFT JOIN trials t "
-                "ON t.id = e.trial_id WHERE e.study_id = ? AND e.kind = ? ORDER BY e.id DESC LIMIT ?",
-                (study_id, EventKind.FLAG, limit)).fetchall()
-        out = []
-        for when, number, level, message, data in rows:
-            flag = HealthFlag.from_data(_data(data))
-            out.append(FlagLine(time=when, trial_number=number, flag=flag.flag or "flag",
-                                level=level or "warning", message=message or "", hint=flag.hint))
-        return out
+            records = store_read.recent_flags(self.conn, study_id, limit)
+        return [FlagLine(time=r.time, trial_number=r.trial_number, flag=r.flag.flag or "flag", level=r.level,
+                         message=r.message, hint=r.flag.hint) for r in records]
 
     def resources(self) -> ResourceView:
         """The newest reading of each GPU and host, and which running trials sit on which GPU."""

@@ -29,6 +29,7 @@ class StudyState:
     best_trial: int | None = None
     end_reason: str = ""
     mode: str = "max"
+    storm_paused: bool = False  # paused by the engine's failure storm (its event), not by the user
 
     def beats(self, other: float | None) -> bool:
         """Whether this state's best is strictly better than ``other``."""
@@ -65,8 +66,9 @@ def _ended_or_died(before: StudyState, now: StudyState) -> Notice | None:
 
 
 def _paused(before: StudyState, now: StudyState) -> Notice | None:
-    storm = (now.pause_reason or "").startswith("launching paused:")  # the engine's failure-storm sentence
-    if now.launching_paused and not before.launching_paused and storm:
+    # from the engine's failure_storm record, not the words of the reason; its event may follow the pause
+    # by one read, so the notice is given when the storm pause is first seen, not when the pause is
+    if now.launching_paused and now.storm_paused and not (before.launching_paused and before.storm_paused):
         return Notice(now.name, "paused", f"{now.name}: {now.pause_reason}", "warning")
     return None
 

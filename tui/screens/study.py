@@ -480,7 +480,7 @@ class StudyScreen(Screen[None]):
         state = StudyState(name=s.name, status=s.status, engine_alive=v.alive, launching_paused=s.launching_paused,
                            pause_reason=s.pause_reason, best=best.best if best else None,  # finished trials only
                            best_trial=best.number if best else None, end_reason=v.end_reason,
-                           mode=s.objective_mode)
+                           mode=s.objective_mode, storm_paused=v.storm_paused)
         self.hpotui.observe(s.id, state)
 
     def _new_warnings(self, v: StudyView) -> None:

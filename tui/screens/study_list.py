@@ -118,7 +118,7 @@ class StudyListScreen(Screen[None]):
             table.add_row(*self._cells(s, short), key=str(s.id))
             self.hpotui.observe(s.id, StudyState(name=s.name, status=s.status, engine_alive=s.engine_alive,
                                                  launching_paused=s.launching_paused, pause_reason=s.pause_reason,
-                                                 best=None, mode=s.mode))  # best: the study screen's
+                                                 best=None, mode=s.mode, storm_paused=s.storm_paused))  # best: the study screen's
         if studies:
             table.move_cursor(row=min(max(keep, 0), len(studies) - 1), animate=False)
         message = self.query_one("#message", Static)
