@@ -25,7 +25,7 @@ from .core.commands import show_params as _show_params
 from .core.effects import (Acknowledge, Effect, FlagOom, Launch, Notify, PauseTrial, QueueClone, RecordEnd,
                            RecordEvent, ResumeTrial, Say, SetBracket, SetLaunchingPaused, SetMaxParallel, StopTrial,
                            StoreWarnings, UpdateWarnings)
-from .core.events import (CloneQueued, Command, EndedUnwatched, GpuReleased, Halt, HistoryRead, Launched,
+from .core.events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, GpuReleased, Halt, HistoryRead, Launched,
                           MaxParallelRead, Recovered, Reported, RerunQueued, SlotsFree, StartFailed, StopSignal, Tick,
                           TrialAdopted, TrialExited, TrialFacts, TrialStarted)
 from .core.state import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED  # noqa: F401  (re-exported)
@@ -36,8 +36,7 @@ from .fd_limits import fit_parallel, out_of_fds
 from .conditions import inactive_names
 from .liveness import find_trial_process, process_create_time
 from .metricline import Report
-from .records import (ENDED_STATUSES, LIVE_STATUSES, CommandResult, EventKind, HealthFlag, StudyStatus,
-                      TrialStatus)
+from .records import ENDED_STATUSES, LIVE_STATUSES, EventKind, HealthFlag, StudyStatus, TrialStatus
 from .records import TrialStarted as StartedPayload
 from .runner import LocalExecutor, TrialProcess, judge_ended_unwatched
 from .schedulers.recorded import recorded_trials
@@ -308,27 +307,11 @@ class StudyLoop:
         return True
 
     def _drop_stale_stops(self, took_over_at: float) -> None:
-        """Stops sent to an engine that died before acting on them are not applied by a later resume.
-
-        Resuming is the user's later decision; an old ``stop_study`` would end the resumed study at
-        once, without a word. Each is acknowledged "not applied" (so the sender's screen says so),
-        recorded as an event and printed; other waiting commands (pause, max_parallel, clones) still
-        apply, and the engine says that they came from before it started.
-        """
-        stale = [c for c in self.store.pending_commands(self.study.id) if c.created_at < took_over_at
-                 and not (c.problem and not c.action.startswith("stop_"))]  # malformed rows: refused as usual
-        for command in stale:
-            sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(command.created_at))
-            if command.action in ("stop_study", "stop_trial"):
-                what = "study" if command.action == "stop_study" else f"trial {command.trial_number}"
-                result = (f"not applied: this stop of the {what} was sent at {sent} to an engine that died before "
-                          f"acting on it, and the study was resumed since; stop it again if you still mean it")
-                self.store.acknowledge_command(command.id, CommandResult.refused(result))
-            else:
-                result = f"sent at {sent} while no engine was running; applied now"
-            self.store.add_event(self.study.id, None, EventKind.STALE_COMMAND, f"{command.action}: {result}",
-                                 level="warning")
-            self._say(f"{command.action}: {result}")
+        """Commands sent before this engine started: stale stops are not applied, the rest say they are late."""
+        for c in self.store.pending_commands(self.study.id):
+            if c.created_at < took_over_at:  # the core decides which are not applied (engine/core/commands.py)
+                sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.created_at))
+                self._apply(self.core.handle(EarlierCommand(_command(c), sent)))
 
     def _end_leftovers(self, t: TrialRow) -> None:
         """Its leader died while no engine ran; children that left its group may still run: end them."""
@@ -688,7 +671,7 @@ class StudyLoop:
             return  # nobody else wrote since the last look: no new command (microseconds, no query)
         self._data_version = version
         for c in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
-            self._apply(self.core.handle(Command(c.id, c.action, c.trial_number, c.args, c.problem)))
+            self._apply(self.core.handle(_command(c)))
 
     def _apply(self, effects: list[Effect]) -> None:
         """Do what the core decided, in its order."""
@@ -961,6 +944,11 @@ _APPLY: dict[type, Any] = {
     Notify: lambda loop, e: loop.notifier.send(e.on, e.message),
 }
 """How the loop applies each effect of the core (engine/core/effects.py): one line each."""
+
+
+def _command(row: Any) -> Command:
+    """A commands-table row (engine/store.py's CommandRow) as the core reads it."""
+    return Command(row.id, row.action, row.trial_number, row.args, row.problem)
 
 
 def _storage_trouble(exc: sqlite3.Error) -> bool:

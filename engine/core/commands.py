@@ -14,7 +14,7 @@ from ..records import CommandResult, EventKind, StudyStatus, TrialStatus
 from ..space import Space, format_value
 from .effects import (Acknowledge, Effect, PauseTrial, QueueClone, RecordEvent, ResumeTrial, Say,
                       SetLaunchingPaused, SetMaxParallel)
-from .events import Command
+from .events import Command, EarlierCommand
 from .state import StudyState
 from .trials import TrialTable
 
@@ -42,6 +42,28 @@ class CommandDesk:
                     RecordEvent(None, EventKind.COMMAND, f"{command.action}: {outcome.message}",
                                 data={"ok": outcome.ok}, buffered=True)]
         return effects
+
+    def earlier(self, event: EarlierCommand) -> list[Effect]:
+        """Stops sent to an engine that died before acting on them are not applied by a later resume.
+
+        Resuming is the user's later decision; an old ``stop_study`` would end the resumed study at
+        once, without a word. Each is acknowledged "not applied" (so the sender's screen says so),
+        recorded as an event and printed; other waiting commands (pause, max_parallel, clones) still
+        apply, and the engine says that they came from before it started.
+        """
+        command, sent = event.command, event.sent
+        if command.problem and not command.action.startswith("stop_"):
+            return []  # malformed rows: refused as usual
+        effects: list[Effect] = []
+        if command.action in ("stop_study", "stop_trial"):
+            what = "study" if command.action == "stop_study" else f"trial {command.trial_number}"
+            result = (f"not applied: this stop of the {what} was sent at {sent} to an engine that died before "
+                      f"acting on it, and the study was resumed since; stop it again if you still mean it")
+            effects.append(Acknowledge(command.id, CommandResult.refused(result)))
+        else:
+            result = f"sent at {sent} while no engine was running; applied now"
+        return effects + [RecordEvent(None, EventKind.STALE_COMMAND, f"{command.action}: {result}", level="warning"),
+                          Say(f"{command.action}: {result}")]
 
     def _apply(self, command: Command, effects: list[Effect]) -> CommandResult:
         """Apply one command; what it does goes into ``effects``, the answer is returned."""

@@ -175,6 +175,14 @@ class Command:
 
 
 @dataclass(frozen=True)
+class EarlierCommand:
+    """A command waiting since before this engine started (sent to an engine that died): ``sent`` is when."""
+
+    command: Command
+    sent: str  # local time, as the user reads it
+
+
+@dataclass(frozen=True)
 class MaxParallelRead:
     """max_parallel as the study's row holds it now (set from outside the loop)."""
 
@@ -197,4 +205,4 @@ class StopSignal:
 
 Event = (Recovered | RerunQueued | CloneQueued | TrialAdopted | EndedUnwatched | HistoryRead | SlotsFree
          | Launched | StartFailed | TrialStarted | Halt | Reported | TrialExited | GpuReleased | Command
-         | MaxParallelRead | Tick | StopSignal)
+         | EarlierCommand | MaxParallelRead | Tick | StopSignal)

@@ -21,7 +21,7 @@ from ..schedulers import Action, make_scheduler
 from ..space import Space
 from .commands import CommandDesk
 from .effects import Effect, FlagOom, RecordEnd, RecordEvent, Say, SetBracket, UpdateWarnings
-from .events import (CloneQueued, Command, EndedUnwatched, GpuReleased, Halt, HistoryRead, Launched,
+from .events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, GpuReleased, Halt, HistoryRead, Launched,
                      MaxParallelRead, Recovered, Reported, RerunQueued, SlotsFree, StartFailed, StopSignal,
                      Tick, TrialAdopted, TrialExited, TrialFacts, TrialStarted)
 from .launch_queue import LaunchQueue, QueuedClone
@@ -70,7 +70,8 @@ class StudyCore:
             TrialAdopted: self._adopted, EndedUnwatched: self._ended_unwatched, HistoryRead: self._history,
             SlotsFree: self._slots_free, Launched: self._launched, StartFailed: self._start_failed,
             TrialStarted: self._started, Halt: self._halt, Reported: self._reported, TrialExited: self._exited,
-            GpuReleased: self._released, Command: self.commands.handle, MaxParallelRead: self._max_parallel_read,
+            GpuReleased: self._released, Command: self.commands.handle,
+            EarlierCommand: self.commands.earlier, MaxParallelRead: self._max_parallel_read,
             Tick: self._tick, StopSignal: self._stop_signal,
         }
 

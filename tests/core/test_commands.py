@@ -92,3 +92,21 @@ def test_clone_validation() -> None:
     _answer(study, "stop_study")
     assert _answer(study, "clone_trial", 1, {"params": {}})[0] == CommandResult.refused(
         "refused: the study is ending (stopped by the user)")
+
+
+def test_a_stop_sent_to_an_engine_that_died_is_not_applied_on_resume_and_other_commands_say_they_are_late() -> None:
+    from hpotui.engine.core.events import EarlierCommand
+
+    study = Study(make_core())
+    stop = study.feed(EarlierCommand(Command(3, "stop_study"), "2026-12-01 09:00:00"))
+    result = ("not applied: this stop of the study was sent at 2026-12-01 09:00:00 to an engine that died before "
+              "acting on it, and the study was resumed since; stop it again if you still mean it")
+    assert stop == [Acknowledge(3, CommandResult.refused(result)),
+                    RecordEvent(None, EventKind.STALE_COMMAND, f"stop_study: {result}", level="warning"),
+                    Say(f"stop_study: {result}")]
+    late = study.feed(EarlierCommand(Command(4, "pause_launching"), "2026-12-01 09:01:00"))
+    assert late[-1] == Say("pause_launching: sent at 2026-12-01 09:01:00 while no engine was running; applied now")
+    assert not any(isinstance(e, Acknowledge) for e in late)  # it is applied (and acknowledged) as usual
+    malformed = Command(5, "set_max_parallel", problem="refused: value is not a number")
+    assert study.feed(EarlierCommand(malformed, "2026-12-01 09:02:00")) == []  # refused as usual, not as stale
+    assert study.core.state.stop_reason is None
