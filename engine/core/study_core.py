@@ -240,9 +240,10 @@ class StudyCore:
         """Judge the end (engine/trial_end.py); the rest follows once the loop recorded it (GpuReleased)."""
         end = trial_end.judge_exit(event.code, asked_status=event.asked_status, asked_reason=event.asked_reason,
                                    reports=event.reports, invalid=event.invalid, stderr_tail=event.stderr_tail)
-        self.trials.end(event.trial_id)
-        self.scheduler.on_trial_end(event.trial_id)
-        self.health.forget(event.trial_id)
+        if event.trial_id in self.trials.live:  # not on a retry after its end could not be recorded (disk full)
+            self.trials.end(event.trial_id)
+            self.scheduler.on_trial_end(event.trial_id)
+            self.health.forget(event.trial_id)
         self._exits[event.trial_id] = (event, end)
         return [RecordEnd(event.trial_id, end)]
 

@@ -70,3 +70,15 @@ def test_a_completed_trial_is_worded_with_its_best_and_time() -> None:
     study = Study(make_core())
     study.run(best=0.125, best_step=4, ran_s=12.34)
     assert study.said == ["trial 1 completed after 12.3s: loss=0.125 (best at step 4)"]
+
+
+def test_an_exit_whose_end_could_not_be_recorded_is_judged_again_and_counted_once() -> None:
+    from hpotui.engine.core.events import GpuReleased, TrialExited
+
+    study = Study(make_core())
+    trial = study.start()
+    first = study.feed(TrialExited(trial.id, 0, best=0.2, reports=3, problems=()))
+    again = study.feed(TrialExited(trial.id, 0, best=0.2, reports=3, problems=()))  # the database was full
+    assert first == again and isinstance(first[0], RecordEnd)
+    study.feed(GpuReleased(trial.id))
+    assert study.core.finished == 1 and study.said == ["trial 1 completed: loss=0.2 (best)"]
