@@ -183,27 +183,6 @@ def test_second_engine_refuses_while_first_lives(tmp_path: Path, toy_study) -> N
         engine.wait(timeout=30)
 
 
-def test_regex_metrics_from_an_unchangeable_script(tmp_path: Path) -> None:
-    (tmp_path / "plain.py").write_text(textwrap.dedent("""
-        import sys
-        for e in range(1, 4):
-            print(f"epoch {e} train loss: {1/e:.3f} val acc: {0.3*e:.2f}", flush=True)
-    """))
-    (tmp_path / "s.yaml").write_text(textwrap.dedent("""
-        name: plain
-        command: python plain.py {x}
-        objective: {metric: val_acc, mode: max}
-        budget: {max_trials: 1, max_parallel: 1}
-        metrics: {regex: {epoch: 'epoch ([0-9]+)', val_acc: 'val acc: ([0-9.eE+-]+)', train_loss: 'loss: ([0-9.]+)'}}
-        space:
-          x: {type: uniform, low: 0, high: 1}
-    """))
-    assert run_cli("launch", "s.yaml", "--headless", "--db", "h.db", cwd=tmp_path).returncode == 0
-    [trial] = export(tmp_path, "plain", tmp_path / "h.db")["trials"]
-    assert trial["best"] == pytest.approx(0.9) and trial["resource"] == 3
-    assert trial["last"] == {"val_acc": pytest.approx(0.9), "train_loss": pytest.approx(0.333)}
-
-
 def test_unknown_study_is_one_line_exit_2(tmp_path: Path) -> None:
     run_cli("status", "--db", str(tmp_path / "h.db"), cwd=tmp_path)
     result = run_cli("export", "nope", "--db", str(tmp_path / "h.db"), cwd=tmp_path)

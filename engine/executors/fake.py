@@ -9,8 +9,8 @@ in milliseconds and makes the same decisions on every run.
 
 A trial's steps::
 
-    Say(text, stream="stdout")   write a line into its log (a newline is added); the poll ends there,
-                                 so the engine reads the line before the trial goes on
+    Say(text, stream="stdout")   write a line into its log (``end``, a newline by default, is added);
+                                 the poll ends there, so the engine reads it before the trial goes on
     Run(polls=1)                 keep running, printing nothing, for that many polls
     Call(fn)                     call fn() (send a command, raise a signal at the engine) and go on
     Exit(code=0)                 exit with this code; a script that runs out of steps exits 0
@@ -46,6 +46,7 @@ class Say:
 
     text: str
     stream: Literal["stdout", "stderr"] = "stdout"
+    end: str = "\n"  # "" leaves the line unfinished, as a trainer still writing it does
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class FakeExecutor(Executor):
                 step.fn()
             elif isinstance(step, Say):
                 run.steps.pop(0)
-                _append(run.stdout_path if step.stream == "stdout" else run.stderr_path, step.text)
+                _append(run.stdout_path if step.stream == "stdout" else run.stderr_path, step.text + step.end)
                 return
             elif isinstance(step, Run):
                 run.left_in_step = run.left_in_step or step.polls
@@ -295,7 +296,7 @@ def _append(path: Path, text: str) -> None:
     """Append to a log the engine created for the trial (never create one: O_APPEND without O_CREAT)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
-        os.write(fd, (text if text.endswith("\n") else text + "\n").encode("utf-8"))
+        os.write(fd, text.encode("utf-8"))
     finally:
         os.close(fd)
 
