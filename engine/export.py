@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+from .gpu_report import gpu_status_lines  # GPU sharing: placements, OOM reruns, paused packing
 from .liveness import engine_alive
 from .pareto import front_lines, pareto_front, stored_objectives
 from .records import TrialStatus
@@ -265,8 +266,6 @@ def status_text(store: Store, study: StudyRow | None = None) -> str:
     lines += _search_lines(store, study, record)
     lines += _top_lines(store, study, s["objective"])
     lines += _running_and_flag_lines(record["trials"])
-    from .gpu_report import gpu_status_lines  # GPU sharing: placements, OOM reruns, paused packing
-
     lines += gpu_status_lines(store, study.id, record["trials"])
     elapsed = (study.finished_at or time.time()) - (study.started_at or study.created_at)
     lines.append(f"elapsed: {elapsed:.0f}s")

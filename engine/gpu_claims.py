@@ -45,6 +45,7 @@ import fcntl
 import hashlib
 import json
 import os
+import pwd
 import stat
 import tempfile
 import time
@@ -136,10 +137,8 @@ def default_root() -> Path:
 
 def _user_name(uid: int) -> str:
     try:
-        import pwd
-
         return pwd.getpwuid(uid).pw_name
-    except (KeyError, ImportError):
+    except KeyError:
         return str(uid)
 
 

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
+import psutil
+
 from .executors.base import Executor
 from .gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryBusy, RegistryUnusable, trial_key
 from .gpu_memory import AUTO, estimate_memory
@@ -352,8 +354,6 @@ def _packed(row: Any) -> bool:
 
 def _start_time(pid: int) -> float | None:
     try:
-        import psutil
-
         return psutil.Process(pid).create_time()
     except Exception:  # noqa: BLE001 - no start time: the claim lives by the trial's process only
         return None

@@ -54,7 +54,9 @@ from .boundary import (
 )
 from .conditions import dependency_order, render_command
 from .errors import UserError
+from .names import MAX_NAME_LENGTH
 from .space import Param, Space, parse_space
+from .store import default_db_path
 
 SPAN_MARGIN = 0.10  # of the top-K span, each side
 RANGE_MARGIN = 0.05  # of the old range, each side: the floor that keeps one-trial spans open
@@ -276,8 +278,6 @@ def _describe(param: Param, spec: Mapping[str, Any]) -> str:
 
 def stage_name(parent: str, stage: int) -> str:
     """``digits`` -> ``digits-stage2``; ``digits-stage2`` -> ``digits-stage3`` (``stage`` is the new one)."""
-    from .names import MAX_NAME_LENGTH
-
     match = STAGE_SUFFIX.match(parent)
     suffix = f"-stage{stage}"
     base = (match.group(1) if match else parent)[:MAX_NAME_LENGTH - len(suffix) - 3]  # room for "-NN" too
@@ -581,7 +581,5 @@ def refine_study(store: Any, study: Any, *, top: int, resource_scale: float = 1.
 
 
 def _db_flag(store: Any) -> str:
-    from .store import default_db_path
-
     here = Path(default_db_path()).resolve()
     return "" if Path(store.path).resolve() == here else f" --db {store.path}"

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .executors.base import Executor
 from .records import EventKind, HealthFlag
+from .resources import LOW_UTIL_HINT, ResourceMonitor, low_utilisation_hint
 from .store import HOSTNAME, Store
 
 HISTORY_SAMPLES = 600  # per trial: 50 minutes at one sample every 5 s
@@ -31,8 +32,6 @@ class UsageSampler:
     def monitor(self) -> Any:
         """One NVML/psutil monitor per engine, made on first use."""
         if self._monitor is None:
-            from .resources import ResourceMonitor
-
             self._monitor = ResourceMonitor()
         return self._monitor
 
@@ -92,8 +91,6 @@ class UsageSampler:
                 self._hint(trial_id, trials[trial_id][0], history)
 
     def _hint(self, trial_id: int, number: int, history: list[tuple[float, float | None, int | None]]) -> None:
-        from .resources import LOW_UTIL_HINT, low_utilisation_hint
-
         hint = low_utilisation_hint([(t, util) for t, util, _ in history])
         if hint:
             self._hinted.add(trial_id)
