@@ -535,16 +535,29 @@ def test_study_starts_leave_the_trial_itself_out_and_survive_forget():
     assert m.starts.low_median("train_loss", 3) == 2.2
 
 
-def test_a_resumed_engine_gets_the_first_reports_of_the_study_so_far(tmp_path: Path, toy_study):
-    from hpotui.engine.store import Store
-    from tests.conftest import run_cli
+def test_a_resumed_engine_gets_the_first_reports_of_the_study_so_far(tmp_path: Path):
+    from hpotui.engine.executors.fake import FakeTrial, report
+    from tests.inproc import launch
 
-    db = tmp_path / "h.db"
-    result = run_cli("launch", str(toy_study(trials=3, parallel=2, epochs=3)), "--headless", "--db", str(db),
-                     cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    store = Store(db)
-    study = store.study("toy")
+    def toy(trial: FakeTrial) -> list:  # tests/conftest.py's toy trainer: three epochs of four metrics
+        loss, steps = 2.3, []
+        for epoch in range(1, 4):
+            loss *= 1 - min(trial.params["lr"], 0.9) * 0.5
+            acc = 1 - loss / 2.3
+            steps.append(report(epoch=epoch, train_loss=loss, val_loss=loss * 1.1, train_acc=acc, val_acc=acc * 0.95))
+        return steps
+
+    run = launch(tmp_path, """
+        name: toy
+        command: python toy.py {lr} 3 0.05
+        objective: {metric: val_acc, mode: max}
+        search: {algorithm: random, seed: 0}
+        budget: {max_trials: 3, max_parallel: 2}
+        space:
+          lr: {type: loguniform, low: 1e-3, high: 1}
+        """, toy)  # the engine's own writer, in this process
+    assert run.code == 0, run.out
+    store, study = run.store, run.study
     m = HealthMonitor(HealthConfig(), "val_acc", "max")
     firsts = sorted(store.first_values(study.id, m.start_metrics))
     first_reports = {t.id: store.metrics(t.id)[:4] for t in store.trials(study.id)}  # epoch 1: four metrics
