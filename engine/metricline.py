@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 PREFIX = "@hpotui "
 MAX_KEYS = 256
+MAX_KEY_CHARS = 200  # a longer key is ignored (named in the event by its first 60 characters)
 
 
 @dataclass(frozen=True)
@@ -63,19 +64,6 @@ _DECODER = json.JSONDecoder(parse_constant=_constant)
 _raw_decode = _DECODER.raw_decode
 
 
-def _decode(body: str) -> object:
-    """``_DECODER.decode(body)`` for a ``str.strip()``-ed body, without its two whitespace scans.
-
-    ``decode`` skips JSON whitespace around the value and calls what is left over extra data;
-    a stripped body has none at either end (JSON whitespace is a subset of ``str.strip``'s),
-    so the value must simply end where the body does.
-    """
-    payload, end = _raw_decode(body)
-    if end != len(body):
-        raise ValueError(f"extra data at {end}")
-    return payload
-
-
 _WORDS = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf, "+inf": math.inf,
           "infinity": math.inf, "+infinity": math.inf, "-inf": -math.inf, "-infinity": -math.inf}
 # Bare nan / inf tokens (any case) outside strings, which JSON lacks: `{"loss": nan}` from a hand-made line.
@@ -114,7 +102,7 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
     payload = _payload(body)
     if isinstance(payload, Rejected):
         return payload
-    values, ignored = _numbers(payload)
+    values, ignored = _numbers(payload, long_keys=len(body) > MAX_KEY_CHARS)
     step_key, step = _take_step_key(values, ignored, reports_so_far)
     resource = values[resource_key] if resource_key in values and resource_key != step_key else step
     if not values and not ignored and step_key is None:
@@ -123,10 +111,18 @@ def parse_metric_line(line: str, reports_so_far: int, resource_key: str = "epoch
 
 
 def _payload(body: str) -> dict | Rejected:
-    """The line's JSON object (bare nan / inf tokens accepted), or why not."""
+    """The line's JSON object (bare nan / inf tokens accepted), or why not.
+
+    ``_DECODER.decode`` skips JSON whitespace around the value and calls anything after it extra
+    data; the body is ``str.strip()``-ed (JSON whitespace is a subset of what that strips), so
+    ``raw_decode`` from 0 with the value ending where the body does is the same test, without
+    ``decode``'s two whitespace scans.
+    """
     try:
-        payload = _decode(body)
+        payload, end = _raw_decode(body)
     except (ValueError, RecursionError):
+        end = -1
+    if end != len(body):
         try:
             payload = _DECODER.decode(_bare_words_as_json(body))
         except (ValueError, RecursionError):
@@ -149,16 +145,26 @@ def _take_step_key(values: dict[str, float], ignored: list[str], reports_so_far:
     return step_key, float(reports_so_far + 1)
 
 
-def _numbers(payload: dict) -> tuple[dict[str, float], list[str]]:
-    """The payload's numeric values, and the keys dropped because they are not numbers."""
-    try:  # the common line: every value a plain float or int, every key short (one pass, no calls)
-        values = {key: raw if type(raw) is float else float(raw) for key, raw in payload.items()
-                  if (type(raw) is float or type(raw) is int) and len(key) <= 200}
-    except OverflowError:  # an int beyond float range: the general loop says inf
-        values = {}
-    if len(values) == len(payload):
-        return values, []
-    return _numbers_one_by_one(payload)
+def _numbers(payload: dict, long_keys: bool = True) -> tuple[dict[str, float], list[str]]:
+    """The payload's numeric values, and the keys dropped because they are not numbers.
+
+    The common line holds plain floats and ints under short keys: then the payload itself (a
+    fresh dict from the decoder) is the values, its ints made floats in place, in key order.
+    ``long_keys`` False: the line is too short to hold a key over the limit (a decoded key is
+    never longer than its text in the line), so the keys need no measuring.
+    """
+    for key, raw in payload.items():
+        if type(raw) is float:
+            continue
+        if type(raw) is not int:  # a string, bool, null, list...: each value judged on its own
+            return _numbers_one_by_one(payload)
+        try:
+            payload[key] = float(raw)  # an existing key: the dict does not change size while iterated
+        except OverflowError:  # an int beyond float range: the general loop says inf
+            return _numbers_one_by_one(payload)
+    if long_keys and payload and max(map(len, payload)) > MAX_KEY_CHARS:
+        return _numbers_one_by_one(payload)
+    return payload, []
 
 
 def _numbers_one_by_one(payload: dict) -> tuple[dict[str, float], list[str]]:
@@ -167,7 +173,7 @@ def _numbers_one_by_one(payload: dict) -> tuple[dict[str, float], list[str]]:
     ignored: list[str] = []
     for key, raw in payload.items():
         number = raw if type(raw) is float else _number(raw)  # most values are floats: skip the checks
-        if number is None or len(key) > 200:
+        if number is None or len(key) > MAX_KEY_CHARS:
             ignored.append(str(key)[:60])
         else:
             values[key] = number

@@ -41,9 +41,10 @@ class StepBest:
     open_value: float | None = None
 
     def add(self, step: float, value: float) -> tuple[float | None, float | None]:
-        if self.open_step is not None and step != self.open_step and self.open_value is not None:
-            if self.closed is None or self.better(self.open_value, self.closed):
-                self.closed, self.closed_step = self.open_value, self.open_step
+        open_step, open_value = self.open_step, self.open_value
+        if open_step is not None and step != open_step and open_value is not None:
+            if self.closed is None or self.better(open_value, self.closed):
+                self.closed, self.closed_step = open_value, open_step
         self.open_step, self.open_value = step, value
         return self.best()
 
