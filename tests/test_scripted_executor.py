@@ -141,3 +141,20 @@ def test_a_paused_trial_holds_still_and_an_adopted_one_goes_on(tmp_path: Path) -
     assert (tmp_path / "stdout.log").read_text() == "a\nb\n"
     assert fake.adopt(7, proc.pid, proc.pgid, proc.create_time, proc.stdout_path, proc.stderr_path) is None
     assert fake.runs[1].signals == ["SIGSTOP", "SIGCONT"]
+
+
+def test_no_engine_module_imports_the_fake() -> None:
+    """It is for tests and simulations: the CLI's paths never load it, not even lazily."""
+    import ast
+
+    engine = Path(__file__).resolve().parents[1] / "engine"
+    importers = []
+    for path in engine.rglob("*.py"):
+        if path.name == "fake.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[-1] == "fake":
+                importers.append(str(path.relative_to(engine)))
+            if isinstance(node, ast.ImportFrom) and any(alias.name == "fake" for alias in node.names):
+                importers.append(str(path.relative_to(engine)))
+    assert importers == []
