@@ -21,6 +21,9 @@ from pathlib import Path
 
 from ..engine.store import BUSY_TIMEOUT_MS
 
+# SQLite's (primary) result codes for a file no snapshot will read either: not a database, damaged.
+_UNREADABLE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)
+
 
 class NotAStudyDatabase(Exception):
     """The file cannot be read as an hpotui study database; the message is the one line to show."""
@@ -76,7 +79,7 @@ def open_readonly(path: str | os.PathLike[str]) -> OpenedDatabase:
         except sqlite3.DatabaseError as exc:
             conn.close()
             problem = exc
-            if "not a database" in str(exc) or "malformed" in str(exc):
+            if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNREADABLE:
                 break  # no snapshot will read it either
     raise NotAStudyDatabase(f"{shown}: not a readable hpotui study database ({problem}); pass --db the hpotui.db "
                             "that `hpotui launch` wrote")
