@@ -14,6 +14,7 @@ import os
 import time
 from typing import Any
 
+from . import store_read
 from .gpu_report import gpu_status_lines  # GPU sharing: placements, OOM reruns, paused packing
 from .liveness import engine_alive
 from .pareto import front_lines, pareto_front, stored_objectives
@@ -23,10 +24,9 @@ from .store import Store, StudyRow, TrialRow
 
 def trial_flags(store: Store, study_id: int) -> dict[int, list[str]]:
     flags: dict[int, list[str]] = {}
-    for event in store.events(study_id, kinds=("flag",)):
-        kind = event.data.get("flag")
-        if event.trial_id is not None and kind and kind not in flags.setdefault(event.trial_id, []):
-            flags[event.trial_id].append(kind)
+    for trial_id, flag in store_read.trial_marks_since(store.conn, study_id, 0, clone_starts=False).flags:
+        if flag.flag and flag.flag not in flags.setdefault(trial_id, []):
+            flags[trial_id].append(flag.flag)
     return flags
 
 
