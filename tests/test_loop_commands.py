@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from hpotui.engine.executors.fake import Call, FakeTrial, Hang, Say, Step, report
+from hpotui.engine.executors.fake import Call, FakeExecutor, FakeTrial, Hang, Say, Step, report
 from tests.faults.test_commands import BAD_ROWS
 from tests.inproc import InProcessRun, Prepared, prepare
 
@@ -155,3 +155,25 @@ def test_stop_one_trial_then_the_study(tmp_path: Path) -> None:
     assert [t["status"] for t in record["trials"]] == ["stopped", "stopped"]
     assert record["study"]["status"] == "stopped"
     assert run.executor.runs[1].signals == ["SIGTERM"]
+
+
+def test_a_paused_trial_holds_still_until_resumed_then_finishes(tmp_path: Path) -> None:
+    prepared = prepare(tmp_path, counting_space("held", max_trials=2, max_parallel=2))
+    sent: list[int] = []
+    lines_of_trial_1: list[int] = []
+
+    def count_lines() -> None:
+        lines_of_trial_1.append(len((tmp_path / "hpotui_runs" / "held" / "1" / "stdout.log").read_text().splitlines()))
+
+    executor = FakeExecutor(counting(30, {
+        (1, 2): lambda: sent.append(prepared.send("pause_trial", 1)),
+        (2, 10): count_lines, (2, 20): count_lines,  # trial 2 runs on meanwhile
+        (2, 21): lambda: sent.append(prepared.send("resume_trial", 1))}))
+    run = prepared.run(executor=executor)
+    assert run.code == 0, run.out
+    assert [prepared.outcome(i).message for i in sent] == ["trial 1 paused", "trial 1 resumed"]
+    assert lines_of_trial_1[0] == lines_of_trial_1[1] < 60  # nothing printed while paused
+    assert executor.runs[1].signals == ["SIGSTOP", "SIGCONT"]
+    assert [t.status for t in run.trials()] == ["completed", "completed"]
+    checked, missing, extra = exactly_once(run)
+    assert checked == 60 and not missing and not extra
