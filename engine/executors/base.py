@@ -17,7 +17,7 @@ where the executor is made.
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,8 +31,10 @@ class TrialProcess:
     The loop reads ``trial_id``, ``pid``, ``pgid``, ``create_time``, ``node`` (recorded on the
     trial's row), the two log paths, and ``final_status`` / ``final_reason`` (set by
     :meth:`Executor.request_stop`, or by the executor when it knows better how the trial ended,
-    e.g. Ray's lost node). ``popen`` is the local executor's; ``extra`` is for any other
-    executor's own bookkeeping (Ray keeps its task stream there), never read by the loop.
+    e.g. Ray's lost node). ``popen`` is the local executor's. An executor that needs its own
+    per-trial handle subclasses this and returns the subclass from :meth:`Executor.start`
+    (Ray's ``RayTrialProcess`` keeps its task's output stream there); the loop only ever reads
+    the fields above.
     """
 
     trial_id: int
@@ -47,7 +49,6 @@ class TrialProcess:
     final_reason: str | None = None
     paused: bool = False
     node: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Executor(Protocol):
