@@ -178,15 +178,11 @@ class TrialLogReader:
                                     f"{', '.join(parsed.ignored)}", level="warning")
         self._handle_report(live, parsed)
 
-    def _note_objective(self, live: LiveTrial, step: float, objective: float) -> reading.TrialReading:
-        """The trial's best, where each step counts with its last value (a bar revises its step)."""
-        state = live.reading
-        if state is None:
-            state = live.reading = reading.TrialReading(regex=None, best=reading.StepBest(
-                self.space.objective.better, closed=live.best, closed_step=live.best_step))
-        state.objective_seen = True
-        live.best, live.best_step = state.best.add(step, objective)
-        return state
+    def _new_reading(self, live: LiveTrial) -> reading.TrialReading:
+        """Reading state for a trial followed without one (its best goes on from the recorded one)."""
+        live.reading = reading.TrialReading(regex=None, best=reading.StepBest(
+            self.space.objective.better, closed=live.best, closed_step=live.best_step))
+        return live.reading
 
     def _handle_report(self, live: LiveTrial, report: Report) -> None:
         """Record one report (metrics, best, curve), then hand each step to ``decide`` once it settled.
@@ -203,7 +199,9 @@ class TrialLogReader:
         if objective is not None:  # best of what was recorded, decided or not
             if _isfinite(objective):
                 live.curve.append((report.resource if report.resource is not None else step, objective))
-            self._note_objective(live, step, objective)
+            noted = live.reading or self._new_reading(live)
+            noted.objective_seen = True  # the best: each step counts with its last value (a bar revises its step)
+            live.best, live.best_step = noted.best.add(step, objective)
         proc = live.proc
         if proc is None or proc.final_status is not None:
             return  # drained after the fact, or already being stopped: record (best too), do not decide again

@@ -28,6 +28,7 @@ FILE_POLL_S = 0.25  # how often a running trial's CSV / TensorBoard files are lo
 RESUME_LOOKBACK = 64 * 1024  # bytes before the committed offset searched for the step a re-adopted bar is at
 SILENT_STREAK = 10  # trials in a row without the objective before launching pauses
 MAX_LISTED = 8  # trial numbers listed in one warning line
+_isnan = math.isnan
 
 
 @dataclass
@@ -41,12 +42,21 @@ class StepBest:
     open_value: float | None = None
 
     def add(self, step: float, value: float) -> tuple[float | None, float | None]:
-        open_step, open_value = self.open_step, self.open_value
+        """Take ``value`` at ``step`` (a new step closes the open one); returns :meth:`best`.
+
+        Called once per report, so :meth:`best` is inlined on the fields just read.
+        """
+        open_step, open_value, closed = self.open_step, self.open_value, self.closed
         if open_step is not None and step != open_step and open_value is not None:
-            if self.closed is None or self.better(open_value, self.closed):
-                self.closed, self.closed_step = open_value, open_step
+            if closed is None or self.better(open_value, closed):
+                closed = self.closed = open_value
+                self.closed_step = open_step
         self.open_step, self.open_value = step, value
-        return self.best()
+        if value is None or _isnan(value):
+            return closed, self.closed_step
+        if closed is None or self.better(value, closed):
+            return value, step
+        return closed, self.closed_step
 
     def best(self) -> tuple[float | None, float | None]:
         if self.open_value is None or math.isnan(self.open_value):
