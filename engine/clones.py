@@ -29,8 +29,13 @@ def checked_value(param: Param, value: Any) -> tuple[Any, str | None]:
     value = _number(param, value)
     if param.low is not None and param.high is not None and not param.low <= value <= param.high:
         return value, (f"{param.name}={format_value(value)} is outside the searched range "
-                       f"[{format_value(param.low)}, {format_value(param.high)}]; it runs as asked")
+                       f"[{_bound(param, param.low)}, {_bound(param, param.high)}]; it runs as asked")
     return value, None
+
+
+def _bound(param: Param, bound: float) -> str:
+    """A range end as the space file means it: ``4`` for an int parameter, not the parsed ``4.0``."""
+    return format_value(int(bound) if param.type == "int" and bound == int(bound) else bound)
 
 
 def _number(param: Param, value: Any) -> int | float:

@@ -140,23 +140,6 @@ class LocalExecutor(Executor):
         """Nothing to release for local trials."""
 
 
-# What a signal usually means for a training script, in the words a user searches for.
-SIGNAL_MEANINGS = {
-    signal.SIGSEGV: "segmentation fault: a crash in native code (CUDA, a C extension)",
-    signal.SIGABRT: "aborted: a native library gave up (failed assertion, CUDA error)",
-    signal.SIGKILL: "killed from outside, often by the out-of-memory killer (see `dmesg`)",
-    signal.SIGBUS: "bus error: often shared memory (/dev/shm) too small for dataloader workers",
-    signal.SIGFPE: "floating-point exception in native code",
-    signal.SIGILL: "illegal instruction: a binary built for another CPU",
-    signal.SIGTERM: "terminated from outside",
-    signal.SIGINT: "interrupted (Ctrl-C)",
-    signal.SIGHUP: "hang-up: its terminal went away",
-    signal.SIGPIPE: "broken pipe",
-    signal.SIGXCPU: "CPU time limit exceeded",
-    signal.SIGXFSZ: "file size limit exceeded",
-}
-
-
 def terminate_group(pgid: int, grace_s: float, also: list[psutil.Process] | None = None) -> None:
     """SIGCONT + SIGTERM to a whole process group, SIGKILL to what is left after ``grace_s``; blocks.
 
@@ -247,15 +230,3 @@ def judge_ended_unwatched(stderr_tail: str, reports: int, last_step: float | Non
         return None
     return TrialStatus.COMPLETED, (f"exit code unknown (no engine was its parent when it ended); judged from its output: "
                          f"{reports} reports" + (f", up to step {last_step:g}" if last_step is not None else ""))
-
-
-def signal_name(exit_code: int) -> str | None:
-    """``SIGSEGV, segmentation fault: ...`` for an exit code of 128+N, so a failed trial's event says why."""
-    if exit_code > 128:
-        try:
-            sig = signal.Signals(exit_code - 128)
-        except ValueError:
-            return None
-        meaning = SIGNAL_MEANINGS.get(sig)
-        return f"{sig.name}, {meaning}" if meaning else sig.name
-    return None

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import selectors
 import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -30,14 +32,19 @@ from .core.events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, 
                           TrialAdopted, TrialExited, TrialFacts, TrialStarted)
 from .core.state import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED  # noqa: F401  (re-exported)
 from .core.study_core import StudyCore
+from .boundary import RANKED_STATUSES, boundary_warnings
 from .errors import UserError
+from .export import study_record, top_trials
 from .executors.base import Executor
 from .fd_limits import fit_parallel, out_of_fds
+from .gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
 from .conditions import inactive_names
 from .liveness import find_trial_process, process_create_time
 from .metricline import Report
+from .pareto import front_lines
 from .records import ENDED_STATUSES, LIVE_STATUSES, EventKind, HealthFlag, StudyStatus, TrialStatus
 from .records import TrialStarted as StartedPayload
+from .resources import OOM_FLAG, OOM_HINT, is_cuda_oom
 from .runner import LocalExecutor, TrialProcess, judge_ended_unwatched
 from .schedulers.recorded import recorded_trials
 from .space import Space, render_argv
@@ -45,6 +52,7 @@ from .store import HOSTNAME, Store, StudyRow, TrialRow
 from .trial_files import append_engine_log, folder_warnings, make_trial_folder
 from .trial_params import params_environment
 from .usage import UsageSampler
+from .warm_start import apply_warm_start, record_warm_start, replay_history
 from . import trial_end
 from . import trial_reading as reading
 from .trial_logs import LiveTrial, TrialLogReader, follow
@@ -98,8 +106,6 @@ class StudyLoop:
         self._wake_r, self._wake_w = os.pipe()
         self._waiting_note: str | None = None
         self.usage = UsageSampler(store, study.id, self.executor)
-        from .gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
-
         self.gpu = GpuPlacer(store, study, space, lambda: self.usage.monitor, self._say)
         if self.gpu.uses_gpus(self.executor):
             self.usage.gpu_sharing = self.gpu.sharing_columns  # claimed / other memory in each GPU sample
@@ -256,8 +262,6 @@ class StudyLoop:
         """Re-adopt trials that outlived a dead engine; mark the rest interrupted and queue their reruns."""
         trials = self.store.trials(self.study.id)
         rerun_done = {t.rerun_of for t in trials if t.rerun_of is not None}
-        from .warm_start import apply_warm_start, record_warm_start, replay_history
-
         sampler, told = apply_warm_start(self.store, self.space, self.core.sampler)
         self.core.use_sampler(sampler)
         note = record_warm_start(self.store, self.study.id, sampler, told)
@@ -610,8 +614,6 @@ class StudyLoop:
 
     def _finish_trial(self, live: LiveTrial, code: int) -> None:
         """Record how the trial ended, then what its end means (the core decides, engine/trial_end.py words it)."""
-        from .resources import is_cuda_oom
-
         asked = live.proc.final_status
         stderr_tail = live.stderr.tail_text() if trial_end.needs_stderr(code, asked) else ""
         problems = None if live.reading is None else tuple(reading.trial_problems(
@@ -638,8 +640,6 @@ class StudyLoop:
 
     def _flag_cuda_oom(self, trial_id: int, number: int) -> None:
         """A failed trial whose stderr says CUDA ran out of memory gets the oom flag and its hint."""
-        from .resources import OOM_FLAG, OOM_HINT
-
         self.store.buffer_event(self.study.id, trial_id, EventKind.FLAG,
                                 f"{OOM_FLAG}: trial {number} ran out of GPU memory — {OOM_HINT}",
                                 level="error", data=HealthFlag(OOM_FLAG, hint=OOM_HINT).to_data())
@@ -650,8 +650,6 @@ class StudyLoop:
 
     def _update_warnings(self) -> None:
         """Boundary warnings ("best trials at the upper edge of lr"), stored on the study when they change."""
-        from .boundary import RANKED_STATUSES, boundary_warnings
-
         # boundary.study_warnings, from the store's light per-trial read (this runs after every trial)
         results = self.store.ranked_results(self.study.id, RANKED_STATUSES)
         warnings = [w.text for w in boundary_warnings(self.space.params, results, self.space.objective.mode)]
@@ -902,8 +900,6 @@ class StudyLoop:
         self._print_final()
 
     def _print_final(self) -> None:
-        from .export import top_trials
-
         rows = top_trials(self.store, self.study.id, 5)
         finished = self.finished
         self._say(f"study {self.study.name} {self.final_status}: {finished} trials finished")
@@ -918,9 +914,6 @@ class StudyLoop:
         best = rows[0]
         self._say(f"best trial {best.number}: {shlex.join(best.argv)}")
         if self.space.multi_objective:  # several objectives: the front is the answer, not one best trial
-            from .export import study_record
-            from .pareto import front_lines
-
             record = study_record(self.store, self.store.study_by_id(self.study.id) or self.study)
             for line in front_lines(record["trials"], record["study"]["objective"]):
                 self._say(line)
@@ -961,8 +954,6 @@ def _storage_trouble(exc: sqlite3.Error) -> bool:
 
 def _interpreter_hint(command: str) -> str:
     """Why a module is missing, most of the time: `python` on PATH is not the environment hpotui runs in."""
-    import shutil
-
     found = shutil.which(command)
     if command not in ("python", "python3") or found is None:
         return ""
@@ -975,8 +966,6 @@ def _interpreter_hint(command: str) -> str:
 def _trial_seed(seed: int | None, index: int | None) -> int | None:
     if seed is None or index is None:
         return None
-    import random
-
     return random.Random(f"trial-seed:{seed}:{index}").randrange(2**31)
 
 

@@ -9,13 +9,13 @@ real trial.
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from typing import Any
 
 from .executors.base import EXIT_UNKNOWN
 from .invalid import INVALID_STATUS
 from .records import FAILURE_STATUSES, TrialEnded, TrialStatus
-from .runner import signal_name
 
 CRASH_MARK = "Traceback (most recent call last)"
 UNWATCHED_REASON = "exit code unknown: the trial ended while no engine was watching it"
@@ -115,3 +115,32 @@ def warnings_due(finished: int, min_trials: int, every: int) -> bool:
     recomputes; past that, every (finished // every)-th one does (they rank the whole study).
     """
     return finished >= min_trials and (finished <= every or finished % (finished // every) == 0)
+
+
+# What a signal usually means for a training script, in the words a user searches for.
+SIGNAL_MEANINGS = {
+    signal.SIGSEGV: "segmentation fault: a crash in native code (CUDA, a C extension)",
+    signal.SIGABRT: "aborted: a native library gave up (failed assertion, CUDA error)",
+    signal.SIGKILL: "killed from outside, often by the out-of-memory killer (see `dmesg`)",
+    signal.SIGBUS: "bus error: often shared memory (/dev/shm) too small for dataloader workers",
+    signal.SIGFPE: "floating-point exception in native code",
+    signal.SIGILL: "illegal instruction: a binary built for another CPU",
+    signal.SIGTERM: "terminated from outside",
+    signal.SIGINT: "interrupted (Ctrl-C)",
+    signal.SIGHUP: "hang-up: its terminal went away",
+    signal.SIGPIPE: "broken pipe",
+    signal.SIGXCPU: "CPU time limit exceeded",
+    signal.SIGXFSZ: "file size limit exceeded",
+}
+
+
+def signal_name(exit_code: int) -> str | None:
+    """``SIGSEGV, segmentation fault: ...`` for an exit code of 128+N, so a failed trial's event says why."""
+    if exit_code > 128:
+        try:
+            sig = signal.Signals(exit_code - 128)
+        except ValueError:
+            return None
+        meaning = SIGNAL_MEANINGS.get(sig)
+        return f"{sig.name}, {meaning}" if meaning else sig.name
+    return None

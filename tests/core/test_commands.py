@@ -85,7 +85,7 @@ def test_clone_validation() -> None:
     assert _answer(study, "clone_trial", 1, {"params": {"depth": 3}})[0] == CommandResult.refused(
         "refused: 'depth' is not a parameter of this study")
     result, effects = _answer(study, "clone_trial", 1, {"params": {"layers": 9}})
-    note = "layers=9 is outside the searched range [1.0, 4.0]; it runs as asked"  # clones.checked_value's words
+    note = "layers=9 is outside the searched range [1, 4]; it runs as asked"  # int bounds as written
     assert result.ok and result.message.endswith(f" (note: {note})")
     assert result.message.startswith("clone of trial 1 queued: lr=")
     assert effects == [QueueClone(99, 1, dict(source.params, layers=9), note, result.message)]
