@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import TrialStatus
+from .records import EventKind, TrialStarted, TrialStatus
+from .store import Store
 
 
-def gpu_status_lines(store: Any, study_id: int, trials: list[dict[str, Any]]) -> list[str]:
+def gpu_status_lines(store: Store, study_id: int, trials: list[dict[str, Any]]) -> list[str]:
     """Lines for one study's ``status``; ``trials`` are :func:`engine.export.study_record`'s trials."""
     placement, lines = _read_events(store, study_id)
     by_number = {t["id"]: t for t in trials}
@@ -25,19 +26,21 @@ def gpu_status_lines(store: Any, study_id: int, trials: list[dict[str, Any]]) ->
     return lines
 
 
-def _read_events(store: Any, study_id: int) -> tuple[dict[int, str], list[str]]:
+def _read_events(store: Store, study_id: int) -> tuple[dict[int, str], list[str]]:
     """(trial id -> its placement reason, study-level lines: packing paused, claims fallback)."""
     placement: dict[int, str] = {}
     lines: list[str] = []
-    for event in store.events(study_id, kinds=["started", "packing_paused", "gpu_claims"]):
-        if event.kind != "started":
-            lines.append(("warning: " if event.kind == "gpu_claims" else "") + event.message)
-        elif event.trial_id is not None and event.data.get("placement"):
-            placement[event.trial_id] = str(event.data["placement"])
+    for event in store.events(study_id, kinds=[EventKind.STARTED, EventKind.PACKING_PAUSED, EventKind.GPU_CLAIMS]):
+        if event.kind != EventKind.STARTED:
+            lines.append(("warning: " if event.kind == EventKind.GPU_CLAIMS else "") + event.message)
+            continue
+        where = TrialStarted.from_data(event.data).placement
+        if event.trial_id is not None and where:
+            placement[event.trial_id] = where
     return placement, lines
 
 
-def _running_line(store: Any, study_id: int, t: dict[str, Any], placement: dict[int, str]) -> list[str]:
+def _running_line(store: Store, study_id: int, t: dict[str, Any], placement: dict[int, str]) -> list[str]:
     trial = store.trial_by_number(study_id, t["id"])
     if trial is None or trial.id not in placement:
         return []
