@@ -12,13 +12,11 @@ does not exist or is not a choice, a value that is not one of the parent's choic
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from .param import Param
+from .param import PLACEHOLDER, Param
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 Fail = Callable[[str, str, str], Exception]
 
 

@@ -30,16 +30,13 @@ import importlib.util
 import io
 import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .metricline import Report
-from .param import format_value
+from .param import BUILTIN_PLACEHOLDERS, PLACEHOLDER, format_value
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")
 STEP_KEYS = ("epoch", "step")
 TENSORBOARD_EXTRA = "pip install 'hpotui[tensorboard]'"
 

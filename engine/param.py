@@ -1,14 +1,20 @@
-"""One searched hyperparameter, and how a value of one is written into a command argument.
+"""One searched hyperparameter, how a value of one is written into an argument, and the ``{name}`` placeholder.
 
 Its own module because the space parser (:mod:`engine.space`), the conditions
 (:mod:`engine.conditions`) and the metric-file paths (:mod:`engine.metric_files`) all need it,
-and the parser needs the other two: here none of them imports the parser back.
+and the parser needs the other two: here none of them imports the parser back. The placeholder
+syntax lives here for the same reason: the command, the conditions that drop its arguments and
+the metric-file paths must agree on what ``{name}`` is.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # {name} in a command argument or a metric-file path
+BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")  # the engine fills these; no parameter takes the names
 
 
 @dataclass(frozen=True)

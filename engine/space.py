@@ -26,11 +26,10 @@ from .metric_files import parse_metric_files
 from .metricline import expand_number
 from .names import NAME_FIX, name_problem
 from .notify import parse_notify
+from .param import BUILTIN_PLACEHOLDERS, PLACEHOLDER
 from .param import Param, format_value  # noqa: F401  # both re-exported: the space's vocabulary
 from .yamlfile import YamlProblem, load_yaml
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")
 PARAM_TYPES = ("loguniform", "uniform", "int", "choice")
 ALGORITHMS = ("random", "grid", "tpe")
 SCHEDULERS = ("fifo", "asha", "hyperband", "median")
