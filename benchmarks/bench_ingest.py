@@ -63,6 +63,55 @@ class IngestResult:
         return self.rows / self.cpu_s if self.cpu_s > 0 else math.nan
 
 
+class Watch:
+    """A reader polling the database while the engine runs: the rows it sees land, when, and the
+    engine's own CPU time (its trials are children, not counted)."""
+
+    def __init__(self, db: Path, pid: int) -> None:
+        self.db, self.process = db, psutil.Process(pid)
+        self.conn: sqlite3.Connection | None = None
+        self.last_id, self.rows = 0, 0
+        self.first_sent, self.last_visible = math.inf, 0.0
+        self.latencies: list[float] = []
+        self.cpu_s, self.cpu_base = math.nan, math.nan  # the base is taken once the engine has started (imports done)
+
+    def poll(self) -> None:
+        try:
+            times = self.process.cpu_times()
+            self.cpu_s = times.user + times.system
+        except psutil.Error:
+            pass  # exited: the last reading stands (only its final summary is missed)
+        if self.conn is None and self.db.exists():
+            self.conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        if self.conn is None:
+            return
+        got = self._query("SELECT id, name, value FROM metrics WHERE id > ? ORDER BY id", (self.last_id,))
+        if math.isnan(self.cpu_base) and not got:  # no row yet: once a trial exists, the engine has started
+            count = self._query("SELECT COUNT(*) FROM trials", ())
+            if count and count[0][0]:
+                self.cpu_base = self.cpu_s
+        seen = time.time()
+        if got:
+            self.last_id = got[-1][0]
+            self.rows += len(got)
+            self.last_visible = seen
+            for _, name, value in got:
+                if name == "sent":
+                    self.latencies.append(seen - value)
+                    self.first_sent = min(self.first_sent, value)
+
+    def _query(self, sql: str, args: tuple) -> list:
+        assert self.conn is not None
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []  # schema not created yet
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
 def run_hpotui(trials: int, lines_per_trial: int, engine: Checkout | None = None) -> IngestResult:
     """One study of ``trials`` flooding trials, all at once; returns what a polling reader saw.
 
@@ -78,58 +127,29 @@ def run_hpotui(trials: int, lines_per_trial: int, engine: Checkout | None = None
         proc = subprocess.Popen([*engine.cli, "launch", str(space), "--headless", "--db", str(db)],
                                 cwd=work, env=engine.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         expected = trials * lines_per_trial * ROWS_PER_LINE
-        latencies: list[float] = []
-        first_sent, last_visible, rows = math.inf, 0.0, 0
-        conn: sqlite3.Connection | None = None
-        last_id = 0
-        cpu_s, cpu_base = math.nan, math.nan  # the base is taken once the engine has started (imports done)
-        watched = psutil.Process(proc.pid)
+        watch = Watch(db, proc.pid)
         try:
             while True:
-                try:
-                    times = watched.cpu_times()
-                    cpu_s = times.user + times.system
-                except psutil.Error:
-                    pass  # exited: the last reading stands (only its final summary is missed)
                 finished = proc.poll() is not None
-                if conn is None and db.exists():
-                    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30, isolation_level=None)
-                if conn is not None:
-                    try:
-                        got = conn.execute("SELECT id, name, value FROM metrics WHERE id > ? ORDER BY id",
-                                           (last_id,)).fetchall()
-                    except sqlite3.OperationalError:
-                        got = []  # schema not created yet
-                    if math.isnan(cpu_base) and not got:
-                        try:
-                            if conn.execute("SELECT COUNT(*) FROM trials").fetchone()[0]:
-                                cpu_base = cpu_s
-                        except sqlite3.OperationalError:
-                            pass
-                    seen = time.time()
-                    if got:
-                        last_id = got[-1][0]
-                        rows += len(got)
-                        last_visible = seen
-                        for _, name, value in got:
-                            if name == "sent":
-                                latencies.append(seen - value)
-                                first_sent = min(first_sent, value)
-                if rows >= expected or finished:
+                watch.poll()
+                if watch.rows >= expected or finished:
                     break
                 time.sleep(POLL_S)
             proc.wait(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
-            if conn is not None:
-                conn.close()
+            watch.close()
         if proc.returncode != 0:
-            raise RuntimeError(f"engine exited {proc.returncode}: {proc.stderr.read().decode()[-500:]}")
-        if rows < expected:
-            raise RuntimeError(f"only {rows} of {expected} rows landed")
-        return IngestResult(trials, rows, last_visible - first_sent, percentile(latencies, 50),
-                            percentile(latencies, 99), cpu_s - cpu_base)
+            raise RuntimeError(f"engine exited {proc.returncode}: {_stderr_tail(proc)}")
+        if watch.rows < expected:
+            raise RuntimeError(f"only {watch.rows} of {expected} rows landed")
+        return IngestResult(trials, watch.rows, watch.last_visible - watch.first_sent, percentile(watch.latencies, 50),
+                            percentile(watch.latencies, 99), watch.cpu_s - watch.cpu_base)
+
+
+def _stderr_tail(proc: subprocess.Popen[bytes]) -> str:
+    return proc.stderr.read().decode()[-500:] if proc.stderr is not None else ""
 
 
 def run_competitor(kind: str, processes: int, values_per_process: int, seconds: float) -> IngestResult | None:
@@ -189,10 +209,11 @@ def measure(trial_counts: tuple[int, ...], total_lines: int, repeats: int, compe
             except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
                 say(f"  {kind}: skipped ({exc})")
                 theirs[kind] = None
-            if theirs[kind] is not None:
-                t = theirs[kind]
+            t = theirs[kind]
+            if t is not None:
                 say(f"    {fmt_rate(t.rate)} values, p50 {fmt_ms(t.p50)}, p99 {fmt_ms(t.p99)}")
-        sqlite_rate = theirs.get("optuna-sqlite").rate if theirs.get("optuna-sqlite") else math.nan
+        sqlite = theirs.get("optuna-sqlite")
+        sqlite_rate = sqlite.rate if sqlite else math.nan
         first = True
         for kind, label in (("optuna-sqlite", "Optuna RDB/SQLite"), ("optuna-journal", "Optuna JournalStorage"),
                             ("mlflow", "MLflow log_metric/SQLite")):

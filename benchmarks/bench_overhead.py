@@ -62,7 +62,8 @@ def hpotui_seconds(work: Path, trials: int, run: int | str,
         time.sleep(0.05)
     total = time.perf_counter() - start
     if engine.returncode != 0:
-        raise RuntimeError(f"hpotui exited {engine.returncode}: {engine.stderr.read().decode()[-500:]}")
+        tail = engine.stderr.read().decode()[-500:] if engine.stderr is not None else ""
+        raise RuntimeError(f"hpotui exited {engine.returncode}: {tail}")
     import sqlite3
 
     with sqlite3.connect(db) as conn:

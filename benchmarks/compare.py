@@ -1,7 +1,7 @@
 """Compare this tree's engine with another commit's, back to back in one run.
 
     python benchmarks/compare.py 7ccafc1                  # ingestion at 1 and 8 trials, 3 rounds
-    python benchmarks/compare.py 7ccafc1 --trials 1 --overhead 200 --repeats 5
+    python benchmarks/compare.py 7ccafc1 --trials '' --overhead 2,200   # per-trial engine CPU
 
 On a shared, noisy box figures from separate runs cannot be compared: a change of 20 % drowns in
 the machine's own swings. Here both engines run in turns (the order alternates every round, so
@@ -39,10 +39,12 @@ def export(revision: str, into: Path) -> Path:
     return root
 
 
+Rounds = dict[str, dict[str, list[float]]]  # figure -> side -> one value per round
+
+
 def rounds(sides: dict[str, Checkout], repeats: int, trial_counts: tuple[int, ...], total_lines: int,
-           overhead_trials: int, work: Path) -> dict[str, dict[str, list[float]]]:
-    """figure -> side -> one value per round."""
-    got: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+           overhead_counts: tuple[int, ...], work: Path) -> Rounds:
+    got: Rounds = defaultdict(lambda: defaultdict(list))
     names = list(sides)
     (work / "tiny.py").write_text(bench_overhead.TINY)
     for r in range(repeats):
@@ -54,14 +56,21 @@ def rounds(sides: dict[str, Checkout], repeats: int, trial_counts: tuple[int, ..
                     f"{fmt_rate(res.cpu_rate)} per engine CPU-s")
                 got[f"ingest rows/s, {n} trials"][side].append(res.rate)
                 got[f"ingest rows per engine CPU-s, {n} trials"][side].append(res.cpu_rate)
-        if overhead_trials:
+        for n in overhead_counts:
             for side in order:
-                total, _loop, cpu = bench_overhead.hpotui_seconds(work, overhead_trials, f"{side}{r}", sides[side])
-                say(f"round {r + 1}, {overhead_trials} trivial trials, {side}: {total:.2f}s, engine CPU {cpu:.2f}s")
-                got[f"{overhead_trials} trivial trials: whole command, s"][side].append(total)
-                got[f"{overhead_trials} trivial trials: engine CPU per trial, ms"][side].append(
-                    cpu / overhead_trials * 1000)
+                total, _loop, cpu = bench_overhead.hpotui_seconds(work, n, f"{side}{r}x{n}", sides[side])
+                say(f"round {r + 1}, {n} trivial trials, {side}: {total:.2f}s, engine CPU {cpu:.2f}s")
+                got[f"{n} trivial trials: whole command, s"][side].append(total)
+                got[f"{n} trivial trials: engine CPU, s"][side].append(cpu)
+                got[f"{n} trivial trials: engine CPU per trial, ms"][side].append(cpu / n * 1000)
     return got
+
+
+def marginal(got: Rounds, counts: tuple[int, ...], side: str) -> float:
+    """Engine CPU per trial beyond the start-up: the slope between the smallest and largest study."""
+    low, high = min(counts), max(counts)
+    cpu = {n: median(got[f"{n} trivial trials: engine CPU, s"][side]) for n in (low, high)}
+    return (cpu[high] - cpu[low]) / (high - low) * 1000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("revision", help="the commit to compare with (anything `git archive` takes)")
     parser.add_argument("--trials", default="1,8", help="ingestion at these trial counts (empty: none)")
     parser.add_argument("--lines", type=int, default=40_000, help="metric lines per study (5 rows each)")
-    parser.add_argument("--overhead", type=int, default=0, help="also N trivial trials, 2 at a time")
+    parser.add_argument("--overhead", default="", help="also studies of N trivial trials, 2 at a time "
+                        "(N,M: both, and the engine CPU per added trial between them)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     counts = tuple(int(x) for x in args.trials.split(",") if x)
@@ -77,13 +87,18 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         old = Checkout.at(export(args.revision, work), work / "site")
         sides = {"old": old, "new": Checkout.this()}
-        got = rounds(sides, args.repeats, counts, args.lines, args.overhead, work)
+        overhead = tuple(int(x) for x in args.overhead.split(",") if x)
+        got = rounds(sides, args.repeats, counts, args.lines, overhead, work)
     print(f"| measured ({args.repeats} rounds, medians) | {args.revision} | this tree | new / old |")
     print("|---|---|---|---|")
     for figure, by_side in got.items():
         o, n = median(by_side["old"]), median(by_side["new"])
         show = fmt_rate if "rows" in figure else (lambda x: f"{x:.2f}")
         print(f"| {figure} | {show(o)} | {show(n)} | {n / o:.2f} |")
+    if len(overhead) > 1:
+        o, n = marginal(got, overhead, "old"), marginal(got, overhead, "new")
+        print(f"| engine CPU per added trial ({min(overhead)} -> {max(overhead)} trials), ms | {o:.2f} | {n:.2f} "
+              f"| {n / o:.2f} |")
 
 
 if __name__ == "__main__":
