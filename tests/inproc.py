@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from hpotui.engine import study as study_module
 from hpotui.engine.executors.fake import FakeExecutor, Script
 from hpotui.engine.export import export_csv, export_json, export_markdown, status_text
 from hpotui.engine.space import Space, load_space
@@ -74,14 +74,16 @@ def write_space(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
 
 @contextlib.contextmanager
 def _no_git_subprocess() -> Iterator[None]:
-    original = getattr(study_module, "_git_commit", None)
-    if original is not None:
-        study_module._git_commit = lambda workdir: None  # type: ignore[attr-defined]
+    """Every engine module's ``_git_commit`` answers "no commit" (wherever the engine keeps it)."""
+    patched = [(module, module._git_commit) for name, module in list(sys.modules.items())  # type: ignore[attr-defined]
+               if name.startswith("hpotui.engine") and callable(getattr(module, "_git_commit", None))]
+    for module, _ in patched:
+        module._git_commit = lambda workdir: None  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        if original is not None:
-            study_module._git_commit = original  # type: ignore[attr-defined]
+        for module, original in patched:
+            module._git_commit = original  # type: ignore[attr-defined]
 
 
 def create_study(store: Store, space: Space, space_path: Path, *, headless: bool = True) -> StudyRow:
