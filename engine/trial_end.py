@@ -1,7 +1,7 @@
 """How a trial's end is judged and worded: its final status, reason, exit code and the lines that say so.
 
-Plain values in, plain values out: no store, no clock, no processes. The loop
-(:meth:`engine.study.StudyLoop._finish_trial`) reads the trial's stderr and the clock; the study
+Plain values in, plain values out: no store, no clock, no processes. The shell
+(:meth:`engine.trial_exits.TrialExits._finish_trial`) reads the trial's stderr and the clock; the study
 core (engine/core/study_core.py) asks here what the end means, and the loop records it. Keeping
 the rules here lets each one be tested on hand-built values in microseconds instead of through a
 real trial.
