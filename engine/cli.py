@@ -1,23 +1,32 @@
 """The ``hpotui`` command: argument parsing only; the work happens in the engine modules.
 
-Imports are lazy so that ``hpotui status`` or ``hpotui stop`` start in milliseconds and never
-load textual or torch. Bad input ends in one line on stderr and exit code 2; tracebacks only
-with ``--debug``.
+Light modules (the standard library, engine modules of a few plain functions) are imported at
+the top. The heavy ones are imported inside the verb that needs them, each with its reason, so that
+``--help``, ``status`` and ``stop`` start in milliseconds and never load textual or torch; the
+interface (``tui``) is only ever imported here, and only lazily. Bad input ends in one line on
+stderr and exit code 2; tracebacks only with ``--debug``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .errors import UserError
+from .dbfile import explain_error
+from .errors import SpaceError, StudyNotFound, UserError
+from .names import NAME_FIX, name_problem
 from .records import STUDY_DONE_STATUSES, WORK_LEFT_STATUSES
+from .relocate import project_folder
 from .self_command import hpotui_command
+from .trial_helpers import copy_helpers
 
 EXIT_BAD_INPUT = 2
 
@@ -130,8 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.Error as exc:  # disk full, or a damaged file, before or outside the loop
         if debug:
             raise
-        from .dbfile import explain_error
-
         line, _damaged = explain_error(Path(_db_path(args)), exc)
         print(f"hpotui: {line}", file=sys.stderr)
         return 1
@@ -140,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _db_path(args: argparse.Namespace) -> str:
-    from .store import default_db_path
+    from .store import default_db_path  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
 
     return getattr(args, "db", None) or default_db_path()
 
@@ -161,7 +168,7 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool, readonly: bool = 
     ``readonly`` (status, export) writes nothing, so a finished study opens on read-only storage;
     an older schema is migrated first where the file can be written.
     """
-    from .store import SCHEMA_VERSION, Store
+    from .store import SCHEMA_VERSION, Store  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
 
     path = _db_path(args)
     try:
@@ -180,8 +187,6 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool, readonly: bool = 
 
 
 def _find_study(store: Any, name: str) -> Any:
-    from .errors import StudyNotFound
-
     study = store.study(name)
     if study is None:
         raise StudyNotFound(name, str(store.path))
@@ -190,14 +195,10 @@ def _find_study(store: Any, name: str) -> Any:
 
 # -- launch / resume -------------------------------------------------------------------------------
 def cmd_launch(args: argparse.Namespace) -> int:
-    import json
-
-    from .space import load_space
+    from .space import load_space  # lazy: yaml and the whole space parser; status never reads a space
 
     space = load_space(args.space)
     if args.executor:
-        from dataclasses import replace
-
         space = replace(space, executor=replace(space.executor, type=args.executor))
     _check_resources(space)
     if args.keep_trials and space.executor.type == "ray":
@@ -211,7 +212,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             raise UserError(f"{args.space}: parent: no study named {space.parent!r} in {store.path}; "
                             "remove parent: or launch with the database that holds it (--db)")
         parent_id = parent.id
-    from .warm_start import check_warm_start
+    from .warm_start import check_warm_start  # lazy: the samplers and the space parser; launch only
 
     check_warm_start(store, space)  # every search.warm_start study is in this database
     wanted = space.name if args.name is None else args.name
@@ -234,8 +235,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 def _check_name(name: str, where: str) -> None:
     """The one study-name rule (engine/names.py), for --name and names read back from the database."""
-    from .names import NAME_FIX, name_problem
-
     problem = name_problem(name)
     if problem:
         raise UserError(f"{where}: {problem}; {NAME_FIX}")
@@ -248,7 +247,7 @@ def _check_resources(space: Any) -> None:
     """
     if space.resources.gpus_per_trial <= 0 or space.executor.type == "ray":
         return
-    from .resources import ResourceMonitor, check_request
+    from .resources import ResourceMonitor, check_request  # lazy: NVML and psutil, only when GPUs are asked for
 
     problem = check_request(space.resources, ResourceMonitor())
     if problem:
@@ -256,15 +255,11 @@ def _check_resources(space: Any) -> None:
 
 
 def _space_of(store: Any, study: Any, workdir: str | None = None) -> Any:
-    import yaml
+    import yaml  # lazy: with the space parser below, only resume and the detached engine read a space
 
-    from .errors import SpaceError
-    from .relocate import project_folder
-    from .space import parse_space
+    from .space import parse_space  # lazy: yaml and the whole space parser; status never reads a space
 
     base_dir = project_folder(store, study, workdir)  # found again if the project moved, or --workdir
-    from dataclasses import replace
-
     try:
         space = parse_space(yaml.safe_load(study.space_yaml), study.space_file, base_dir)
     except SpaceError as exc:
@@ -277,13 +272,13 @@ def _space_of(store: Any, study: Any, workdir: str | None = None) -> Any:
 
 def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: float, keep: bool,
               out: Any = None) -> int:
-    from .store import EngineLocked
-    from .study import Options, StudyLoop
+    from .store import EngineLocked  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
+    from .study import Options, StudyLoop  # lazy: the loop and all it runs; only the process that runs a study
 
     _check_name(study.name, f"{store.path}: study")  # a row written by hand or by an older hpotui
     executor = None
     if space.executor.type == "ray":
-        from .executors.ray import RayExecutor
+        from .executors.ray import RayExecutor  # lazy: executor.type ray only (it imports Ray itself lazily too)
 
         executor = RayExecutor(space.executor.address, grace_period_s=grace, resources=space.resources)
     loop = StudyLoop(store, space, study, Options(headless=headless, grace_period_s=grace, keep_trials_on_exit=keep,
@@ -298,7 +293,7 @@ def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: floa
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .liveness import engine_alive
+    from .liveness import engine_alive  # lazy: psutil, loaded with the store; --help never needs it
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -331,12 +326,10 @@ def cmd_engine(args: argparse.Namespace) -> int:
 
 
 def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
-    import subprocess
-
     log_dir = store.path.resolve().parent / "hpotui_runs" / study.name
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = log_dir / "engine.log"
-    from .trial_files import append_engine_log
+    from .trial_files import append_engine_log  # lazy: ~2 ms (a dataclass) that only a detached launch needs
 
     try:
         log_fd = append_engine_log(log_path)  # owner-only, never through a planted link
@@ -364,7 +357,7 @@ def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
 
 
 def _open_tui(db_path: str, study: str | None) -> int:
-    from ..tui.dbopen import NotAStudyDatabase, open_readonly  # sqlite only: no textual on this path
+    from ..tui.dbopen import NotAStudyDatabase, open_readonly  # lazy: the CLI's one entry to the TUI (sqlite only)
 
     try:
         open_readonly(db_path).conn.close()
@@ -377,7 +370,7 @@ def _open_tui(db_path: str, study: str | None) -> int:
               file=sys.stderr)
         return 0
     try:
-        from ..tui.app import run_tui
+        from ..tui.app import run_tui  # lazy: textual and rich, only when a terminal opens the interface
     except ImportError as exc:
         if "tui" not in str(exc) and "textual" not in str(exc):
             raise
@@ -389,7 +382,7 @@ def _open_tui(db_path: str, study: str | None) -> int:
 
 # -- status / stop / export -------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    from .export import status_text
+    from .export import status_text  # lazy: the reports (pareto, GPU sharing); status and export only
 
     store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study) if args.study else None
@@ -398,7 +391,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .control import stop
+    from .control import stop  # lazy: process trees and signals (runner, process_tree); stop only
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -407,7 +400,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_csv, export_json, export_markdown
+    from .export import export_csv, export_json, export_markdown  # lazy: as in cmd_status
 
     store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study)
@@ -441,10 +434,8 @@ def _write_output(output: str | None, text: str) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    import json
-
-    from .plan import format_plan, plan
-    from .space import load_space
+    from .plan import format_plan, plan  # lazy: the scheduler rungs and the space parser; plan only
+    from .space import load_space  # lazy: yaml and the whole space parser; status never reads a space
 
     space = load_space(args.space)
     result = plan(space.scheduler, space.budget.max_trials)
@@ -453,14 +444,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_helpers(args: argparse.Namespace) -> int:
-    from .trial_helpers import copy_helpers
-
     print("\n".join(copy_helpers(args.folder)))
     return 0
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from .refine import refine_study
+    from .refine import refine_study  # lazy: yaml and the space parser; refine only
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
