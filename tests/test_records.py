@@ -23,6 +23,7 @@ from hpotui.engine.store import SCHEMA_VERSION, Store
 from hpotui.tui.actions import Commander
 from hpotui.tui.data import StudyReader
 from tests.faults.conftest import Lab, counting_study, wait_for
+from tests.store_rows import bare_study, bare_trial
 
 
 @pytest.fixture
@@ -33,14 +34,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _study_and_trial(store: Store) -> tuple[int, int]:
-    study = store.create_study(name="rec", objective_metric="acc", objective_mode="max", space_file="rec.yaml",
-                               space_yaml="name: rec\n", space_json="{}", parent_id=None, max_parallel=1,
-                               headless=True)
-    row = store.add_trial(study_id=study.id, params={"lr": 0.1}, argv=["true"], trial_dir="/nonexistent/1",
-                          stdout_path="/nonexistent/1/out", stderr_path="/nonexistent/1/err", sample_index=0,
-                          rerun_of=None, seed=None)
-    assert row is not None
-    return study.id, row.id
+    study = bare_study(store, "rec")
+    return study.id, bare_trial(store, study, Path("/nonexistent/1")).id
 
 
 def test_statuses_are_the_stored_strings(store: Store) -> None:

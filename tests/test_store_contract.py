@@ -11,36 +11,22 @@ column), so the old file brings studies, events and commands, not trials.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 
 from hpotui.engine import store as store_module
 from hpotui.engine.dbfile import DatabaseDamaged, DatabaseRefused
 from hpotui.engine.liveness import process_create_time
-from hpotui.engine.store import HOSTNAME, SCHEMA_VERSION, EngineLocked, Store, StudyRow, TrialRow
+from hpotui.engine.store import HOSTNAME, SCHEMA_VERSION, EngineLocked, Store
+from tests.store_rows import bare_study, bare_trial
 
 OLDEST_SCHEMA = min(store_module.MIGRATIONS)
-
-
-def _study(store: Store, name: str = "s", *, parent_id: int | None = None, **space: Any) -> StudyRow:
-    return store.create_study(name=name, objective_metric="val_acc", objective_mode="max", space_file="s.yaml",
-                              space_yaml="name: s\n", space_json=json.dumps(space), parent_id=parent_id, max_parallel=2,
-                              headless=True)
-
-
-def _trial(store: Store, study: StudyRow, tmp: Path, **extra: Any) -> TrialRow:
-    row = store.add_trial(study_id=study.id, params={"lr": 0.1}, argv=["python", "t.py"], trial_dir=str(tmp),
-                          stdout_path=str(tmp / "stdout.log"), stderr_path=str(tmp / "stderr.log"), sample_index=0,
-                          rerun_of=None, seed=7, **extra)
-    assert row is not None
-    return row
 
 
 def _old_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +35,7 @@ def _old_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         patch.setattr(store_module, "SCHEMA_VERSION", OLDEST_SCHEMA)
         old = Store(path)
         assert old.schema_version() == OLDEST_SCHEMA
-        study = _study(old, "from-schema-1")
+        study = bare_study(old, "from-schema-1")
         old.add_event(study.id, None, "note", "written at schema 1", data={"n": 1})
         old.send_command(study.id, "pause_launching")
         old.close()
@@ -90,7 +76,7 @@ def test_migration_keeps_what_the_old_hpotui_wrote_and_the_new_tables_work(tmp_p
     assert study is not None and study.status == "queued"
     assert [(e.kind, e.message, e.data) for e in store.events(study.id)] == [("note", "written at schema 1", {"n": 1})]
     assert [c.action for c in store.pending_commands(study.id)] == ["pause_launching"]
-    trial = _trial(store, study, tmp_path)  # the columns later migrations added are there and nullable
+    trial = bare_trial(store, study, tmp_path)  # the columns later migrations added are there and nullable
     assert trial.clone_id is None and trial.bracket is None
     store.set_trial_gpu_memory(trial.id, 1 << 30)
     assert store.queue_clone(study.id, command_id=None, source_number=trial.number, params={"lr": 0.2}, note=None,
@@ -109,7 +95,7 @@ def test_reader_of_an_old_file_never_migrates_it(tmp_path: Path, monkeypatch: py
 
 # -- studies -----------------------------------------------------------------------------------
 def test_study_written_is_read_back_by_name_id_and_list(store: Store) -> None:
-    study = _study(store, "alpha", lr={"low": 0.1})
+    study = bare_study(store, "alpha", lr={"low": 0.1})
     assert store.study("alpha") == study == store.study_by_id(study.id)
     assert study.stage == 1 and study.status == "queued" and study.max_parallel == 2
     assert "alpha" in [s.name for s in store.studies()]
@@ -120,7 +106,7 @@ def test_study_written_is_read_back_by_name_id_and_list(store: Store) -> None:
 
 
 def test_study_status_times_pause_parallel_and_warnings(store: Store) -> None:
-    study = _study(store)
+    study = bare_study(store)
     store.set_study_status(study.id, "running")
     running = store.study_by_id(study.id)
     assert running is not None and running.started_at is not None and running.finished_at is None
@@ -140,8 +126,8 @@ def test_study_status_times_pause_parallel_and_warnings(store: Store) -> None:
 
 
 def test_child_studies_count_their_stage_and_names_never_collide(store: Store) -> None:
-    parent = _study(store, "base")
-    child = _study(store, store.unused_study_name("base"), parent_id=parent.id)
+    parent = bare_study(store, "base")
+    child = bare_study(store, store.unused_study_name("base"), parent_id=parent.id)
     assert child.name == "base-2" and child.stage == 2
     assert [c.id for c in store.children(parent.id)] == [child.id]
     assert store.unused_study_name("base") == "base-3"
@@ -149,8 +135,8 @@ def test_child_studies_count_their_stage_and_names_never_collide(store: Store) -
 
 # -- trials ------------------------------------------------------------------------------------
 def test_trials_are_numbered_in_order_and_read_back(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    first, second = _trial(store, study, tmp_path), _trial(store, study, tmp_path)
+    study = bare_study(store)
+    first, second = bare_trial(store, study, tmp_path), bare_trial(store, study, tmp_path)
     assert (first.number, second.number) == (1, 2) and store.next_trial_number(study.id) == 3
     assert first.status == "queued" and first.params == {"lr": 0.1} and first.seed == 7
     assert store.trial(first.id) == first == store.trial_by_number(study.id, 1)
@@ -160,8 +146,8 @@ def test_trials_are_numbered_in_order_and_read_back(store: Store, tmp_path: Path
 
 
 def test_trial_life_running_paused_bracket_finished(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     store.mark_running(trial.id, pid=os.getpid(), pgid=os.getpgid(0), proc_create_time=1.0, git_commit="abc")
     store.set_trial_bracket(trial.id, 2)
     store.set_trial_paused(trial.id, True)
@@ -179,8 +165,8 @@ def test_trial_life_running_paused_bracket_finished(store: Store, tmp_path: Path
 
 
 def test_usage_and_gpu_memory_are_kept_per_trial(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     store.set_trial_usage(trial.id, 3 << 30, 87.5)
     store.set_trial_gpu_memory(trial.id, 2 << 30)
     store.finish_trial(trial.id, "completed", exit_code=0, reason=None)
@@ -190,10 +176,10 @@ def test_usage_and_gpu_memory_are_kept_per_trial(store: Store, tmp_path: Path) -
 
 
 def test_ranked_results_skip_unfinished_and_non_finite_bests(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
+    study = bare_study(store)
     values = [0.5, float("nan"), 0.9, None]
     for value in values:
-        trial = _trial(store, study, tmp_path)
+        trial = bare_trial(store, study, tmp_path)
         if value is not None:
             store.buffer_progress(trial.id, stdout_offset=0, stderr_offset=0, reports=1, last_step=1,
                                   best_value=value, best_step=1)
@@ -204,8 +190,8 @@ def test_ranked_results_skip_unfinished_and_non_finite_bests(store: Store, tmp_p
 
 # -- metrics and offsets: one transaction ----------------------------------------------------
 def test_metrics_and_their_offsets_become_visible_together_at_flush(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     reader = _reader(store)
     store.buffer_metrics(trial.id, 1, {"val_acc": 0.5, "loss": float("nan")}, at=10.0)
     store.buffer_progress(trial.id, stdout_offset=120, stderr_offset=7, reports=1, last_step=1, best_value=0.5,
@@ -224,8 +210,8 @@ def test_metrics_and_their_offsets_become_visible_together_at_flush(store: Store
 
 
 def test_progress_without_a_new_best_keeps_the_recorded_best(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     store.buffer_progress(trial.id, stdout_offset=10, stderr_offset=0, reports=1, last_step=1, best_value=0.7,
                           best_step=1)
     store.flush()
@@ -237,16 +223,16 @@ def test_progress_without_a_new_best_keeps_the_recorded_best(store: Store, tmp_p
 
 
 def test_finishing_a_trial_flushes_its_buffered_metrics_first(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     store.buffer_metrics(trial.id, 9, {"val_acc": 0.8}, at=1.0)
     store.finish_trial(trial.id, "completed", exit_code=0, reason=None)
     assert [(m.step, m.value) for m in _reader(store).metrics(trial.id)] == [(9, 0.8)]
 
 
 def test_a_replaced_file_is_never_written_and_the_buffers_are_kept(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     store.buffer_metrics(trial.id, 1, {"val_acc": 0.5}, at=1.0)
     os.replace(store.path, tmp_path / "moved-away.db")
     store.path.write_bytes(b"")
@@ -258,8 +244,8 @@ def test_a_replaced_file_is_never_written_and_the_buffers_are_kept(store: Store,
 
 
 def test_metric_reads_history_first_values_counts(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    a, b = _trial(store, study, tmp_path), _trial(store, study, tmp_path)
+    study = bare_study(store)
+    a, b = bare_trial(store, study, tmp_path), bare_trial(store, study, tmp_path)
     store.buffer_metrics(a.id, 1, {"val_acc": 0.1, "epoch": 1}, at=1.0)
     store.buffer_metrics(b.id, 1, {"val_acc": 0.3}, at=2.0)
     store.buffer_metrics(a.id, 2, {"val_acc": 0.2, "epoch": 2}, at=3.0)
@@ -283,7 +269,7 @@ def _dead_pid() -> tuple[int, float]:
 
 
 def test_a_live_engine_holds_its_study_and_a_dead_ones_claim_is_taken_over(store: Store) -> None:
-    study = _study(store)
+    study = bare_study(store)
     pid, create_time = _dead_pid()
     store.acquire_engine_lock(study.id, pid, create_time)
     me = os.getpid()
@@ -299,7 +285,7 @@ def test_a_live_engine_holds_its_study_and_a_dead_ones_claim_is_taken_over(store
 
 
 def test_gpu_claims_are_seen_by_the_picker_and_only_live_trials_hold_them(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
+    study = bare_study(store)
     seen: list[list[tuple[str, float]]] = []
 
     def picker(claims: list[tuple[str, float]]) -> tuple[str, float] | None:
@@ -325,8 +311,8 @@ def test_gpu_claims_are_seen_by_the_picker_and_only_live_trials_hold_them(store:
 
 # -- events ------------------------------------------------------------------------------------
 def test_events_are_filtered_by_trial_kind_and_position(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     start = max([e.id for e in store.events(study.id)], default=0)
     store.add_event(study.id, None, "budget", "half the budget used", level="warning")
     store.buffer_event(study.id, trial.id, "scheduler", "trial 1 pruned", data={"action": "stop", "value": math.inf})
@@ -344,7 +330,7 @@ def test_events_are_filtered_by_trial_kind_and_position(store: Store, tmp_path: 
 
 # -- commands ----------------------------------------------------------------------------------
 def test_commands_are_sent_seen_once_and_acknowledged(store: Store) -> None:
-    study = _study(store)
+    study = bare_study(store)
     before = [c.id for c in store.pending_commands(study.id)]
     stop = store.send_command(study.id, "stop_trial", trial_number=3)
     wider = store.send_command(study.id, "set_max_parallel", args={"value": 4})
@@ -362,7 +348,7 @@ def test_commands_are_sent_seen_once_and_acknowledged(store: Store) -> None:
 
 
 def test_a_malformed_command_comes_back_refused_not_raised(store: Store) -> None:
-    study = _study(store)
+    study = bare_study(store)
     bad = store.send_command(study.id, "set_max_parallel", args={"value": "lots"})
     orphan = store.send_command(study.id, "pause_trial")  # a trial action without a trial
     clone = store.send_command(study.id, "clone_trial", trial_number=1, args={"params": {"lr": [1, 2]}})
@@ -375,7 +361,7 @@ def test_a_malformed_command_comes_back_refused_not_raised(store: Store) -> None
 # -- the clones queue --------------------------------------------------------------------------
 def test_clone_is_queued_with_its_acknowledgement_once_and_done_when_a_trial_runs_it(store: Store,
                                                                                      tmp_path: Path) -> None:
-    study = _study(store)
+    study = bare_study(store)
     command = store.send_command(study.id, "clone_trial", trial_number=1, args={"params": {"lr": 0.3}})
     clone = store.queue_clone(study.id, command_id=command, source_number=1, params={"lr": 0.3}, note="lr 0.3",
                               result="clone of trial 1 queued")
@@ -387,14 +373,14 @@ def test_clone_is_queued_with_its_acknowledgement_once_and_done_when_a_trial_run
     assert again is None  # the same command never queues two clones (a resume re-reading it)
     assert store.pending_clones(study.id) == [(clone, 1, {"lr": 0.3}, "lr 0.3")]
     assert store.clone_note(clone) == "lr 0.3" and store.clone_note(10_000) is None
-    running = _trial(store, study, tmp_path, clone_id=clone)
+    running = bare_trial(store, study, tmp_path, clone_id=clone)
     assert running.clone_id == clone and store.pending_clones(study.id) == []
 
 
 # -- read-only opening ---------------------------------------------------------------------------
 def test_read_only_store_reads_everything_and_writes_nothing(store: Store, tmp_path: Path) -> None:
-    study = _study(store)
-    trial = _trial(store, study, tmp_path)
+    study = bare_study(store)
+    trial = bare_trial(store, study, tmp_path)
     store.add_event(study.id, trial.id, "started", "trial 1 started")
     reader = _reader(store)
     assert reader.study(study.name) == store.study(study.name)

@@ -8,7 +8,6 @@ process: with the lock held that write fails at once (busy timeout 0).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from hpotui.engine import store as store_module
 from hpotui.engine.liveness import process_create_time
 from hpotui.engine.store import EngineLocked, Store, StudyRow
+from tests.store_rows import bare_study
 
 
 @pytest.fixture
@@ -30,12 +30,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield the_store
     finally:
         the_store.close()
-
-
-def _study(store: Store) -> StudyRow:
-    return store.create_study(name="s", objective_metric="acc", objective_mode="max", space_file="s.yaml",
-                              space_yaml="name: s\n", space_json=json.dumps({}), parent_id=None, max_parallel=2,
-                              headless=True)
 
 
 def _dead_pid() -> tuple[int, float]:
@@ -66,7 +60,7 @@ def _watching(real: Callable[..., bool], path: Path, seen: list[bool]) -> Callab
 
 def test_the_engine_lock_judges_the_holder_with_no_write_lock_held(store: Store,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    study = _study(store)
+    study = bare_study(store)
     pid, create_time = _dead_pid()
     store.acquire_engine_lock(study.id, pid, create_time)
     seen: list[bool] = []
@@ -80,7 +74,7 @@ def test_the_engine_lock_judges_the_holder_with_no_write_lock_held(store: Store,
 def test_an_engine_that_claims_the_study_while_the_old_holder_is_judged_keeps_it(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """The look and the claim are apart now; a claim made in between is judged in its turn, never overwritten."""
-    study = _study(store)
+    study = bare_study(store)
     dead, dead_time = _dead_pid()
     store.acquire_engine_lock(study.id, dead, dead_time)
     rival = Store(store.path)
@@ -106,7 +100,7 @@ def test_an_engine_that_claims_the_study_while_the_old_holder_is_judged_keeps_it
 
 def test_gpu_claims_judge_running_trials_with_no_write_lock_held(store: Store, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    study = _study(store)
+    study = bare_study(store)
     queued = store.add_trial(study_id=study.id, params={}, argv=[], trial_dir=str(tmp_path), stdout_path="o",
                              stderr_path="e", sample_index=0, rerun_of=None, seed=None,
                              gpu_picker=lambda claims: ("0", 1.0))

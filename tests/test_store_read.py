@@ -7,7 +7,6 @@ engine wrote, so a field the engine never writes cannot be read (the ``step`` on
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from pathlib import Path
@@ -16,27 +15,18 @@ from hpotui.engine import store_read
 from hpotui.engine.records import (EventKind, HealthFlag, NotRead, SchedulerDecision, StudyEnd, TrialEnded,
                                    TrialStarted)
 from hpotui.engine.store import Store
+from tests.store_rows import bare_study, bare_trial
 
 
 def _readonly(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
-def _trial(store: Store, study_id: int, tmp: Path, index: int) -> int:
-    row = store.add_trial(study_id=study_id, params={"lr": 0.1 * (index + 1)}, argv=["python", "t.py"],
-                          trial_dir=str(tmp), stdout_path="o", stderr_path="e", sample_index=index, rerun_of=None,
-                          seed=None)
-    assert row is not None
-    return row.id
-
-
 def test_events_come_back_as_their_payloads(tmp_path: Path) -> None:
     path = tmp_path / "hpotui.db"
     store = Store(path)
-    study = store.create_study(name="s", objective_metric="acc", objective_mode="max", space_file="s.yaml",
-                               space_yaml="name: s\n", space_json=json.dumps({}), parent_id=None, max_parallel=2,
-                               headless=True)
-    first, second = _trial(store, study.id, tmp_path, 0), _trial(store, study.id, tmp_path, 1)
+    study = bare_study(store)
+    first, second = bare_trial(store, study, tmp_path, index=0).id, bare_trial(store, study, tmp_path, index=1).id
     store.add_event(study.id, first, EventKind.FLAG, "nan_loss: trial 1", level="error",
                     data=HealthFlag("nan_loss", step=3.0, value=float("nan"), hint="lower the lr").to_data())
     store.add_event(study.id, second, EventKind.STARTED, "trial 2 started",
@@ -79,9 +69,7 @@ def test_events_come_back_as_their_payloads(tmp_path: Path) -> None:
 def test_a_damaged_payload_reads_as_an_empty_one(tmp_path: Path) -> None:
     path = tmp_path / "hpotui.db"
     store = Store(path)
-    study = store.create_study(name="s", objective_metric="acc", objective_mode="max", space_file="s.yaml",
-                               space_yaml="name: s\n", space_json=json.dumps({}), parent_id=None, max_parallel=2,
-                               headless=True)
+    study = bare_study(store)
     store.add_event(study.id, None, EventKind.STUDY_END, "study s failed", data={})
     store.close()
     hand = sqlite3.connect(path)  # a hand-edited file: the payload is no longer JSON

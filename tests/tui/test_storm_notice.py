@@ -6,13 +6,13 @@ and the notices are what its Watcher would ring the bell for.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hpotui.engine.records import EventKind
 from hpotui.engine.store import Store
 from hpotui.tui.data import StudyReader, StudySummary
 from hpotui.tui.notices import Notice, StudyState, Watcher
+from tests.store_rows import bare_study
 
 STORM = ("launching paused: 3 trials in a row failed with the same error (exit code 1); "
          "fix the command, then `hpotui resume s`")
@@ -30,9 +30,7 @@ def _notices(watcher: Watcher, reader: StudyReader) -> list[Notice]:
 
 def _study(path: Path) -> tuple[Store, int]:
     store = Store(path)
-    study = store.create_study(name="s", objective_metric="acc", objective_mode="max", space_file="s.yaml",
-                               space_yaml="name: s\n", space_json=json.dumps({}), parent_id=None, max_parallel=2,
-                               headless=False)
+    study = bare_study(store, headless=False)
     return store, study.id
 
 
