@@ -27,11 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .param import PLACEHOLDER
+
 EVENTS = ("ended", "paused", "best")
 DEFAULT_EVENTS = ("ended", "paused")
 PLACEHOLDERS = ("study", "event", "message")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
-_ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 REAP_WAIT_S = 5.0
 MESSAGE_MAX = 500
 
@@ -62,7 +63,7 @@ def _command(command: Any, fail: Callable[..., Exception]) -> tuple[str, ...]:
         raise fail("notify.command", "expected a non-empty list of arguments (it never runs through a shell)",
                    f"write {EXAMPLE}")
     argv = tuple(str(a) for a in command)
-    unknown = [name for arg in argv for name in _ANY_PLACEHOLDER.findall(arg) if name not in PLACEHOLDERS]
+    unknown = [name for arg in argv for name in PLACEHOLDER.findall(arg) if name not in PLACEHOLDERS]
     if unknown:
         raise fail("notify.command", f"unknown placeholder {{{unknown[0]}}}", "use {study}, {event} or {message}")
     return argv

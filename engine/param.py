@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # {name} in a command argument or a metric-file path
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # {name} in a command, notify or metric-file argument
 BUILTIN_PLACEHOLDERS = ("trial_id", "trial_dir", "max_resource")  # the engine fills these; no parameter takes the names
 
 
