@@ -27,6 +27,9 @@ class StoredText(str, Enum):
         return self.value
 
 
+EXIT_UNKNOWN = -1000  # a trial ended where its exit code could not be read (adopted, or the executor lost it)
+
+
 class TrialStatus(StoredText):
     """Where a trial is; everything but queued / running / interrupted is final."""
 

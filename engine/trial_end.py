@@ -13,9 +13,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
-from .executors.base import EXIT_UNKNOWN
 from .invalid import INVALID_STATUS
-from .records import FAILURE_STATUSES, TrialEnded, TrialStatus
+from .records import EXIT_UNKNOWN, FAILURE_STATUSES, TrialEnded, TrialStatus
 
 CRASH_MARK = "Traceback (most recent call last)"
 UNWATCHED_REASON = "exit code unknown: the trial ended while no engine was watching it"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-EXIT_UNKNOWN = -1000  # a trial ended where its exit code could not be read (adopted, or the executor lost it)
+from ..records import EXIT_UNKNOWN  # noqa: F401  (re-exported: part of the executor contract)
 
 
 @dataclass

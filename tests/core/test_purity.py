@@ -21,3 +21,21 @@ def test_no_core_module_imports_io() -> None:
                 if (node.level == 0 and top in FORBIDDEN) or (node.level == 2 and top in FORBIDDEN_PROJECT):
                     found.append((path.name, node.module))
     assert found == []
+
+
+def test_importing_the_core_loads_no_store_process_or_gpu_module() -> None:
+    """Transitively too: what the core imports (space, health, schedulers...) pulls in no I/O side.
+
+    A fresh interpreter, because this test session has long imported everything.
+    """
+    import subprocess
+    import sys
+
+    probe = ("import sys, hpotui.engine.core.study_core\n"
+             "io = ('psutil', 'sqlite3', 'sqlite_utils', 'pynvml', 'torch')\n"
+             "ours = ('store', 'store_read', 'runner', 'executors', 'liveness', 'trial_logs', 'usage', 'gpu_placer',\n"
+             "        'gpu_claims', 'resources', 'process_tree', 'dbfile')\n"
+             "print(' '.join(sorted(m for m in sys.modules if m in io or any(\n"
+             "    m == 'hpotui.engine.' + o or m.startswith('hpotui.engine.' + o + '.') for o in ours))))\n")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
