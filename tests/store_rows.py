@@ -1,7 +1,8 @@
 """A study row and trial rows written by the engine's own Store, for tests that need rows to hang records on.
 
-The store contract, the store's process checks, the read side and the TUI's notices all start from
-"a fresh file with a study (and a trial or two) in it". The rows are written here, once, through
+Many tests (the store contract and process checks, the read side, records, usage, GPU placement,
+the TUI's notices, hostile and foreign files) start from "a fresh file with a study, and a trial or
+two, in it" and care about none of its fields. The rows are written here, once, through
 :meth:`Store.create_study` / :meth:`Store.add_trial` as the engine writes them, so a column those
 calls come to require is added in one place instead of in every test file's own copy.
 """

@@ -20,6 +20,7 @@ from hpotui.engine.resources import ResourceMonitor
 from hpotui.engine.resources_nvml import FakeGpu, FakeNvml
 from hpotui.engine.space import parse_space
 from hpotui.engine.store import Store
+from tests.store_rows import bare_study
 
 SPACE = {"name": "p", "command": "python t.py {lr} {batch}", "objective": {"metric": "a", "mode": "max"},
          "budget": {"max_trials": 20, "max_parallel": 4},
@@ -36,8 +37,7 @@ def claims_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def make(tmp_path: Path, resources: dict, gpus: list[FakeGpu]) -> tuple[Store, Any, GpuPlacer, FakeNvml]:
     space = parse_space(dict(SPACE, resources=resources), "p.yaml", tmp_path)
     store = Store(tmp_path / "h.db")
-    study = store.create_study(name="p", objective_metric="a", objective_mode="max", space_file="p.yaml",
-                               space_yaml="", space_json="{}", parent_id=None, max_parallel=4, headless=True)
+    study = bare_study(store, "p")
     nvml = FakeNvml(gpus)
     monitor = ResourceMonitor(nvml, cache_s=0)
     return store, study, GpuPlacer(store, study, space, lambda: monitor, lambda _text: None), nvml

@@ -12,15 +12,13 @@ from hpotui.engine.resources_nvml import FakeGpu, FakeNvml
 from hpotui.engine.runner import LocalExecutor
 from hpotui.engine.store import Store
 from hpotui.engine.usage import UsageSampler
+from tests.store_rows import bare_study, bare_trial
 
 
 def make_store(tmp_path: Path) -> tuple[Store, int, int]:
     store = Store(tmp_path / "h.db")
-    study = store.create_study(name="s", objective_metric="acc", objective_mode="max", space_file="s.yaml",
-                               space_yaml="", space_json="{}", parent_id=None, max_parallel=1, headless=True)
-    trial = store.add_trial(study_id=study.id, params={}, argv=["x"], trial_dir=str(tmp_path), stdout_path="o",
-                            stderr_path="e", sample_index=0, rerun_of=None, seed=None)
-    return store, study.id, trial.id
+    study = bare_study(store)
+    return store, study.id, bare_trial(store, study, tmp_path).id
 
 
 def test_gpu_and_host_rows_land_and_the_trials_peak_memory_is_kept(tmp_path: Path) -> None:

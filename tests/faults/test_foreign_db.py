@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import Lab, counting_study, engine_env, wait_for
+from tests.store_rows import bare_study
 
 
 def _digest(path: Path) -> str:
@@ -132,8 +133,7 @@ def test_database_paths_with_uri_characters_are_paths(tmp_path: Path, folder: st
 
     db = tmp_path / folder / "hpotui.db"
     store = Store(db)
-    store.create_study(name="x", objective_metric="m", objective_mode="max", space_file="x", space_yaml="",
-                       space_json="{}", parent_id=None, max_parallel=1, headless=True)
+    bare_study(store, "x")
     store.close()
     reader = connect(db, readonly=True)
     try:

@@ -17,6 +17,7 @@ import pytest
 
 from hpotui.engine.store import COMMAND_ACTIONS, Store
 from tests.faults.conftest import Lab, counting_study
+from tests.store_rows import bare_study
 
 HOSTILE = ["two words", "it's \"quoted\"", "a; rm -rf ~", "$(touch PWNED)", "`touch PWNED2`", "line1\nline2",
            "ünïcødé ✓ 🚀", "--help", "-rf", "{lr}", "{}", "> out.txt", "*", "   ", "\\", "%s %n", "back\\slash"]
@@ -81,8 +82,7 @@ def test_engine_files_are_owner_only_even_with_a_permissive_umask(lab: Lab) -> N
 
 def test_commands_table_only_accepts_the_fixed_actions(lab: Lab) -> None:
     store = Store(lab.db)
-    study = store.create_study(name="cmd", objective_metric="val_acc", objective_mode="max", space_file="x",
-                               space_yaml="", space_json="{}", parent_id=None, max_parallel=1, headless=True)
+    study = bare_study(store, "cmd")
     with pytest.raises(ValueError):
         store.send_command(study.id, "shell", args={"cmd": "rm -rf ~"})
     conn = sqlite3.connect(lab.db)
