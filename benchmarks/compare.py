@@ -75,7 +75,8 @@ def marginal(got: Rounds, counts: tuple[int, ...], side: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("revision", help="the commit to compare with (anything `git archive` takes)")
+    parser.add_argument("revision", help="the commit to compare with (anything `git archive` takes), or the "
+                        "folder of another checkout")
     parser.add_argument("--trials", default="1,8", help="ingestion at these trial counts (empty: none)")
     parser.add_argument("--lines", type=int, default=40_000, help="metric lines per study (5 rows each)")
     parser.add_argument("--overhead", default="", help="also studies of N trivial trials, 2 at a time "
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     counts = tuple(int(x) for x in args.trials.split(",") if x)
     with tempfile.TemporaryDirectory(prefix="hpotui-compare-") as tmp:
         work = Path(tmp)
-        old = Checkout.at(export(args.revision, work), work / "site")
+        other = Path(args.revision)
+        old = Checkout.at(other if other.is_dir() else export(args.revision, work), work / "site")
         sides = {"old": old, "new": Checkout.this()}
         overhead = tuple(int(x) for x in args.overhead.split(",") if x)
         got = rounds(sides, args.repeats, counts, args.lines, overhead, work)
