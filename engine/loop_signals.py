@@ -49,10 +49,11 @@ class LoopSignals:
             self._handlers[sig] = signal.signal(sig, handler)
 
     def restore(self) -> None:
-        """The handlers and wake-up fd from before, then the pipe closed."""
-        for sig, handler in self._handlers.items():
-            signal.signal(sig, handler)
-        signal.set_wakeup_fd(self._old_wakeup)
+        """The handlers and wake-up fd from before (when installed), then the pipe closed."""
+        if self._handlers:
+            for sig, handler in self._handlers.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(self._old_wakeup)
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
