@@ -11,10 +11,12 @@ all of that means (engine/core/); this module only reads and records.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .core.events import (CloneQueued, EarlierCommand, EndedUnwatched, HistoryRead, Recovered, RerunQueued, TrialAdopted,
-                          TrialFacts)
+from .core.effects import StopTrial
+from .core.events import (CloneQueued, EarlierCommand, EndedUnwatched, HistoryRead, JudgeUnwatched, Recovered, Reported,
+                          RerunQueued, TrialAdopted, TrialFacts)
 from .gpu_placer import GpuPlacer
 from .liveness import find_trial_process
 from .loop_parts import LoopParts, command_of
@@ -27,12 +29,26 @@ from .trial_logs import LiveTrial, TrialLogReader, follow
 from .warm_start import apply_warm_start, record_warm_start, replay_history
 
 
+@dataclass(frozen=True)
+class Unwatched:
+    """A trial's logs read to their end after it ran with no engine: its steps judged before, and not yet."""
+
+    live: LiveTrial
+    history: tuple[tuple[float, dict[str, float]], ...]
+    reports: tuple[Reported, ...]
+
+
 class Recovery:
     """Picks a study up where its last engine left it (see the module docstring)."""
 
-    def __init__(self, parts: LoopParts, gpu: GpuPlacer, reader: TrialLogReader, git_commit: str | None) -> None:
-        self.parts, self.gpu, self.reader, self.git_commit = parts, gpu, reader, git_commit
+    def __init__(self, parts: LoopParts, gpu: GpuPlacer, git_commit: str | None) -> None:
+        self.parts, self.gpu, self.git_commit = parts, gpu, git_commit
         self.store, self.space, self.study_id = parts.store, parts.space, parts.study.id
+        # What a trial printed while no engine ran is read by a reader of its own, which keeps its steps
+        # for the core to judge at once (JudgeUnwatched) instead of deciding on a trial that has no process.
+        self._unjudged: list[Reported] = []
+        self._unwatched_reader = TrialLogReader(self.store, self.space, self.study_id, self._keep_unjudged,
+                                                self._flush)
 
     def recover(self) -> None:
         """Re-adopt trials that outlived a dead engine; mark the rest interrupted and queue their reruns."""
@@ -51,6 +67,7 @@ class Recovery:
             core.handle(RerunQueued(TrialFacts.of(t)))
         for clone_id, source_number, params, _note in self.store.pending_clones(self.study_id):
             core.handle(CloneQueued(clone_id, source_number, params))  # queued before the engine died: they run
+        self._restore_scheduler()  # before any trial is judged: trials that ended unwatched are judged on it
         for t in trials:
             self._recover_trial(t, rerun_done)
 
@@ -107,29 +124,47 @@ class Recovery:
                 return self.store.trial(t.id)  # type: ignore[return-value]
         return self._judge_unwatched(t, self._drain_unwatched(t))  # it ran and ended unrecorded
 
-    def _drain_unwatched(self, t: TrialRow) -> LiveTrial:
+    def _drain_unwatched(self, t: TrialRow) -> Unwatched:
         """Record what a trial printed past its committed offsets while no engine was reading it.
 
-        Once recorded, its logs are trimmed to ``logs.max_mb`` like a watched trial's.
+        Its steps nobody judged yet are kept (the last recorded one and every new one), with the
+        ones judged before for the health checks to relearn. Once recorded, its logs are trimmed to
+        ``logs.max_mb`` like a watched trial's.
         """
         live = follow(self.store, self.space, t, None, Path(t.stdout_path), Path(t.stderr_path))
-        self.reader.drain(live, final=True)  # its regex and file sources read on too
-        self.reader.poll_files(live, final=True)
+        history = self._relearned_curve(t.id, live)  # before the drain: what the dead engine recorded
+        self._unjudged = []
+        self._unwatched_reader.drain(live, final=True)  # its regex and file sources read on too
+        self._unwatched_reader.poll_files(live, final=True)
+        self._unwatched_reader.settle([live], final=True)
         self.store.flush()
         for stream in (live.stdout, live.stderr):
             stream.trim()
             stream.close()
-        return live
+        return Unwatched(live, tuple(history), tuple(self._unjudged))
 
-    def _judge_unwatched(self, t: TrialRow, live: LiveTrial) -> TrialRow:
-        """A local trial that ended while no engine ran: finished if its log shows it reported to the end.
+    def _flush(self) -> None:
+        self.store.flush()  # between the batches of a long drain: offsets land with their rows
 
-        Ray trials die with their engine, so theirs is never a finished run: they run again.
+    def _keep_unjudged(self, live: LiveTrial, report: Report | None) -> None:
+        if report is not None:
+            self._unjudged.append(Reported(live.row.id, report.step, report.values, report.resource, live.reports))
+
+    def _judge_unwatched(self, t: TrialRow, drained: Unwatched) -> TrialRow:
+        """A local trial that ended while no engine ran: judged on its reports as the live engine would have.
+
+        A stop its reports call for (a rung it fell below, a blow-up) is how it ended, as if the
+        engine had been there to stop it; otherwise it finished if its log shows it reported to the
+        end. Ray trials die with their engine, so theirs is never a finished run: they run again.
         """
         if not self.parts.executor.outlives_engine or t.status not in LIVE_STATUSES:
             return t
-        verdict = judge_ended_unwatched(live.stderr.tail_text(), live.reports, live.last_step,
-                                        self.space.scheduler.max_resource)
+        live = drained.live
+        effects = self.parts.core.handle(JudgeUnwatched(TrialFacts.of(t), drained.history, drained.reports))
+        asked = next((e for e in effects if isinstance(e, StopTrial)), None)
+        self.parts.apply(effects)  # its flags and scheduler decisions, recorded as the live engine would have
+        verdict = (asked.status, asked.reason) if asked is not None else judge_ended_unwatched(
+            live.stderr.tail_text(), live.reports, live.last_step, self.space.scheduler.max_resource)
         if verdict is None:
             return t
         status, reason = verdict
@@ -149,15 +184,19 @@ class Recovery:
                 sent = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.created_at))
                 self.parts.apply(self.parts.core.handle(EarlierCommand(command_of(c), sent)))
 
-    def replay_decisions(self) -> None:
+    def _restore_scheduler(self) -> None:
         """Restore the scheduler from its recorded brackets and decisions (engine/schedulers/recorded.py)."""
         core = self.parts.core
         restored = recorded_trials(self.store, self.study_id, self.space.objective.metric,
                                    self.space.scheduler.resource)
-        curves = {trial_id: self._relearned_curve(trial_id, live) for trial_id, live in self.parts.live.items()}
         # where the study's earlier trials started: the reference for blow-ups before a first report
         starts = tuple(self.store.first_values(self.study_id, core.health.start_metrics))
-        core.handle(HistoryRead(tuple(restored), curves, starts))
+        core.handle(HistoryRead(tuple(restored), {}, starts))
+
+    def replay_decisions(self) -> None:
+        """Re-adopted trials: the health checks relearn their curves; their last step is judged once it settles."""
+        curves = {trial_id: self._relearned_curve(trial_id, live) for trial_id, live in self.parts.live.items()}
+        self.parts.core.handle(HistoryRead((), curves, ()))
 
     def _relearned_curve(self, trial_id: int, live: LiveTrial) -> list[tuple[float, dict[str, float]]]:
         """A re-adopted trial's recorded steps, for the health monitor; its last one waits to settle first."""

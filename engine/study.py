@@ -88,7 +88,7 @@ class StudyLoop:
         self.warnings = StudyWarnings(store, space, study, self.core.policy.not_read, self.output.say)
         self.periodic = PeriodicWork(parts, self.usage)
         self.reader = TrialLogReader(store, space, study.id, self._decide, self.periodic.maybe_flush)  # logs -> reports
-        self.recovery = Recovery(parts, self.gpu, self.reader, git_commit)
+        self.recovery = Recovery(parts, self.gpu, git_commit)
         self.launcher = TrialLauncher(parts, self.gpu, runs_root, git_commit)
         self.fd_cap = OpenFileCap(parts)
         self.exits = TrialExits(parts, self.reader, self.gpu, self.usage)

@@ -203,8 +203,8 @@ class TrialLogReader:
             noted.objective_seen = True  # the best: each step counts with its last value (a bar revises its step)
             live.best, live.best_step = noted.best.add(step, objective)
         proc = live.proc
-        if proc is None or proc.final_status is not None:
-            return  # drained after the fact, or already being stopped: record (best too), do not decide again
+        if proc is not None and proc.final_status is not None:
+            return  # already being stopped: record (best too), do not decide again
         state = live.reading
         if state is None:
             self._decide(live, report)

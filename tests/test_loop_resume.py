@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Callable
 
-from hpotui.engine.executors.fake import FakeExecutor
+from hpotui.engine.executors.fake import Call, FakeExecutor, FakeTrial, Step, report
 from tests.inproc import InProcessRun, launch, resume
 from tests.test_loop_commands import counting, counting_space, exactly_once
 
@@ -82,3 +83,70 @@ def test_an_old_stop_that_no_engine_acted_on_is_not_applied_by_a_later_resume(tm
     assert outcome is not None and outcome.message.startswith("not applied: this stop of the study was sent at")
     assert "stop_study: not applied" in resumed.out
     assert [e.kind for e in resumed.events("stale_command")] == ["stale_command"]
+
+
+def _rung_trainer(leave_at: tuple[int, int] | None) -> Callable[[FakeTrial], list[Step]]:
+    """val_acc = q (1 - s^epoch) over 9 epochs (``curve: "q/s"``); the engine leaves right after ``leave_at``'s line."""
+    def script(trial: FakeTrial) -> list[Step]:
+        q, s = (float(part) for part in trial.params["curve"].split("/"))
+        steps: list[Step] = []
+        for epoch in range(1, 10):
+            steps.append(report(epoch=epoch, val_acc=round(q * (1 - s ** epoch), 4)))
+            if (trial.number, epoch) == leave_at:
+                steps.append(Call(lambda: signal.raise_signal(signal.SIGTERM)))
+        return steps
+    return script
+
+
+# Trial 2 starts fast (promoted at epoch 1) and stalls: it falls below trial 1 at the rung at epoch 3.
+RUNG_SPACE = """
+    name: rungs
+    command: python train.py {curve}
+    objective: {metric: val_acc, mode: max}
+    search: {algorithm: grid}
+    budget: {max_trials: 4, max_parallel: 1}
+    scheduler: {type: asha, resource: epoch, min_resource: 1, max_resource: 9, reduction_factor: 3}
+    space:
+      curve: {type: choice, values: ["0.9/0.5", "0.62/0.1", "0.95/0.5", "0.1/0.5"]}
+    """
+
+
+def _decided(run: InProcessRun) -> tuple[list[str], list[tuple[int, str, float]]]:
+    number = {t.id: t.number for t in run.trials()}
+    return ([t.status for t in run.trials()],
+            sorted((number[e.trial_id], e.data["action"], e.data["step"]) for e in run.events("scheduler")))
+
+
+def test_a_trial_that_ended_unwatched_is_judged_on_its_unjudged_rungs_as_the_live_engine_would(tmp_path: Path) -> None:
+    for folder in ("straight", "left"):
+        (tmp_path / folder).mkdir()
+    straight = launch(tmp_path / "straight", RUNG_SPACE, _rung_trainer(None))
+    assert straight.code == 0, straight.out
+    expected = _decided(straight)
+    assert expected[0][1] == "pruned" and (2, "stop", 3.0) in expected[1], expected
+
+    first = launch(tmp_path / "left", RUNG_SPACE, _rung_trainer((2, 1)), keep_trials_on_exit=True)
+    assert first.code == EXIT_TERMINATED, first.out
+    assert first.executor.run_to_end(2) == 0  # epochs 2-9 printed while no engine watched; it exited 0
+    assert (2, "stop", 3.0) not in _decided(first)[1]
+
+    resumed = resume(first)
+    assert resumed.code == 0, resumed.out
+    assert _decided(resumed) == expected  # the same prune at the same rung, the same statuses after it
+    pruned = resumed.trials()[1]
+    assert pruned.status_reason is not None and pruned.status_reason.startswith("pruned at epoch 3")
+    assert "trial 2 pruned while no engine was running" in resumed.out
+
+
+def test_a_stop_decided_before_the_engine_left_is_how_a_trial_that_ran_on_unwatched_ended(tmp_path: Path) -> None:
+    """The engine decided the prune, then left (keeping trials) before it could stop the trial."""
+    first = launch(tmp_path, RUNG_SPACE.replace('"0.62/0.1"', '"0.2/0.5"'), _rung_trainer((2, 1)),
+                   keep_trials_on_exit=True)
+    assert first.code == EXIT_TERMINATED, first.out
+    assert (2, "stop", 1.0) in _decided(first)[1]  # pruned at epoch 1, still running when the engine left
+    first.executor.run_to_end(2)  # it ended on the stop it was sent, with no engine to record it
+    resumed = resume(first)
+    assert resumed.code == 0, resumed.out
+    statuses, decisions = _decided(resumed)
+    assert len(statuses) == 4 and statuses[1] == "pruned"  # the decision stands: not rerun, not completed
+    assert decisions.count((2, "stop", 1.0)) == 1  # and it is not recorded twice

@@ -76,6 +76,21 @@ class EndedUnwatched:
 
 
 @dataclass(frozen=True)
+class JudgeUnwatched:
+    """A trial that ended while no engine ran: judged now on what it reported, as the live engine would have.
+
+    ``history``: its steps judged before the engine died (the health checks relearn them, nothing
+    is said); ``reports``: the steps no engine judged yet, in order — its last recorded step and
+    what it printed while no engine read. A stop they call for is the trial's end (the StopTrial
+    effect); either way the trial leaves the running ones within this one exchange.
+    """
+
+    trial: TrialFacts
+    history: tuple[tuple[float, Mapping[str, float]], ...]
+    reports: tuple[Reported, ...]
+
+
+@dataclass(frozen=True)
 class HistoryRead:
     """What the scheduler and the health checks relearn on resume, read from the database."""
 

@@ -21,9 +21,9 @@ from ..schedulers import Action, make_scheduler
 from ..space import Space
 from .commands import CommandDesk
 from .effects import Effect, FlagOom, RecordEnd, RecordEvent, Say, SetBracket, UpdateWarnings
-from .events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, GpuReleased, Halt, HistoryRead, Launched,
-                     MaxParallelRead, Recovered, Reported, RerunQueued, SlotsFree, StartFailed, StopSignal,
-                     Tick, TrialAdopted, TrialExited, TrialFacts, TrialStarted)
+from .events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, GpuReleased, Halt, HistoryRead,
+                     JudgeUnwatched, Launched, MaxParallelRead, Recovered, Reported, RerunQueued, SlotsFree,
+                     StartFailed, StopSignal, Tick, TrialAdopted, TrialExited, TrialFacts, TrialStarted)
 from .launch_queue import LaunchQueue, QueuedClone
 from .policy import Counters, StudyPolicy
 from .state import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, StudyState
@@ -68,6 +68,7 @@ class StudyCore:
         self._handlers: dict[type, Callable[[Any], list[Effect]]] = {
             Recovered: self._recovered, RerunQueued: self._rerun_queued, CloneQueued: self._clone_queued,
             TrialAdopted: self._adopted, EndedUnwatched: self._ended_unwatched, HistoryRead: self._history,
+            JudgeUnwatched: self._judge_unwatched,
             SlotsFree: self._slots_free, Launched: self._launched, StartFailed: self._start_failed,
             TrialStarted: self._started, Halt: self._halt, Reported: self._reported, TrialExited: self._exited,
             GpuReleased: self._released, Command: self.commands.handle,
@@ -138,6 +139,22 @@ class StudyCore:
         self.policy.seed(t)
         self.sampler.observe(_index(t), t.params, t.best_value, status=t.status, step=t.best_step)
         return []
+
+    def _judge_unwatched(self, event: JudgeUnwatched) -> list[Effect]:
+        """Health checks and scheduler on the steps no engine judged; the trial then runs no more."""
+        t = event.trial
+        self.trials.start(t)
+        for step, values in event.history:
+            self.health.observe(t.id, step, values)
+        effects: list[Effect] = []
+        for report in event.reports:
+            if t.id in self.trials.stop_asked:
+                break  # as live: once a stop is asked, later reports decide nothing
+            effects += self._reported(report)
+        self.trials.end(t.id)
+        self.scheduler.on_trial_end(t.id)
+        self.health.forget(t.id)
+        return effects
 
     def _history(self, event: HistoryRead) -> list[Effect]:
         """The scheduler's recorded brackets and decisions, and the curves of re-adopted trials."""

@@ -3,8 +3,9 @@ start from, what runs again, and how trials that ended while no engine watched a
 
 from __future__ import annotations
 
-from hpotui.engine.core.effects import RecordEvent, Say
-from hpotui.engine.core.events import EndedUnwatched, Recovered, RerunQueued, StopSignal, TrialAdopted
+from hpotui.engine.core.effects import RecordEvent, Say, StopTrial
+from hpotui.engine.core.events import (EndedUnwatched, JudgeUnwatched, Recovered, Reported, RerunQueued, StopSignal,
+                                      TrialAdopted)
 from hpotui.engine.records import EventKind, StudyStatus, TrialStatus
 
 from .build import Study, facts, make_core, make_space
@@ -75,3 +76,25 @@ def test_an_interrupted_exit_runs_again_unless_the_engine_is_stopping() -> None:
     state = study.core.state
     assert (state.final_status, state.exit_code) == (StudyStatus.INTERRUPTED, 130)
     assert study.core.ending(StudyStatus.INTERRUPTED)[2] == "the engine was stopped by a signal"
+
+
+def test_a_trial_that_ended_unwatched_is_judged_on_the_steps_no_engine_judged_and_then_runs_no_more() -> None:
+    space = make_space({"max_trials": 4, "max_parallel": 1},
+                       scheduler={"type": "asha", "resource": "epoch", "min_resource": 1, "max_resource": 9,
+                                  "reduction_factor": 3})
+    study = Study(make_core(space))
+    leader = study.start()
+    for epoch, loss in ((1, 0.5), (3, 0.2)):
+        study.feed(Reported(leader.id, epoch, {"loss": loss, "epoch": epoch}, epoch, epoch))
+    study.exit(leader, best=0.2)
+    left = facts(2, TrialStatus.RUNNING)
+    reports = tuple(Reported(left.id, e, {"loss": v, "epoch": e}, e, e) for e, v in ((2, 0.45), (3, 0.4), (4, 0.3)))
+    effects = study.feed(JudgeUnwatched(left, ((1.0, {"loss": 0.45, "epoch": 1}),), reports))
+    stop = next(e for e in effects if isinstance(e, StopTrial))
+    assert stop.status == TrialStatus.PRUNED and stop.reason.startswith("pruned at epoch 3")  # 0.4 is worse than 0.2
+    decided = [e.data["step"] for e in effects if isinstance(e, RecordEvent) and e.kind == EventKind.SCHEDULER]
+    # the history only teaches the health checks; rung 1 (no decision recorded for it) is judged at epoch 2, the
+    # prune at 3, and epoch 4 comes after the stop
+    assert decided == [2, 3]
+    assert study.core.trials.live == {}  # it runs no more: it holds no slot of max_parallel
+    assert study.offered() is not None
