@@ -182,6 +182,54 @@ def run_competitor(kind: str, processes: int, values_per_process: int, seconds: 
         return IngestResult(processes, count, span, percentile(durations, 50), percentile(durations, 99))
 
 
+COMPETITOR_LABELS = (("optuna-sqlite", "Optuna RDB/SQLite"), ("optuna-journal", "Optuna JournalStorage"),
+                     ("mlflow", "MLflow log_metric/SQLite"))
+
+
+def run_competitors(n: int, lines: int, competitors: tuple[str, ...], seconds: float,
+                    max_processes: int) -> dict[str, IngestResult | None]:
+    """Each competitor with ``n`` reporting processes (None: skipped, with the reason said)."""
+    theirs: dict[str, IngestResult | None] = {}
+    for kind in competitors:
+        if n > max_processes:
+            say(f"  {kind}: skipped at {n} processes in a quick run (importing it {n} times takes minutes)")
+            theirs[kind] = None
+            continue
+        say(f"  {kind}: {n} processes for up to {seconds:g}s")
+        try:
+            theirs[kind] = run_competitor(kind, n, lines * ROWS_PER_LINE, seconds)
+        except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+            say(f"  {kind}: skipped ({exc})")
+            theirs[kind] = None
+        t = theirs[kind]
+        if t is not None:
+            say(f"    {fmt_rate(t.rate)} values, p50 {fmt_ms(t.p50)}, p99 {fmt_ms(t.p99)}")
+    return theirs
+
+
+def rate_figures(n: int, ours: IngestResult, rate: float, theirs: dict[str, IngestResult | None],
+                 competitors: tuple[str, ...]) -> list[Figure]:
+    """Our rate beside each competitor's; the first row carries the target and whether it is met."""
+    sqlite = theirs.get("optuna-sqlite")
+    sqlite_rate = sqlite.rate if sqlite else math.nan
+    figures: list[Figure] = []
+    for kind, label in COMPETITOR_LABELS:
+        if kind not in competitors:
+            continue
+        first = not figures
+        t = theirs.get(kind)
+        comp = f"{label}: {fmt_rate(t.rate)}" if t else f"{label}: skipped (see notes)"
+        target, met = "", None
+        if first:
+            target = ">=100k/s, >=150x Optuna/SQLite"
+            if not math.isnan(rate):
+                met = rate >= 100_000 and (math.isnan(sqlite_rate) or rate / sqlite_rate >= 150)
+        figures.append(Figure("1", f"ingest rows/s, {n} trials ({ours.rows:,} rows)" if first else "",
+                              fmt_rate(rate) if first else "", comp, fmt_ratio(rate, t.rate if t else math.nan),
+                              target, met))
+    return figures
+
+
 def measure(trial_counts: tuple[int, ...], total_lines: int, repeats: int, competitor_seconds: float,
             competitors: tuple[str, ...] = ("optuna-sqlite", "optuna-journal", "mlflow"),
             competitor_max_processes: int = 1024) -> list[Figure]:
@@ -197,39 +245,8 @@ def measure(trial_counts: tuple[int, ...], total_lines: int, repeats: int, compe
         cpu_rate = median([x.cpu_rate for x in runs])
         say(f"  hpotui: {fmt_rate(rate)} rows, p50 {fmt_ms(ours.p50)}, p99 {fmt_ms(ours.p99)}, "
             f"{fmt_rate(cpu_rate)} rows per engine CPU-second")
-        theirs: dict[str, IngestResult | None] = {}
-        for kind in competitors:
-            if n > competitor_max_processes:
-                say(f"  {kind}: skipped at {n} processes in a quick run (importing it {n} times takes minutes)")
-                theirs[kind] = None
-                continue
-            say(f"  {kind}: {n} processes for up to {competitor_seconds:g}s")
-            try:
-                theirs[kind] = run_competitor(kind, n, lines * ROWS_PER_LINE, competitor_seconds)
-            except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
-                say(f"  {kind}: skipped ({exc})")
-                theirs[kind] = None
-            t = theirs[kind]
-            if t is not None:
-                say(f"    {fmt_rate(t.rate)} values, p50 {fmt_ms(t.p50)}, p99 {fmt_ms(t.p99)}")
-        sqlite = theirs.get("optuna-sqlite")
-        sqlite_rate = sqlite.rate if sqlite else math.nan
-        first = True
-        for kind, label in (("optuna-sqlite", "Optuna RDB/SQLite"), ("optuna-journal", "Optuna JournalStorage"),
-                            ("mlflow", "MLflow log_metric/SQLite")):
-            if kind not in competitors:
-                continue
-            t = theirs.get(kind)
-            comp = f"{label}: {fmt_rate(t.rate)}" if t else f"{label}: skipped (see notes)"
-            target, met = "", None
-            if first:
-                target, met = ">=100k/s, >=150x Optuna/SQLite", None
-                if not math.isnan(rate):
-                    met = rate >= 100_000 and (math.isnan(sqlite_rate) or rate / sqlite_rate >= 150)
-            figures.append(Figure("1", f"ingest rows/s, {n} trials ({ours.rows:,} rows)" if first else "",
-                                  fmt_rate(rate) if first else "", comp, fmt_ratio(rate, t.rate if t else math.nan),
-                                  target, met))
-            first = False
+        theirs = run_competitors(n, lines, competitors, competitor_seconds, competitor_max_processes)
+        figures += rate_figures(n, ours, rate, theirs, competitors)
         lat_comp = "; ".join(f"{k.split('-')[-1] if k.startswith('optuna') else k} {fmt_ms(t.p50)}/{fmt_ms(t.p99)}"
                              for k, t in theirs.items() if t)
         figures.append(Figure("1", f"report-to-visible p50/p99, {n} trials", f"{fmt_ms(ours.p50)} / {fmt_ms(ours.p99)}",
