@@ -9,6 +9,12 @@ process is still alive at the end of one of its phases (a module-scoped engine o
 by an earlier test and used by this one). Everything else is "in-process". Durations are pytest's
 own per-phase durations, so module fixtures count towards the test whose setup built them.
 
+The subprocess tests are told apart once more: "end-to-end" when one of the processes was hpotui
+itself (the CLI or a detached engine: ``hpotui.engine`` / the ``hpotui`` script in its command
+line) or tmux; otherwise the engine ran in this process and only the trials (or git, Ray, a
+framework's trainer) were real processes. The strict in-process share is the issue's figure; the
+split of the rest says how much of it is the slow, whole-product kind.
+
 The wrappers only note that a process was made and then call the original, so no outcome changes.
 With ``HPOTUI_TIMING_SPLIT_JSON=FILE`` set, each test's class and seconds are also written to FILE.
 """
@@ -38,18 +44,34 @@ class SplitTotals:
     durations: dict[str, float] = field(default_factory=dict)
     per_test: dict[str, tuple[str, float]] = field(default_factory=dict)
     spawning: set[str] = field(default_factory=set)
+    end_to_end: set[str] = field(default_factory=set)
+    end_to_end_seconds: float = 0.0
     current: str | None = None
 
-    def note_spawn(self) -> None:
+    def note_spawn(self, argv: Any = None) -> None:
         if self.current is not None:
             self.spawning.add(self.current)
+            if is_hpotui_or_tmux(argv):
+                self.end_to_end.add(self.current)
 
     def line(self) -> str:
         total = sum(self.seconds.values()) or 1.0
         inner, sub = self.seconds["in-process"], self.seconds["subprocess"]
+        e2e = self.end_to_end_seconds
         return (f"test time: {inner:.1f} s in-process ({100 * inner / total:.0f} %), {sub:.1f} s with subprocesses "
-                f"({100 * sub / total:.0f} %); {self.tests['in-process']} in-process tests, "
-                f"{self.tests['subprocess']} subprocess tests")
+                f"({100 * sub / total:.0f} %: {e2e:.1f} s end-to-end through hpotui's CLI or tmux, "
+                f"{sub - e2e:.1f} s with the engine here and real trial processes); "
+                f"{self.tests['in-process']} in-process tests, {self.tests['subprocess']} subprocess tests")
+
+
+def is_hpotui_or_tmux(argv: Any) -> bool:
+    """Whether a command line starts hpotui itself (CLI, detached engine) or tmux."""
+    if argv is None:
+        return False
+    words = [os.fsdecode(a) for a in ([argv] if isinstance(argv, (str, bytes, os.PathLike)) else argv)]
+    text = " ".join(words)
+    first = os.path.basename(words[0]) if words else ""
+    return "hpotui.engine" in text or first in ("hpotui", "tmux")
 
 
 class TimingSplit:
@@ -68,7 +90,7 @@ class TimingSplit:
 
         @functools.wraps(original)
         def noting(*args: Any, **kwargs: Any) -> Any:
-            totals.note_spawn()
+            totals.note_spawn(_argv_of(name, args, kwargs))
             return original(*args, **kwargs)
 
         setattr(owner, name, noting)
@@ -91,23 +113,36 @@ class TimingSplit:
         yield
         self.totals.current = None
 
-    def _children_alive(self) -> bool:
+    def _children_alive(self) -> tuple[bool, bool]:
+        """(a child of this process is alive, one of them is hpotui or tmux)."""
+        alive = e2e = False
         try:
-            return any(child.status() != psutil.STATUS_ZOMBIE for child in self._me.children(recursive=True))
+            for child in self._me.children(recursive=True):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                alive = True
+                e2e = e2e or is_hpotui_or_tmux(child.cmdline())
         except psutil.Error:
-            return True  # one that vanished while being read was there
+            return True, e2e  # one that vanished while being read was there
+        return alive, e2e
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         totals = self.totals
         totals.durations[report.nodeid] = totals.durations.get(report.nodeid, 0.0) + report.duration
-        if self._children_alive():
+        alive, e2e = self._children_alive()
+        if alive:
             totals.spawning.add(report.nodeid)
+        if e2e:
+            totals.end_to_end.add(report.nodeid)
         if report.when == "teardown":
             kind = "subprocess" if report.nodeid in totals.spawning else "in-process"
             seconds = totals.durations.pop(report.nodeid)
             totals.seconds[kind] += seconds
             totals.tests[kind] += 1
-            totals.per_test[report.nodeid] = (kind, round(seconds, 3))
+            if report.nodeid in totals.end_to_end:
+                totals.end_to_end_seconds += seconds
+            totals.per_test[report.nodeid] = ("end-to-end" if report.nodeid in totals.end_to_end else kind,
+                                              round(seconds, 3))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.totals.tests["in-process"] + self.totals.tests["subprocess"]:
@@ -116,3 +151,12 @@ class TimingSplit:
         if path:
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(self.totals.per_test, f, indent=1)
+
+
+def _argv_of(maker: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The command line a process maker was called with (None where it has none: fork, a Process start)."""
+    if maker == "_execute_child":  # (self, args, executable, ...)
+        return args[1] if len(args) > 1 else kwargs.get("args")
+    if maker in ("posix_spawn", "posix_spawnp"):  # (path, argv, env, ...)
+        return args[1] if len(args) > 1 else kwargs.get("argv")
+    return None
