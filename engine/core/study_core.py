@@ -225,14 +225,15 @@ class StudyCore:
     def _schedule(self, t: TrialFacts, event: Reported, objective: float) -> list[Effect]:
         resource = event.resource if event.resource is not None else event.step
         decision = self.scheduler.on_result(t.id, resource, objective)
-        text = f"trial {t.number} {decision.reason}"
         if decision.action == Action.STOP:
             data = SchedulerDecision("stop", event.step, objective, resource, decision.rung).to_data()
             return [self.trials.stop(t.id, TrialStatus.PRUNED, decision.reason),
-                    RecordEvent(t.id, EventKind.SCHEDULER, text, data=data, buffered=True)]
-        if decision.reason:
+                    RecordEvent(t.id, EventKind.SCHEDULER, f"trial {t.number} {decision.reason}", data=data,
+                                buffered=True)]
+        if decision.reason:  # most reports decide nothing and say nothing: no text is built for them
             data = SchedulerDecision("continue", event.step, objective, resource).to_data()
-            return [RecordEvent(t.id, EventKind.SCHEDULER, text, data=data, buffered=True)]
+            return [RecordEvent(t.id, EventKind.SCHEDULER, f"trial {t.number} {decision.reason}", data=data,
+                                buffered=True)]
         return []
 
     def _tick(self, event: Tick) -> list[Effect]:
