@@ -29,11 +29,11 @@ if __package__ in (None, ""):  # appended: an ``hpotui`` earlier on PYTHONPATH (
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import write_space
-from hpotui.engine import trial_logs
+from hpotui.engine.database.store import Store
 from hpotui.engine.executors.base import TrialProcess
-from hpotui.engine.metricline import parse_metric_line
-from hpotui.engine.space import load_space
-from hpotui.engine.store import Store
+from hpotui.engine.reading import trial_logs
+from hpotui.engine.reading.metricline import parse_metric_line
+from hpotui.engine.space_file.space import load_space
 
 
 def flood_text(lines: int) -> str:

@@ -75,9 +75,9 @@ from typing import Any, Protocol
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hpotui.engine.sampling import RandomSampler
 from hpotui.engine.schedulers import Action, make_scheduler
-from hpotui.engine.space import Param, Space, load_space
+from hpotui.engine.search.sampling import RandomSampler
+from hpotui.engine.space_file.space import Param, Space, load_space
 
 REPO = Path(__file__).resolve().parents[1]
 SPACE_FILE = REPO / "sample_spaces" / "asha.yaml"
@@ -212,7 +212,7 @@ def import_mf2() -> Any:
 
 def mf2_space(function: Any, base: Space) -> Space:
     """The function's box as a space (one uniform parameter per input), with the digits study's scheduler."""
-    from hpotui.engine.space import parse_space
+    from hpotui.engine.space_file.space import parse_space
 
     params = {f"x{i}": {"type": "uniform", "low": float(lo), "high": float(hi)}
               for i, (lo, hi) in enumerate(zip(function.l_bound, function.u_bound))}
@@ -316,7 +316,7 @@ def regenerate(space: Space, size: int, parallel: int) -> None:
         "trainer": " ".join(["python sample_spaces/train_digits.py", "--lr {lr} --dropout {dropout} --width {width}",
                              f"--batch-size {{batch_size}} --epochs {epochs} --seed 0 --threads 1"]),
         "space_file": str(SPACE_FILE.relative_to(REPO)),
-        "sampler": f"engine.sampling.RandomSampler, seed {TABLE_SEED}, indices 0..{size - 1}",
+        "sampler": f"engine.search.sampling.RandomSampler, seed {TABLE_SEED}, indices 0..{size - 1}",
         "machine": f"{platform.node()}: {os.cpu_count()} cores, {parallel} trainers at a time",
         "wall_s": round(wall, 1),
         "epochs": epochs,
@@ -357,7 +357,7 @@ class Ours:
         spec = dataclasses.replace(space.scheduler, type=kind)
         self.scheduler = make_scheduler(spec, METRIC, "max")
         if sampler == "tpe":
-            from hpotui.engine.tpe import TpeSampler
+            from hpotui.engine.search.tpe import TpeSampler
 
             # Without the rung rule: the sampler as it was before it (every trial's best value, pruned ones
             # told PRUNED at the step they reached, Optuna's default start-up), which is what TPE with fifo is.
@@ -443,7 +443,7 @@ class OptunaAskTell:
     def __init__(self, space: Space, seed: int, sampler: str, pruner: bool) -> None:
         import optuna
 
-        from hpotui.engine.tpe import distribution
+        from hpotui.engine.search.tpe import distribution
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec = space.scheduler

@@ -4,6 +4,6 @@ Never imports textual or rich (tests/test_import_hygiene.py keeps it so): the en
 start fast and run detached from any terminal.
 """
 
-from .report import report
+from .trial_side.report import report
 
 __all__ = ["report"]

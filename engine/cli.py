@@ -20,13 +20,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .dbfile import explain_error
+from .database.dbfile import explain_error
+from .database.records import STUDY_DONE_STATUSES, WORK_LEFT_STATUSES
 from .errors import SpaceError, StudyNotFound, UserError
-from .names import NAME_FIX, name_problem
-from .records import STUDY_DONE_STATUSES, WORK_LEFT_STATUSES
-from .relocate import project_folder
 from .self_command import hpotui_command
-from .trial_helpers import copy_helpers
+from .space_file.names import NAME_FIX, name_problem
+from .space_file.relocate import project_folder
+from .trial_side.trial_helpers import copy_helpers
 
 EXIT_BAD_INPUT = 2
 
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _db_path(args: argparse.Namespace) -> str:
-    from .store import default_db_path  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
+    from .database.store import default_db_path  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
 
     return getattr(args, "db", None) or default_db_path()
 
@@ -168,7 +168,7 @@ def _open_store(args: argparse.Namespace, *, must_exist: bool, readonly: bool = 
     ``readonly`` (status, export) writes nothing, so a finished study opens on read-only storage;
     an older schema is migrated first where the file can be written.
     """
-    from .store import SCHEMA_VERSION, Store  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
+    from .database.store import SCHEMA_VERSION, Store  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
 
     path = _db_path(args)
     try:
@@ -195,7 +195,7 @@ def _find_study(store: Any, name: str) -> Any:
 
 # -- launch / resume -------------------------------------------------------------------------------
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .space import load_space  # lazy: yaml and the whole space parser; status never reads a space
+    from .space_file.space import load_space  # lazy: yaml and the whole space parser; status never reads a space
 
     space = load_space(args.space)
     if args.executor:
@@ -212,7 +212,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
             raise UserError(f"{args.space}: parent: no study named {space.parent!r} in {store.path}; "
                             "remove parent: or launch with the database that holds it (--db)")
         parent_id = parent.id
-    from .warm_start import check_warm_start  # lazy: the samplers and the space parser; launch only
+    from .search.warm_start import check_warm_start  # lazy: the samplers and the space parser; launch only
 
     check_warm_start(store, space)  # every search.warm_start study is in this database
     wanted = space.name if args.name is None else args.name
@@ -234,7 +234,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def _check_name(name: str, where: str) -> None:
-    """The one study-name rule (engine/names.py), for --name and names read back from the database."""
+    """The one study-name rule (engine/space_file/names.py), for --name and names read back from the database."""
     problem = name_problem(name)
     if problem:
         raise UserError(f"{where}: {problem}; {NAME_FIX}")
@@ -247,7 +247,7 @@ def _check_resources(space: Any) -> None:
     """
     if space.resources.gpus_per_trial <= 0 or space.executor.type == "ray":
         return
-    from .resources import ResourceMonitor, check_request  # lazy: NVML and psutil, only when GPUs are asked for
+    from .machine.resources import ResourceMonitor, check_request  # lazy: NVML and psutil, only when GPUs are asked for
 
     problem = check_request(space.resources, ResourceMonitor())
     if problem:
@@ -257,7 +257,7 @@ def _check_resources(space: Any) -> None:
 def _space_of(store: Any, study: Any, workdir: str | None = None) -> Any:
     import yaml  # lazy: with the space parser below, only resume and the detached engine read a space
 
-    from .space import parse_space  # lazy: yaml and the whole space parser; status never reads a space
+    from .space_file.space import parse_space  # lazy: yaml and the whole space parser; status never reads a space
 
     base_dir = project_folder(store, study, workdir)  # found again if the project moved, or --workdir
     try:
@@ -272,7 +272,7 @@ def _space_of(store: Any, study: Any, workdir: str | None = None) -> Any:
 
 def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: float, keep: bool,
               out: Any = None) -> int:
-    from .store import EngineLocked  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
+    from .database.store import EngineLocked  # lazy: sqlite3 + psutil; --help, plan and helpers open no database
     from .study import Options, StudyLoop  # lazy: the loop and all it runs; only the process that runs a study
 
     _check_name(study.name, f"{store.path}: study")  # a row written by hand or by an older hpotui
@@ -293,7 +293,7 @@ def _run_loop(store: Any, space: Any, study: Any, *, headless: bool, grace: floa
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .liveness import engine_alive  # lazy: psutil, loaded with the store; --help never needs it
+    from .trials.liveness import engine_alive  # lazy: psutil, loaded with the store; --help never needs it
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -329,7 +329,7 @@ def _detach_and_open(store: Any, study: Any, *, grace: float) -> int:
     log_dir = store.path.resolve().parent / "hpotui_runs" / study.name
     log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_path = log_dir / "engine.log"
-    from .trial_files import append_engine_log  # lazy: ~2 ms (a dataclass) that only a detached launch needs
+    from .trials.trial_files import append_engine_log  # lazy: ~2 ms (a dataclass) that only a detached launch needs
 
     try:
         log_fd = append_engine_log(log_path)  # owner-only, never through a planted link
@@ -382,7 +382,7 @@ def _open_tui(db_path: str, study: str | None) -> int:
 
 # -- status / stop / export -------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    from .export import status_text  # lazy: the reports (pareto, GPU sharing); status and export only
+    from .outputs.export import status_text  # lazy: the reports (pareto, GPU sharing); status and export only
 
     store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study) if args.study else None
@@ -391,7 +391,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .control import stop  # lazy: process trees and signals (runner, process_tree); stop only
+    from .trials.control import stop  # lazy: process trees and signals (runner, process_tree); stop only
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)
@@ -400,7 +400,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_csv, export_json, export_markdown  # lazy: as in cmd_status
+    from .outputs.export import export_csv, export_json, export_markdown  # lazy: as in cmd_status
 
     store = _open_store(args, must_exist=True, readonly=True)
     study = _find_study(store, args.study)
@@ -434,8 +434,8 @@ def _write_output(output: str | None, text: str) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import format_plan, plan  # lazy: the scheduler rungs and the space parser; plan only
-    from .space import load_space  # lazy: yaml and the whole space parser; status never reads a space
+    from .search.plan import format_plan, plan  # lazy: the scheduler rungs and the space parser; plan only
+    from .space_file.space import load_space  # lazy: yaml and the whole space parser; status never reads a space
 
     space = load_space(args.space)
     result = plan(space.scheduler, space.budget.max_trials)
@@ -449,7 +449,7 @@ def cmd_helpers(args: argparse.Namespace) -> int:
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from .refine import refine_study  # lazy: yaml and the space parser; refine only
+    from .search.refine import refine_study  # lazy: yaml and the space parser; refine only
 
     store = _open_store(args, must_exist=True)
     study = _find_study(store, args.study)

@@ -24,28 +24,28 @@ from .core.effects import (Acknowledge, Effect, FlagOom, Launch, Notify, PauseTr
 from .core.events import CloneQueued, Reported, SlotsFree, StopSignal, Tick
 from .core.state import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED  # noqa: F401  (re-exported)
 from .core.study_core import StudyCore
-from .engine_output import EngineOutput
+from .database.records import EventKind, StudyStatus, TrialStatus
+from .database.store import Store, StudyRow
 from .executors.base import Executor
-from .final_report import print_final
-from .gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
-from .liveness import process_create_time
-from .loop_parts import LoopParts, command_of
-from .loop_signals import LoopSignals
-from .metricline import Report
-from .notify import Notifier
-from .open_file_cap import OpenFileCap
-from .periodic_work import PeriodicWork
-from .records import EventKind, StudyStatus, TrialStatus
-from .recovery import Recovery
-from .runner import LocalExecutor
-from .space import Space
-from .storage_wait import StorageWait
-from .store import Store, StudyRow
-from .study_warnings import StudyWarnings
-from .trial_exits import TrialExits
-from .trial_launch import TrialLauncher
-from .trial_logs import LiveTrial, TrialLogReader
-from .usage import UsageSampler
+from .executors.local import LocalExecutor
+from .gpus.gpu_placer import GpuPlacer  # GPU sharing: host-wide claims, gpu_memory packing, OOM reruns
+from .loop.engine_output import EngineOutput
+from .loop.final_report import print_final
+from .loop.loop_parts import LoopParts, command_of
+from .loop.loop_signals import LoopSignals
+from .loop.open_file_cap import OpenFileCap
+from .loop.periodic_work import PeriodicWork
+from .loop.recovery import Recovery
+from .loop.storage_wait import StorageWait
+from .loop.study_warnings import StudyWarnings
+from .loop.trial_exits import TrialExits
+from .loop.trial_launch import TrialLauncher
+from .machine.usage import UsageSampler
+from .outputs.notify import Notifier
+from .reading.metricline import Report
+from .reading.trial_logs import LiveTrial, TrialLogReader
+from .space_file.space import Space
+from .trials.liveness import process_create_time
 
 
 @dataclass
@@ -94,7 +94,7 @@ class StudyLoop:
         self.exits = TrialExits(parts, self.reader, self.gpu, self.usage)
         self.storage = StorageWait(parts, self.signals, self.launcher.study_dir,
                                    keep_trials=options.keep_trials_on_exit, grace_period_s=options.grace_period_s)
-        self._watching = False  # the engine is its trials' subreaper (engine/process_tree.py)
+        self._watching = False  # the engine is its trials' subreaper (engine/trials/process_tree.py)
         self._data_version = -1
 
     # -- what the core decided, as the loop's callers have read it ----------------------------------
@@ -209,7 +209,7 @@ class StudyLoop:
         if version == self._data_version:
             return  # nobody else wrote since the last look: no new command (microseconds, no query)
         self._data_version = version
-        for c in self.store.pending_commands(self.study.id):  # each row checked: engine/command_check.py
+        for c in self.store.pending_commands(self.study.id):  # each row checked: engine/database/command_check.py
             self._apply(self.core.handle(command_of(c)))
 
     def _pump_logs(self) -> None:

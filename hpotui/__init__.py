@@ -8,6 +8,6 @@ package-dir mapping in ``pyproject.toml``.
 ``from hpotui import report`` is the trial-side helper that prints the metric line.
 """
 
-from .engine.report import report
+from .engine.trial_side.report import report
 
 __all__ = ["report"]

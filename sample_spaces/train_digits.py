@@ -20,7 +20,7 @@ Why this shape:
 * One metric line per epoch: ``@hpotui {"epoch", "train_loss", "train_acc", "val_loss",
   "val_acc", "size_mb"}`` (``size_mb``: the float32 weights, the second objective of
   ``sample_spaces/two_objectives.yaml``), NaN written as ``NaN``. The script does not need hpotui installed: it uses
-  ``hpotui.engine.report.report`` when importable and otherwise prints the same line itself.
+  ``hpotui.engine.trial_side.report.report`` when importable and otherwise prints the same line itself.
 * When the training loss stops being finite the script reports that epoch and exits 0:
   a model whose weights are NaN cannot recover, further epochs only burn the GPU, and
   classifying the trial as ``diverged`` is the engine's job (it reads the NaN), not the

@@ -2,7 +2,7 @@
 
 Every engine started with :func:`box_env` reads the same simulated GPUs (``HPOTUI_FAKE_NVML``) and
 the same host-wide claims folder (``HPOTUI_CLAIMS_DIR``). The trial script "allocates" device
-memory through :func:`hpotui.engine.resources_nvml.fake_cuda_allocate`, which refuses what does
+memory through :func:`hpotui.engine.machine.resources_nvml.fake_cuda_allocate`, which refuses what does
 not fit beside what live processes hold; refused, the trial prints the traceback PyTorch prints
 and exits with 1, as an uncaught ``torch.OutOfMemoryError`` does. So an oversubscribed GPU shows
 up exactly as it would on real hardware: as a trial failed with CUDA out of memory.
@@ -18,7 +18,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from hpotui.engine.resources_nvml import GIB, FakeGpu, write_fake_box
+from hpotui.engine.machine.resources_nvml import GIB, FakeGpu, write_fake_box
 from tests.conftest import cli_env
 
 FAKE_TRIAL = textwrap.dedent('''
@@ -26,7 +26,7 @@ FAKE_TRIAL = textwrap.dedent('''
     import json, os, sys, time
     from pathlib import Path
 
-    from hpotui.engine.resources_nvml import GIB, fake_allocations, fake_cuda_allocate, fake_cuda_free
+    from hpotui.engine.machine.resources_nvml import GIB, fake_allocations, fake_cuda_allocate, fake_cuda_free
 
     TRACEBACK = [
         "Traceback (most recent call last):",

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from hpotui.engine.database.store import EventRow, Store, StudyRow, TrialRow
 from hpotui.engine.executors.fake import FakeExecutor, Script
-from hpotui.engine.export import export_csv, export_json, export_markdown, status_text
-from hpotui.engine.space import Space, load_space
-from hpotui.engine.store import EventRow, Store, StudyRow, TrialRow
+from hpotui.engine.outputs.export import export_csv, export_json, export_markdown, status_text
+from hpotui.engine.space_file.space import Space, load_space
 from hpotui.engine.study import Options, StudyLoop
 
 

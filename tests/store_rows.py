@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hpotui.engine.store import Store, StudyRow, TrialRow
+from hpotui.engine.database.store import Store, StudyRow, TrialRow
 
 
 def bare_study(store: Store, name: str = "s", *, parent_id: int | None = None, headless: bool = True,

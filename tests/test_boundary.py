@@ -7,9 +7,9 @@ import math
 import random
 from pathlib import Path
 
-from hpotui.engine.boundary import boundary_warnings, finished_results, format_bound, position, study_warnings
-from hpotui.engine.space import Param, parse_space
-from hpotui.engine.store import Store
+from hpotui.engine.database.store import Store
+from hpotui.engine.search.boundary import boundary_warnings, finished_results, format_bound, position, study_warnings
+from hpotui.engine.space_file.space import Param, parse_space
 
 LR = Param(name="lr", type="loguniform", low=1e-5, high=1.0, log=True)
 DROPOUT = Param(name="dropout", type="uniform", low=0.0, high=0.5)

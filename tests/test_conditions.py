@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from hpotui.engine.boundary import boundary_warnings
 from hpotui.engine.errors import SpaceError
-from hpotui.engine.refine import refine_space
-from hpotui.engine.sampling import GridSampler, RandomSampler
-from hpotui.engine.space import load_space, render_argv
+from hpotui.engine.search.boundary import boundary_warnings
+from hpotui.engine.search.refine import refine_space
+from hpotui.engine.search.sampling import GridSampler, RandomSampler
+from hpotui.engine.space_file.space import load_space, render_argv
 from tests.conftest import run_cli
 
 SPACE = """
@@ -69,7 +69,7 @@ def test_grid_enumerates_only_real_combinations(tmp_path: Path) -> None:
 
 def test_tpe_asks_conditional_parameters_only_on_their_branch(tmp_path: Path) -> None:
     pytest.importorskip("optuna")
-    from hpotui.engine.tpe import TpeSampler
+    from hpotui.engine.search.tpe import TpeSampler
 
     sampler = TpeSampler(space_of(tmp_path, "tpe"))
     for i in range(16):
@@ -239,7 +239,7 @@ def test_objective_list_and_warm_start_parse(tmp_path: Path) -> None:
 
 
 def test_a_clone_that_switches_a_branch_drops_the_old_branch_and_needs_the_new_one(tmp_path: Path) -> None:
-    from hpotui.engine.clones import Refused, with_overrides
+    from hpotui.engine.space_file.clones import Refused, with_overrides
 
     space = space_of(tmp_path)
     source = {"optimizer": "sgd", "momentum": 0.9, "lr": 0.01}

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from hpotui.engine.executors.base import Executor, TrialProcess
+from hpotui.engine.executors.local import LocalExecutor
 from hpotui.engine.executors.ray import RayExecutor
-from hpotui.engine.runner import LocalExecutor
 
 REQUIRED = ("start", "adopt", "poll", "request_stop", "enforce_deadline", "reap_group", "pause", "resume", "shutdown")
 

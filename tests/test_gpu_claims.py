@@ -22,7 +22,7 @@ from typing import Iterator
 
 import pytest
 
-from hpotui.engine.gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryUnusable, trial_key
+from hpotui.engine.gpus.gpu_claims import ClaimedGpu, ClaimRecord, ClaimRegistry, RegistryUnusable, trial_key
 from tests.gpu_box import (GIB, FakeGpu, box_env, events, finish, launch, make_box, overlapping_on_a_gpu,
                            space_file, trials)
 
@@ -171,7 +171,7 @@ def other_user() -> Iterator[str]:
     made = subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", name], capture_output=True, text=True)
     if made.returncode != 0:
         pytest.skip(f"useradd failed: {made.stderr.strip()}")
-    probe = subprocess.run([*user_prefix(name), sys.executable, "-c", "import hpotui.engine.gpu_claims"],
+    probe = subprocess.run([*user_prefix(name), sys.executable, "-c", "import hpotui.engine.gpus.gpu_claims"],
                            capture_output=True, text=True, env=box_env(Path("/tmp")))
     if probe.returncode != 0:
         subprocess.run(["userdel", name], capture_output=True)
@@ -244,7 +244,7 @@ def test_a_user_cannot_delete_or_forge_another_users_claims(other_user: str, sha
 import os, sys
 from pathlib import Path
 import psutil
-from hpotui.engine.gpu_claims import ClaimRegistry, ClaimRecord, ClaimedGpu, trial_key
+from hpotui.engine.gpus.gpu_claims import ClaimRegistry, ClaimRecord, ClaimedGpu, trial_key
 claims, target = Path({str(claims)!r}), Path({str(mine)!r})
 results = []
 for what, attempt in (("delete", lambda: os.unlink(target)),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hpotui.engine.gpu_memory import AUTO_MARGIN_MIN_BYTES, GIB, MIB, estimate_memory, parse_memory, with_margin
-from hpotui.engine.space import Param, SpaceError, parse_space
+from hpotui.engine.gpus.gpu_memory import AUTO_MARGIN_MIN_BYTES, GIB, MIB, estimate_memory, parse_memory, with_margin
+from hpotui.engine.space_file.space import Param, SpaceError, parse_space
 from tests.conftest import run_cli
 
 BASE = {"name": "m", "command": "python t.py {lr} {batch}", "objective": {"metric": "a", "mode": "max"},

@@ -14,13 +14,13 @@ from typing import Iterator
 
 import pytest
 
-from hpotui.engine.gpu_memory import GIB
-from hpotui.engine.runner import LocalExecutor
-from hpotui.engine.usage import UsageSampler
+from hpotui.engine.executors.local import LocalExecutor
+from hpotui.engine.gpus.gpu_memory import GIB
+from hpotui.engine.machine.resources import ResourceMonitor
+from hpotui.engine.machine.resources_nvml import FakeGpu
+from hpotui.engine.machine.usage import UsageSampler
 from hpotui.tui.data import StudyReader
 from hpotui.tui.widgets.gpu_panel import render_resources
-from hpotui.engine.resources import ResourceMonitor
-from hpotui.engine.resources_nvml import FakeGpu
 from tests.test_gpu_placer import add, make
 
 

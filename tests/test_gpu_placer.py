@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from hpotui.engine.gpu_claims import ClaimRegistry
-from hpotui.engine.gpu_memory import GIB, with_margin
-from hpotui.engine.gpu_placer import GpuPlacer
-from hpotui.engine.resources import ResourceMonitor
-from hpotui.engine.resources_nvml import FakeGpu, FakeNvml
-from hpotui.engine.space import parse_space
-from hpotui.engine.store import Store
+from hpotui.engine.database.store import Store
+from hpotui.engine.gpus.gpu_claims import ClaimRegistry
+from hpotui.engine.gpus.gpu_memory import GIB, with_margin
+from hpotui.engine.gpus.gpu_placer import GpuPlacer
+from hpotui.engine.machine.resources import ResourceMonitor
+from hpotui.engine.machine.resources_nvml import FakeGpu, FakeNvml
+from hpotui.engine.space_file.space import parse_space
 from tests.store_rows import bare_study
 
 SPACE = {"name": "p", "command": "python t.py {lr} {batch}", "objective": {"metric": "a", "mode": "max"},
@@ -128,7 +128,7 @@ def test_after_resume_a_decided_oom_rerun_is_queued_and_still_runs_alone(tmp_pat
 def test_a_database_from_before_gpu_sharing_gains_its_columns(tmp_path: Path) -> None:
     import sqlite3
 
-    from hpotui.engine import store as store_module
+    from hpotui.engine.database import store as store_module
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path)

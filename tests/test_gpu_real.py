@@ -22,9 +22,9 @@ from typing import Iterator
 
 import pytest
 
-from hpotui.engine.placement import check_request, place_trial, trial_gpu_env
-from hpotui.engine.resources import GpuReading, ResourceMonitor, is_cuda_oom
-from hpotui.engine.space import Resources
+from hpotui.engine.gpus.placement import check_request, place_trial, trial_gpu_env
+from hpotui.engine.machine.resources import GpuReading, ResourceMonitor, is_cuda_oom
+from hpotui.engine.space_file.space import Resources
 
 pynvml = pytest.importorskip("pynvml")
 GIB = 1024 ** 3

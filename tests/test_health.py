@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from hpotui.engine.errors import SpaceError
-from hpotui.engine.health import (KINDS, STATUS_FOR_STOP, Flag, HealthConfig, HealthMonitor, parse_health,
+from hpotui.engine.flags.health import (KINDS, STATUS_FOR_STOP, Flag, HealthConfig, HealthMonitor, parse_health,
                            status_for)
-from hpotui.engine.space import parse_space
+from hpotui.engine.space_file.space import parse_space
 
 
 def fail(key: str, problem: str, fix: str = "") -> SpaceError:

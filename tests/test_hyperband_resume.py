@@ -19,7 +19,7 @@ import pytest
 
 from hpotui.engine.schedulers import Action, Decision, make_scheduler
 from hpotui.engine.schedulers.base import RecordedDecision, RecordedTrial, Scheduler
-from hpotui.engine.space import SchedulerSpec
+from hpotui.engine.space_file.space import SchedulerSpec
 from tests.faults.conftest import Lab, lab, wait_for  # noqa: F401  (lab: the fault tests' fixture)
 
 Step = tuple[str, int, float, float]  # ("start", trial, 0, 0) or ("result", trial, resource, value)

@@ -8,7 +8,7 @@ import sys
 
 
 def test_engine_and_cli_do_not_import_textual_rich_or_torch() -> None:
-    code = ("import sys, hpotui, hpotui.engine.cli, hpotui.engine.study, hpotui.engine.store, hpotui.engine.export\n"
+    code = ("import sys, hpotui, hpotui.engine.cli, hpotui.engine.study, hpotui.engine.database.store, hpotui.engine.outputs.export\n"
             "bad = [m for m in ('textual', 'rich', 'torch', 'plotext', 'keras', 'lightning', 'pytorch_lightning',\n"
             "                   'transformers', 'tensorflow', 'hpotui.callbacks') if m in sys.modules]\n"
             "print(','.join(bad))")

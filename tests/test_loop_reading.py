@@ -101,7 +101,7 @@ def test_a_nan_in_a_csv_read_after_the_trial_exited_marks_it_diverged(tmp_path: 
 
 
 def export_curves(run: InProcessRun) -> str:
-    from hpotui.engine.export import export_json
+    from hpotui.engine.outputs.export import export_json
 
     return export_json(run.store, run.study_row(), curves=True)
 

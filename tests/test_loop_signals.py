@@ -1,4 +1,4 @@
-"""The loop's signals and sleep (engine/loop_signals.py) with real signals sent to this process.
+"""The loop's signals and sleep (engine/loop/loop_signals.py) with real signals sent to this process.
 
 A first Ctrl-C / SIGTERM is remembered for the loop's next turn; a second one means "now": the
 loop is told to kill its trials without a grace period. Any signal ends the loop's sleep at once
@@ -12,8 +12,8 @@ import signal
 import sqlite3
 import time
 
-from hpotui.engine.loop_signals import TICK_MAX_S, TICK_MIN_S, LoopSignals
-from hpotui.engine.storage_wait import storage_trouble
+from hpotui.engine.loop.loop_signals import TICK_MAX_S, TICK_MIN_S, LoopSignals
+from hpotui.engine.loop.storage_wait import storage_trouble
 
 
 def test_a_second_stop_signal_hurries_and_the_handlers_come_back() -> None:

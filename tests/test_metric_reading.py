@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hpotui.engine.logtail import LogTail
-from hpotui.engine.metric_files import CsvSource, TensorBoardSource
-from hpotui.engine.metricline import NUMBER, RegexMetrics, parse_metric_line
+from hpotui.engine.reading.logtail import LogTail
+from hpotui.engine.reading.metric_files import CsvSource, TensorBoardSource
+from hpotui.engine.reading.metricline import NUMBER, RegexMetrics, parse_metric_line
 
 
 def _feed_output(regex: RegexMetrics, output: str, complete: bool = True) -> list[tuple[float, dict[str, float]]]:
@@ -197,7 +197,7 @@ def test_a_word_that_starts_like_inf_or_nan_is_not_a_number() -> None:
 
 
 def _space_with(metrics: dict, tmp_path: Path):  # type: ignore[no-untyped-def]
-    from hpotui.engine.space import parse_space
+    from hpotui.engine.space_file.space import parse_space
 
     return parse_space({"name": "s", "command": "python t.py {x}", "objective": {"metric": "val_acc", "mode": "max"},
                         "budget": {"max_trials": 1, "max_parallel": 1}, "space": {"x": {"type": "uniform", "low": 0,
@@ -206,7 +206,7 @@ def _space_with(metrics: dict, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_metric_files_in_the_space_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hpotui.engine import metric_files
+    from hpotui.engine.reading import metric_files
     from hpotui.engine.errors import SpaceError
 
     space = _space_with({"csv": "{trial_dir}/m.csv", "tensorboard": "tb/{x}", "step": "epoch",

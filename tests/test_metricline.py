@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hpotui.engine.metricline import RegexMetrics, Rejected, Report, parse_metric_line
+from hpotui.engine.reading.metricline import RegexMetrics, Rejected, Report, parse_metric_line
 
 
 def test_plain_line_is_not_a_report() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import run_cli
 from hpotui.engine.errors import SpaceError
-from hpotui.engine.notify import parse_notify, render
+from hpotui.engine.outputs.notify import parse_notify, render
 
 TRAINER = """
 import json, sys

@@ -111,7 +111,7 @@ space:
 
 
 def test_auto_runs_alone_until_measured_then_packs_by_the_measured_peak(tmp_path: Path) -> None:
-    from hpotui.engine.gpu_memory import GIB, with_margin
+    from hpotui.engine.gpus.gpu_memory import GIB, with_margin
 
     make_box(tmp_path, [FakeGpu()])
     env = box_env(tmp_path)

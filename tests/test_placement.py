@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpotui.engine.placement import (check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices,
+from hpotui.engine.gpus.placement import (check_request, claimed_fractions, claims_for, claims_from_rows, cuda_visible_devices,
                               place_trial, trial_gpu_env, why_waiting)
-from hpotui.engine.resources import GpuReading, ResourceMonitor
-from hpotui.engine.resources_nvml import GIB, FakeGpu, FakeNvml
-from hpotui.engine.space import Resources
+from hpotui.engine.machine.resources import GpuReading, ResourceMonitor
+from hpotui.engine.machine.resources_nvml import GIB, FakeGpu, FakeNvml
+from hpotui.engine.space_file.space import Resources
 
 
 def readings(fake: FakeNvml) -> list[GpuReading]:
@@ -231,7 +231,7 @@ def test_claims_read_back_from_the_database_block_the_same_gpus() -> None:
 
 # --- memory-aware packing (resources.gpu_memory) ------------------------------------------------
 
-from hpotui.engine.placement import Claim, available_bytes, placement_reason  # noqa: E402
+from hpotui.engine.gpus.placement import Claim, available_bytes, placement_reason  # noqa: E402
 
 
 def memory(gib: float) -> Resources:

@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from hpotui.engine.plan import format_plan, plan
 from hpotui.engine.schedulers.hyperband import HyperbandScheduler
-from hpotui.engine.space import SchedulerSpec
+from hpotui.engine.search.plan import format_plan, plan
+from hpotui.engine.space_file.space import SchedulerSpec
 
 PAPER = SchedulerSpec(type="hyperband", min_resource=1, max_resource=81, reduction_factor=3)
 

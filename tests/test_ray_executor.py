@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hpotui.engine.store import Store
+from hpotui.engine.database.store import Store
 from tests.conftest import REPO, cli_env, run_cli, start_cli
 
 OBJECT_STORE = 80 * 1024 * 1024  # Ray's smallest allowed is about 75 MiB; the default would be 30% of RAM
@@ -57,7 +57,7 @@ def cluster():
 def executor(cluster):
     """One driver for the in-process studies: joining the cluster and warming its workers costs seconds."""
     from hpotui.engine.executors.ray import RayExecutor
-    from hpotui.engine.space import Resources
+    from hpotui.engine.space_file.space import Resources
 
     ex = RayExecutor(cluster.address, grace_period_s=2.0, resources=Resources(cpus_per_trial=1))
     yield ex
@@ -86,7 +86,7 @@ def run_loop(space_path: Path, db: Path, executor):
     """The real loop with the real executor, as the CLI's headless launch runs it."""
     import io
 
-    from hpotui.engine.space import load_space
+    from hpotui.engine.space_file.space import load_space
     from hpotui.engine.study import Options, StudyLoop
 
     space = load_space(space_path)

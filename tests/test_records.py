@@ -16,10 +16,10 @@ from typing import Iterator
 import pytest
 
 import hpotui.engine
-from hpotui.engine import records
-from hpotui.engine.records import (CommandResult, EventKind, HealthFlag, NotRead, SchedulerDecision, StudyEnd,
+from hpotui.engine.database import records
+from hpotui.engine.database.records import (CommandResult, EventKind, HealthFlag, NotRead, SchedulerDecision, StudyEnd,
                                    StudyStatus, TrialEnded, TrialStarted, TrialStatus)
-from hpotui.engine.store import SCHEMA_VERSION, Store
+from hpotui.engine.database.store import SCHEMA_VERSION, Store
 from hpotui.tui.actions import Commander
 from hpotui.tui.data import StudyReader
 from tests.faults.conftest import Lab, counting_study, wait_for

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpotui.engine.database.store import Store
 from hpotui.engine.errors import UserError
-from hpotui.engine.refine import param_spans, refine_space, refine_study, stage_name
-from hpotui.engine.space import load_space, parse_space
-from hpotui.engine.store import Store
+from hpotui.engine.search.refine import param_spans, refine_space, refine_study, stage_name
+from hpotui.engine.space_file.space import load_space, parse_space
 
 REPO = Path(__file__).resolve().parents[1]
 

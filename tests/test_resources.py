@@ -12,9 +12,9 @@ from typing import Iterator
 
 import pytest
 
-from hpotui.engine.resources import (LOW_UTIL_HINT, OOM_HINT, ResourceMonitor, is_cuda_oom, low_utilisation_hint,
+from hpotui.engine.machine.resources import (LOW_UTIL_HINT, OOM_HINT, ResourceMonitor, is_cuda_oom, low_utilisation_hint,
                               process_trees)
-from hpotui.engine.resources_nvml import GIB, FakeGpu, FakeNvml
+from hpotui.engine.machine.resources_nvml import GIB, FakeGpu, FakeNvml
 
 
 class Clock:

@@ -9,11 +9,11 @@ import yaml
 
 pytest.importorskip("optuna")
 
-from hpotui.engine.rung_model import RungObservations, rungs_for, value_at
-from hpotui.engine.space import parse_space
-from hpotui.engine.store import Store
-from hpotui.engine.tpe import TpeSampler
-from hpotui.engine.warm_start import apply_warm_start
+from hpotui.engine.database.store import Store
+from hpotui.engine.search.rung_model import RungObservations, rungs_for, value_at
+from hpotui.engine.search.tpe import TpeSampler
+from hpotui.engine.search.warm_start import apply_warm_start
+from hpotui.engine.space_file.space import parse_space
 
 SPACE = """\
 name: rungs

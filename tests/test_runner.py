@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from hpotui.engine.runner import EXIT_UNKNOWN, LocalExecutor
+from hpotui.engine.executors.local import EXIT_UNKNOWN, LocalExecutor
 
 
 def wait_exit(executor: LocalExecutor, proc, timeout: float = 10.0) -> int:

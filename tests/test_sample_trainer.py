@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hpotui.engine.metricline import Report, RegexMetrics, parse_metric_line
-from hpotui.engine.space import load_space
+from hpotui.engine.reading.metricline import Report, RegexMetrics, parse_metric_line
+from hpotui.engine.space_file.space import load_space
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
 METRICS = {"train_loss", "train_acc", "val_loss", "val_acc", "size_mb"}

@@ -6,8 +6,8 @@ import math
 import textwrap
 from pathlib import Path
 
-from hpotui.engine.sampling import GridSampler, RandomSampler
-from hpotui.engine.space import load_space
+from hpotui.engine.search.sampling import GridSampler, RandomSampler
+from hpotui.engine.space_file.space import load_space
 
 SPACE = """
 name: s

@@ -12,7 +12,7 @@ from hpotui.engine.schedulers.fifo import FifoScheduler
 from hpotui.engine.schedulers.hyperband import HyperbandScheduler
 from hpotui.engine.schedulers.median import MedianStoppingScheduler
 from hpotui.engine.schedulers.rungs import Dealer, deal_counts, hyperband_brackets, judged_rungs, ladder, s_max
-from hpotui.engine.space import SchedulerSpec
+from hpotui.engine.space_file.space import SchedulerSpec
 
 
 def asha(min_r: float = 1, max_r: float = 27, eta: float = 3, mode: str = "max", metric: str = "val_acc"):

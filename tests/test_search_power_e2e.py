@@ -122,7 +122,7 @@ def test_a_real_conditional_study_passes_only_each_optimizers_own_flag(tmp_path:
 
 
 def test_the_sample_spaces_parse_with_their_conditions_and_objectives() -> None:
-    from hpotui.engine.space import load_space
+    from hpotui.engine.space_file.space import load_space
 
     conditional = load_space(REPO / "sample_spaces" / "conditional.yaml")
     assert conditional.param("momentum").when == (("optimizer", ("sgd",)),)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hpotui.engine.errors import SpaceError
-from hpotui.engine.space import load_space, render_argv
+from hpotui.engine.space_file.space import load_space, render_argv
 
 CONTRACT = """
 name: digits-mlp

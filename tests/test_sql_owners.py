@@ -1,6 +1,6 @@
 """SQL about events, commands and clones is spoken only by the store (the writer) and its read side.
 
-Everyone else (the TUI's reader, export, status, the loop) asks :mod:`engine.store_read` or the
+Everyone else (the TUI's reader, export, status, the loop) asks :mod:`engine.database.store_read` or the
 Store, and gets the record vocabulary back. Read with ``ast`` from every string in engine/ and tui/,
 so a query written anywhere else fails here before the two sides can drift apart again.
 """
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ALLOWED = {Path("engine/store.py"), Path("engine/store_read.py")}
+ALLOWED = {Path("engine/database/store.py"), Path("engine/database/store_read.py")}
 TABLES = r"(events|commands|clones)"
 SQL = re.compile(rf"\b(from|into|update|join|table)\s+{TABLES}\b|\bname\s*=\s*'{TABLES}'", re.IGNORECASE)
 SQL_WORD = re.compile(r"\b(select|insert|update|delete|create|where)\b", re.IGNORECASE)

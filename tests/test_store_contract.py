@@ -20,10 +20,10 @@ from typing import Iterator
 
 import pytest
 
-from hpotui.engine import store as store_module
-from hpotui.engine.dbfile import DatabaseDamaged, DatabaseRefused
-from hpotui.engine.liveness import process_create_time
-from hpotui.engine.store import HOSTNAME, SCHEMA_VERSION, EngineLocked, Store
+from hpotui.engine.database import store as store_module
+from hpotui.engine.database.dbfile import DatabaseDamaged, DatabaseRefused
+from hpotui.engine.database.store import HOSTNAME, SCHEMA_VERSION, EngineLocked, Store
+from hpotui.engine.trials.liveness import process_create_time
 from tests.store_rows import bare_study, bare_trial
 
 OLDEST_SCHEMA = min(store_module.MIGRATIONS)

@@ -17,9 +17,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from hpotui.engine import store as store_module
-from hpotui.engine.liveness import process_create_time
-from hpotui.engine.store import EngineLocked, Store, StudyRow
+from hpotui.engine.database import store as store_module
+from hpotui.engine.database.store import EngineLocked, Store, StudyRow
+from hpotui.engine.trials.liveness import process_create_time
 from tests.store_rows import bare_study
 
 

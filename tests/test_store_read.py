@@ -11,10 +11,10 @@ import math
 import sqlite3
 from pathlib import Path
 
-from hpotui.engine import store_read
-from hpotui.engine.records import (EventKind, HealthFlag, NotRead, SchedulerDecision, StudyEnd, TrialEnded,
+from hpotui.engine.database import store_read
+from hpotui.engine.database.records import (EventKind, HealthFlag, NotRead, SchedulerDecision, StudyEnd, TrialEnded,
                                    TrialStarted)
-from hpotui.engine.store import Store
+from hpotui.engine.database.store import Store
 from tests.store_rows import bare_study, bare_trial
 
 

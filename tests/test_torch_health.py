@@ -1,8 +1,8 @@
 """Health detectors on real trainings, and the PyTorch update-ratio helper.
 
 A small MLP learns sklearn's 8x8 digits on the CPU (about 0.02 s an epoch on one thread). Each
-epoch goes the whole way a trial's report goes: ``hpotui.engine.report.report`` writes the ``@hpotui``
-line, ``engine.metricline`` parses it back (NaN and Infinity included), and the monitor sees the
+epoch goes the whole way a trial's report goes: ``hpotui.engine.trial_side.report.report`` writes the ``@hpotui``
+line, ``engine.reading.metricline`` parses it back (NaN and Infinity included), and the monitor sees the
 values the study loop would see. The loop kills a trial at a stopping flag; here training stops.
 
 Note for the sample trainer: cross-entropy on a shallow ReLU MLP does not reach NaN at any
@@ -24,10 +24,10 @@ import pytest
 torch = pytest.importorskip("torch")
 datasets = pytest.importorskip("sklearn.datasets")
 
-from hpotui.engine.health import Flag, HealthConfig, HealthMonitor, status_for  # noqa: E402
-from hpotui.engine.metricline import Report, parse_metric_line  # noqa: E402
-from hpotui.engine.report import report  # noqa: E402
-from hpotui.engine.torch_health import UpdateRatioTracker  # noqa: E402
+from hpotui.engine.flags.health import Flag, HealthConfig, HealthMonitor, status_for  # noqa: E402
+from hpotui.engine.reading.metricline import Report, parse_metric_line  # noqa: E402
+from hpotui.engine.trial_side.report import report  # noqa: E402
+from hpotui.engine.trial_side.torch_health import UpdateRatioTracker  # noqa: E402
 
 nn = torch.nn
 
@@ -282,6 +282,6 @@ def test_frozen_and_unused_parameters():
 
 
 def test_importing_the_health_modules_does_not_import_torch():
-    code = ("import sys, hpotui.engine.health, hpotui.engine.torch_health; "
+    code = ("import sys, hpotui.engine.flags.health, hpotui.engine.trial_side.torch_health; "
             "assert 'torch' not in sys.modules and 'numpy' not in sys.modules, sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

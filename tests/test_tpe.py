@@ -15,10 +15,10 @@ import yaml
 
 pytest.importorskip("optuna")
 
-from hpotui.engine.sampling import RandomSampler, make_sampler
-from hpotui.engine.space import parse_space
-from hpotui.engine.store import Store
-from hpotui.engine.tpe import TpeSampler
+from hpotui.engine.database.store import Store
+from hpotui.engine.search.sampling import RandomSampler, make_sampler
+from hpotui.engine.search.tpe import TpeSampler
+from hpotui.engine.space_file.space import parse_space
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,8 +144,8 @@ def test_without_optuna_the_user_gets_one_line_naming_the_extra(tmp_path: Path):
         sys.modules["optuna"] = None  # as if the extra were not installed
         from pathlib import Path
         from hpotui.engine.errors import UserError
-        from hpotui.engine.sampling import make_sampler
-        from hpotui.engine.space import parse_space
+        from hpotui.engine.search.sampling import make_sampler
+        from hpotui.engine.space_file.space import parse_space
         space = parse_space(yaml.safe_load({SPACE.replace("SEED", "0")!r}), "tpe.yaml", Path("."))
         try:
             make_sampler(space)

@@ -1,11 +1,11 @@
-"""End-of-trial rules on hand-built values: no trial, no store, no clock (engine/trial_end.py)."""
+"""End-of-trial rules on hand-built values: no trial, no store, no clock (engine/trials/trial_end.py)."""
 
 from __future__ import annotations
 
 import signal
 
 from hpotui.engine.executors.base import EXIT_UNKNOWN
-from hpotui.engine.trial_end import (TrialEnd, ended_data, ended_level, ended_lines, judge_exit, needs_stderr,
+from hpotui.engine.trials.trial_end import (TrialEnd, ended_data, ended_level, ended_lines, judge_exit, needs_stderr,
                                      objective_text, warnings_due)
 
 TRACEBACK = "Traceback (most recent call last):\n  File \"train.py\", line 3\nValueError: lr too big\n"

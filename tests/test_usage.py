@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hpotui.engine.resources import ResourceMonitor
-from hpotui.engine.resources_nvml import FakeGpu, FakeNvml
-from hpotui.engine.runner import LocalExecutor
-from hpotui.engine.store import Store
-from hpotui.engine.usage import UsageSampler
+from hpotui.engine.database.store import Store
+from hpotui.engine.executors.local import LocalExecutor
+from hpotui.engine.machine.resources import ResourceMonitor
+from hpotui.engine.machine.resources_nvml import FakeGpu, FakeNvml
+from hpotui.engine.machine.usage import UsageSampler
 from tests.store_rows import bare_study, bare_trial
 
 
@@ -65,7 +65,7 @@ def test_a_ray_executor_reports_node_gpus_and_no_local_trial_usage(tmp_path: Pat
         places_gpus = True
 
         def gpu_readings(self):
-            from hpotui.engine.resources import GpuReading
+            from hpotui.engine.machine.resources import GpuReading
             return {"node-b": [GpuReading(index=0, name="H100", util_percent=55.0)]}
 
     sampler = UsageSampler(store, study_id, Cluster(), ResourceMonitor(FakeNvml(0), cache_s=0))

@@ -2,7 +2,7 @@
 
 The read connection in :mod:`tui.data` is read-only; this module opens the one writable
 handle (lazily: browsing a finished study never writes) and uses the engine's own
-:mod:`engine.control`, so a stop from the TUI behaves exactly like ``hpotui stop``: acknowledged
+:mod:`engine.trials.control`, so a stop from the TUI behaves exactly like ``hpotui stop``: acknowledged
 by a live engine, or done directly when no engine is left. Every function blocks until the
 engine acknowledges (or a timeout), so callers run them in worker threads.
 """
@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..engine.control import request, stop_outcome
+from ..engine.database.records import LIVE_STATUSES, CommandResult
+from ..engine.database.store import Store, StudyRow
 from ..engine.errors import UserError
 from ..engine.self_command import hpotui_command
-from ..engine.liveness import engine_alive
-from ..engine.records import LIVE_STATUSES, CommandResult
-from ..engine.store import Store, StudyRow
+from ..engine.trials.control import request, stop_outcome
+from ..engine.trials.liveness import engine_alive
 
 ENGINE_ACTIONS = ("pause_launching", "resume_launching", "pause_trial", "resume_trial", "set_max_parallel",
                   "clone_trial")
@@ -69,9 +69,9 @@ class Commander:
                edits: dict[str, dict[str, Any]], budget: dict[str, Any], launch: bool) -> CommandResult:
         """Write the next stage's space file with the engine's refine code, apply the user's edits, launch it."""
         try:
-            from ..engine.refine import refine_study  # lazy: ~0.1 s of start-up (refine + the space parser) for a rare dialog
+            from ..engine.search.refine import refine_study  # lazy: ~0.1 s of start-up (refine + the space parser) for a rare dialog
         except ImportError:
-            return CommandResult.refused("refine is not available in this install (engine/refine.py is missing)")
+            return CommandResult.refused("refine is not available in this install (engine/search/refine.py is missing)")
         with self._lock:
             try:
                 store = self._open()

@@ -29,10 +29,10 @@ from typing import Any, Callable, Collection, Mapping, Sequence
 
 import yaml
 
-from ..engine.liveness import HEARTBEAT_STALE_S, engine_alive, process_alive
-from ..engine import store_read
-from ..engine.records import INVALID_STATUSES, LIVE_STATUSES, RANKED_STATUSES, UNFINISHED_STATUSES, TrialStatus
-from ..engine.store import HOSTNAME, StudyRow
+from ..engine.database import store_read
+from ..engine.database.records import INVALID_STATUSES, LIVE_STATUSES, RANKED_STATUSES, UNFINISHED_STATUSES, TrialStatus
+from ..engine.database.store import HOSTNAME, StudyRow
+from ..engine.trials.liveness import HEARTBEAT_STALE_S, engine_alive, process_alive
 from .dbopen import open_readonly
 from .eta import RunningPace, expected_trial_seconds, study_eta, trial_eta
 from .ordering import STATUS_FILTERS, ordered
@@ -136,7 +136,7 @@ class StudyView:
 
     @property
     def counted(self) -> int:
-        """Trials that count toward ``max_trials``: an invalid configuration does not (engine/invalid.py)."""
+        """Trials that count toward ``max_trials``: an invalid configuration does not (engine/search/invalid.py)."""
         return self.total - sum(self.counts.get(s, 0) for s in INVALID_STATUSES)
 
     @property
@@ -726,7 +726,7 @@ class StudyReader:
         return [(json.loads(p or "{}"), v) for p, v in rows if math.isfinite(v)]
 
     def finished_results(self, study: StudyRow, statuses: Collection[str]) -> list[tuple[dict[str, Any], float]]:
-        """What :func:`engine.boundary.finished_results` returns, read through this read-only connection."""
+        """What :func:`engine.search.boundary.finished_results` returns, read through this read-only connection."""
         marks = ",".join("?" * len(statuses))
         with self._lock:
             rows = self.conn.execute(f"SELECT params, best_value FROM trials WHERE study_id = ? AND status IN "

@@ -19,7 +19,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.store import BUSY_TIMEOUT_MS
+from ..engine.database.store import BUSY_TIMEOUT_MS
 
 # SQLite's (primary) result codes for a file no snapshot will read either: not a database, damaged.
 _UNREADABLE = (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT)

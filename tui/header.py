@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from ..engine.records import LIVE_STATUSES, TrialStatus
+from ..engine.database.records import LIVE_STATUSES, TrialStatus
 from . import format as fmt
 from .data import StudyView
 from .ordering import sort_label

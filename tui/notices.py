@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..engine.records import LIVE_STATUSES
+from ..engine.database.records import LIVE_STATUSES
 
 LIVE = LIVE_STATUSES
 

@@ -10,7 +10,7 @@ import math
 from operator import attrgetter
 from typing import Any, Callable, Collection, Sequence
 
-from ..engine.records import FAILURE_STATUSES, INVALID_STATUSES, TrialStatus
+from ..engine.database.records import FAILURE_STATUSES, INVALID_STATUSES, TrialStatus
 from .trial_info import TrialInfo
 
 STATUS_FILTERS: tuple[str | None, ...] = (None, TrialStatus.RUNNING, TrialStatus.COMPLETED, TrialStatus.PRUNED,

@@ -16,7 +16,7 @@ from typing import Sequence
 
 from rich.text import Text
 
-from ..engine.records import INVALID_STATUSES, TrialStatus
+from ..engine.database.records import INVALID_STATUSES, TrialStatus
 
 from . import format as fmt
 from .data import FailureDetail, TrialInfo

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..engine.records import TrialStatus
+from ..engine.database.records import TrialStatus
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from ..clones import Refused, with_overrides
-from ..records import CommandResult, EventKind, StudyStatus, TrialStatus
-from ..space import Space, format_value
+from ..database.records import CommandResult, EventKind, StudyStatus, TrialStatus
+from ..space_file.clones import Refused, with_overrides
+from ..space_file.space import Space, format_value
 from .effects import (Acknowledge, Effect, PauseTrial, QueueClone, RecordEvent, ResumeTrial, Say,
                       SetLaunchingPaused, SetMaxParallel)
 from .events import Command, EarlierCommand

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import CommandResult
-from ..trial_end import TrialEnd
+from ..database.records import CommandResult
+from ..trials.trial_end import TrialEnd
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from ..reading.trial_reading import Problem
 from ..schedulers.base import RecordedTrial
-from ..trial_reading import Problem
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class TrialFacts:
 
     @classmethod
     def of(cls, row: Any) -> TrialFacts:
-        """From a trial row (engine/store.py's TrialRow, read by attribute so the core needs no store)."""
+        """From a trial row (engine/database/store.py's TrialRow, read by attribute so the core needs no store)."""
         return cls(id=row.id, number=row.number, params=row.params, status=row.status,
                    sample_index=row.sample_index, rerun_of=row.rerun_of, clone_id=row.clone_id,
                    best_value=row.best_value, best_step=row.best_step, bracket=row.bracket)
@@ -180,7 +180,7 @@ class GpuReleased:
 
 @dataclass(frozen=True)
 class Command:
-    """One row of the commands table (engine/command_check.py filled ``problem`` for a malformed one)."""
+    """One row of the commands table (engine/database/command_check.py filled ``problem`` for a malformed one)."""
 
     id: int
     action: str

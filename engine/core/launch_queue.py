@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..records import TERMINAL_STATUSES
-from ..sampling import Sampler
+from ..database.records import TERMINAL_STATUSES
+from ..search.sampling import Sampler
 from .effects import Launch
 from .events import TrialFacts
 

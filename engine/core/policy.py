@@ -10,10 +10,10 @@ import math
 import re
 from dataclasses import dataclass
 
-from ..invalid import INVALID_STREAK_LIMIT
-from ..records import EARLY_STOPPED_STATUSES, EventKind, NotRead
-from ..space import Space
-from ..trial_reading import NOT_READ_EVENT, SILENT_STREAK, Problem, ReadingLedger
+from ..database.records import EARLY_STOPPED_STATUSES, EventKind, NotRead
+from ..reading.trial_reading import NOT_READ_EVENT, SILENT_STREAK, Problem, ReadingLedger
+from ..search.invalid import INVALID_STREAK_LIMIT
+from ..space_file.space import Space
 from .effects import Effect, Notify, RecordEvent, Say, SetLaunchingPaused, StoreWarnings
 from .events import TrialFacts
 from .launch_queue import FINISHED

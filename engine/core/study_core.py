@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping
 
-from .. import trial_end
-from ..boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS
-from ..health import HealthMonitor, status_for
-from ..invalid import INVALID_STATUS
-from ..records import EventKind, HealthFlag, SchedulerDecision, StudyEnd, StudyStatus, TrialStatus
-from ..sampling import Sampler, make_sampler
+from ..database.records import EventKind, HealthFlag, SchedulerDecision, StudyEnd, StudyStatus, TrialStatus
+from ..flags.health import HealthMonitor, status_for
 from ..schedulers import Action, make_scheduler
-from ..space import Space
+from ..search.boundary import MIN_TRIALS as BOUNDARY_MIN_TRIALS
+from ..search.invalid import INVALID_STATUS
+from ..search.sampling import Sampler, make_sampler
+from ..space_file.space import Space
+from ..trials import trial_end
 from .commands import CommandDesk
 from .effects import Effect, FlagOom, RecordEnd, RecordEvent, Say, SetBracket, UpdateWarnings
 from .events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, GpuReleased, Halt, HistoryRead,
@@ -86,7 +86,7 @@ class StudyCore:
         return self.queue.sampler
 
     def use_sampler(self, sampler: Sampler) -> None:
-        """A warm start wraps or teaches the sampler before anything is asked (engine/warm_start.py)."""
+        """A warm start wraps or teaches the sampler before anything is asked (engine/search/warm_start.py)."""
         self.queue.sampler = sampler
 
     @property
@@ -255,7 +255,7 @@ class StudyCore:
 
     # -- exits ------------------------------------------------------------------------------------------
     def _exited(self, event: TrialExited) -> list[Effect]:
-        """Judge the end (engine/trial_end.py); the rest follows once the loop recorded it (GpuReleased)."""
+        """Judge the end (engine/trials/trial_end.py); the rest follows once the loop recorded it (GpuReleased)."""
         end = trial_end.judge_exit(event.code, asked_status=event.asked_status, asked_reason=event.asked_reason,
                                    reports=event.reports, invalid=event.invalid, stderr_tail=event.stderr_tail)
         if event.trial_id in self.trials.live:  # not on a retry after its end could not be recorded (disk full)

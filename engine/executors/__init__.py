@@ -1,4 +1,4 @@
-"""Executors beyond the local one (:mod:`engine.runner`): each runs trials somewhere else behind the same interface.
+"""Executors beyond the local one (:mod:`engine.executors.local`): each runs trials somewhere else behind the same interface.
 
 The loop is typed against :class:`engine.executors.base.Executor` (the contract, with the
 capabilities it reads) and otherwise only reads the trial's stdout/stderr files, so an executor

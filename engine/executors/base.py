@@ -6,7 +6,7 @@ then on only asks the questions below and reads the two log files. Everything th
 (metrics, offsets, statuses) comes from those files, so an executor's one duty beyond process
 control is to keep ``stdout.log`` / ``stderr.log`` filled on the engine's machine while the trial runs.
 
-Two executors implement this today: :class:`engine.runner.LocalExecutor` (subprocesses on this
+Two executors implement this today: :class:`engine.executors.local.LocalExecutor` (subprocesses on this
 machine) and :class:`engine.executors.ray.RayExecutor` (Ray tasks on a cluster). A third one
 (Slurm, SSH ...) subclasses :class:`Executor`, sets the three capabilities, and implements the
 methods without a default body; the ones with a default body are optional and the default says
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..records import EXIT_UNKNOWN  # noqa: F401  (re-exported: part of the executor contract)
+from ..database.records import EXIT_UNKNOWN  # noqa: F401  (re-exported: part of the executor contract)
 
 
 @dataclass
@@ -152,7 +152,7 @@ class Executor(Protocol):
         return 0
 
     def gpu_readings(self) -> dict[str, list[Any]]:
-        """GPU readings per node name (engine.resources.GpuReading), for executors that ``places_gpus``.
+        """GPU readings per node name (engine.machine.resources.GpuReading), for executors that ``places_gpus``.
 
         Must not block the loop. Default: no readings beyond this machine's own.
         """

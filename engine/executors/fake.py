@@ -1,7 +1,7 @@
 """A scripted executor: trials that are scripts of output lines and exits, run in the engine's own process.
 
 For tests and simulations only (the CLI never chooses it). The real study loop drives it exactly
-as it drives :class:`engine.runner.LocalExecutor`: it starts a trial, polls it every turn, reads
+as it drives :class:`engine.executors.local.LocalExecutor`: it starts a trial, polls it every turn, reads
 its ``stdout.log`` / ``stderr.log`` through the real log readers, asks it to stop, pauses it and
 re-adopts it on ``resume``. What a trial does is a list of :class:`Step` that a script returns for
 it; one step is taken per poll, with no wall-clock sleep anywhere, so a study of many trials runs
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence, Union
 
-from ..trial_files import create_trial_logs
+from ..trials.trial_files import create_trial_logs
 from .base import Executor, TrialProcess
 
 # Linux never gives out a pid above PID_MAX_LIMIT (2**22): a fake trial's pid is never a real

@@ -1,6 +1,6 @@
 """Ray executor: each trial is a Ray generator task on whichever node Ray picks; its output comes home.
 
-Same interface as :class:`engine.runner.LocalExecutor`, so the loop does not know where trials run.
+Same interface as :class:`engine.executors.local.LocalExecutor`, so the loop does not know where trials run.
 The task (:func:`engine.executors.ray_node.run_trial`) asks for ``num_cpus = cpus_per_trial`` and
 ``num_gpus = gpus_per_trial`` (Ray, not the engine's NVML placement, then picks the node and sets
 ``CUDA_VISIBLE_DEVICES`` there), starts the command in its own process group and yields its output
@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..database.records import TrialStatus
 from ..errors import UserError
-from ..records import TrialStatus
+from ..space_file.space import Resources
+from ..trials.trial_files import create_trial_logs
 from . import ray_node
 from .base import EXIT_UNKNOWN, Executor, TrialProcess
-from ..space import Resources
-from ..trial_files import create_trial_logs
 
 PENDING_NODE = "(pending)"  # the node recorded for a trial that Ray has not placed yet
 PRIVATE_OBJECT_STORE_BYTES = 128 * 1024 * 1024  # trials send log batches, not tensors
@@ -358,7 +358,7 @@ class RayExecutor(Executor):
             return True
 
     def gpu_readings(self, wait_s: float = 0.0) -> dict[str, list[Any]]:
-        """Latest GPU readings per node name, read on the nodes (engine.resources.GpuReading, NA where unknown).
+        """Latest GPU readings per node name, read on the nodes (engine.machine.resources.GpuReading, NA where unknown).
 
         Non-blocking by default: each call collects the round sent by the previous one and sends
         the next, so readings are at most one sampling period old and a slow node never stalls the

@@ -2,7 +2,7 @@
 
 This module is executed inside Ray workers, possibly on machines where hpotui is not installed
 (the executor ships the ``hpotui`` package, engine included, to the cluster with ``runtime_env.py_modules``). It
-therefore imports only the standard library at the top; ``ray`` and :mod:`engine.resources` are
+therefore imports only the standard library at the top; ``ray`` and :mod:`engine.machine.resources` are
 imported inside the functions that need them, on the node.
 
 Why a generator: each ``yield`` becomes one object the engine reads in order, so output arrives
@@ -182,8 +182,8 @@ class NodeAgent:
         return _signal(pgid, sig)
 
     def gpus(self) -> tuple[str, list[Any]]:
-        """This node's hostname and GPU readings (engine.resources.GpuReading, NA where unknown)."""
-        from ..resources import ResourceMonitor
+        """This node's hostname and GPU readings (engine.machine.resources.GpuReading, NA where unknown)."""
+        from ..machine.resources import ResourceMonitor
 
         if self._monitor is None:
             self._monitor = ResourceMonitor()  # NVML stays initialised and its short cache works

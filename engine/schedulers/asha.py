@@ -24,9 +24,9 @@ import math
 from bisect import insort
 from collections.abc import Sequence
 
+from ..space_file.space import SchedulerSpec
 from .base import Action, Decision, RecordedDecision, RecordedTrial, Scheduler
 from .rungs import EPS, ceil_, fmt, judged_rungs
-from ..space import SchedulerSpec
 
 
 class RungLadder:

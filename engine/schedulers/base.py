@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from ..space import SchedulerSpec
+from ..space_file.space import SchedulerSpec
 
 
 class Action(str, Enum):

@@ -6,7 +6,7 @@ them, so nothing imports back.
 
 from __future__ import annotations
 
-from ..space import SchedulerSpec
+from ..space_file.space import SchedulerSpec
 from .asha import AshaScheduler
 from .base import Scheduler
 from .fifo import FifoScheduler

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..space_file.space import SchedulerSpec
 from .asha import RungLadder
 from .base import Decision, RecordedTrial, Scheduler
 from .rungs import Bracket, Dealer, hyperband_brackets
-from ..space import SchedulerSpec
 
 
 class HyperbandScheduler(Scheduler):

@@ -15,9 +15,9 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from ..space_file.space import SchedulerSpec
 from .base import Action, Decision, RecordedTrial, Scheduler
 from .rungs import EPS, fmt
-from ..space import SchedulerSpec
 
 
 class MedianStoppingScheduler(Scheduler):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .base import Action, RecordedDecision, RecordedTrial, Scheduler
 
 if TYPE_CHECKING:
-    from ..store import EventRow, Store, TrialRow
+    from ..database.store import EventRow, Store, TrialRow
 
 
 def recorded_trials(store: "Store", study_id: int, metric: str, resource_key: str) -> list[RecordedTrial]:

@@ -10,8 +10,8 @@ from typing import Any
 from hpotui.engine.core.effects import Effect, Launch, RecordEvent, Say
 from hpotui.engine.core.events import GpuReleased, Launched, SlotsFree, TrialExited, TrialFacts, TrialStarted
 from hpotui.engine.core.study_core import StudyCore
-from hpotui.engine.space import Space, parse_space
-from hpotui.engine.trial_reading import Problem
+from hpotui.engine.reading.trial_reading import Problem
+from hpotui.engine.space_file.space import Space, parse_space
 
 
 def make_space(budget: dict[str, Any] | None = None, **top: Any) -> Space:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hpotui.engine.core.effects import Acknowledge, Launch, Notify, QueueClone, StopTrial
 from hpotui.engine.core.events import CloneQueued, Command, Recovered, Reported, RerunQueued, SlotsFree, Tick
-from hpotui.engine.records import EventKind, StudyStatus, TrialStatus
+from hpotui.engine.database.records import EventKind, StudyStatus, TrialStatus
 
 from .build import Study, facts, make_core, make_space
 

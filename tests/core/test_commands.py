@@ -8,7 +8,7 @@ from typing import Any
 from hpotui.engine.core.effects import (Acknowledge, PauseTrial, QueueClone, RecordEvent, ResumeTrial, Say,
                                         SetLaunchingPaused, SetMaxParallel, StopTrial)
 from hpotui.engine.core.events import Command
-from hpotui.engine.records import CommandResult, EventKind, StudyStatus, TrialStatus
+from hpotui.engine.database.records import CommandResult, EventKind, StudyStatus, TrialStatus
 
 from .build import Study, make_core
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hpotui.engine.core.effects import FlagOom, RecordEnd, RecordEvent, Say, SetBracket, StopTrial
 from hpotui.engine.core.events import Reported
-from hpotui.engine.records import EventKind, TrialStatus
+from hpotui.engine.database.records import EventKind, TrialStatus
 
 from .build import Study, make_core, make_space
 

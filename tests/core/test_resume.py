@@ -6,7 +6,7 @@ from __future__ import annotations
 from hpotui.engine.core.effects import RecordEvent, Say, StopTrial
 from hpotui.engine.core.events import (EndedUnwatched, JudgeUnwatched, Recovered, Reported, RerunQueued, StopSignal,
                                       TrialAdopted)
-from hpotui.engine.records import EventKind, StudyStatus, TrialStatus
+from hpotui.engine.database.records import EventKind, StudyStatus, TrialStatus
 
 from .build import Study, facts, make_core, make_space
 

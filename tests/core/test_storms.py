@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from hpotui.engine.core.effects import Notify, SetLaunchingPaused
 from hpotui.engine.core.events import Command, StartFailed
-from hpotui.engine.invalid import INVALID_STREAK_LIMIT
-from hpotui.engine.records import EventKind, StudyStatus, TrialStatus
-from hpotui.engine.trial_reading import Problem
+from hpotui.engine.database.records import EventKind, StudyStatus, TrialStatus
+from hpotui.engine.reading.trial_reading import Problem
+from hpotui.engine.search.invalid import INVALID_STREAK_LIMIT
 
 from .build import Study, make_core, make_space
 

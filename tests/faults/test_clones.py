@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import signal
 
-from hpotui.engine.control import send_and_wait
-from hpotui.engine.store import Store
+from hpotui.engine.database.store import Store
+from hpotui.engine.trials.control import send_and_wait
 from tests.faults.conftest import Lab, counting_study, exactly_once, wait_for
 
 

@@ -71,8 +71,8 @@ def test_resume_refuses_malformed_commands_left_behind_instead_of_crashing(lab: 
 
 def test_every_kind_of_bad_row_is_named_in_its_refusal() -> None:
     """The checks themselves, including rows the table's CHECK would stop (a newer hpotui's action)."""
-    from hpotui.engine.command_check import check_command
-    from hpotui.engine.store import COMMAND_ACTIONS
+    from hpotui.engine.database.command_check import check_command
+    from hpotui.engine.database.store import COMMAND_ACTIONS
 
     cases = {
         ("reboot_box", None, "{}"): "unknown action",

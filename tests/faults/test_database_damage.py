@@ -96,8 +96,8 @@ def test_an_error_on_a_sound_file_still_says_nothing_is_lost_only_after_checking
     """The honest case: a database error on a file that passes its integrity check."""
     from pathlib import Path
 
-    from hpotui.engine.dbfile import explain_error
-    from hpotui.engine.store import Store
+    from hpotui.engine.database.dbfile import explain_error
+    from hpotui.engine.database.store import Store
 
     store = Store(lab.db)
     store.close()

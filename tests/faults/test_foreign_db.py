@@ -58,7 +58,7 @@ def test_another_applications_sqlite_file_is_never_written(lab: Lab) -> None:
 
 
 def test_a_database_of_a_newer_hpotui_is_refused_untouched(lab: Lab) -> None:
-    from hpotui.engine.store import SCHEMA_VERSION, Store
+    from hpotui.engine.database.store import SCHEMA_VERSION, Store
 
     store = Store(lab.db)
     store.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
@@ -128,8 +128,8 @@ def test_the_engine_leaves_wal_when_the_study_ends(lab: Lab) -> None:
 
 @pytest.mark.parametrize("folder", ["run#3", "what?now", "100% done", "a%23b"])
 def test_database_paths_with_uri_characters_are_paths(tmp_path: Path, folder: str) -> None:
-    from hpotui.engine.dbfile import sqlite_uri
-    from hpotui.engine.store import Store, connect
+    from hpotui.engine.database.dbfile import sqlite_uri
+    from hpotui.engine.database.store import Store, connect
 
     db = tmp_path / folder / "hpotui.db"
     store = Store(db)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hpotui.engine.store import COMMAND_ACTIONS, Store
+from hpotui.engine.database.store import COMMAND_ACTIONS, Store
 from tests.faults.conftest import Lab, counting_study
 from tests.store_rows import bare_study
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hpotui.engine.logtail import LogTail
+from hpotui.engine.reading.logtail import LogTail
 
 
 def _drain(tail: LogTail, final: bool = True) -> list[str]:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpotui.engine.refine import stage_name
-from hpotui.engine.names import MAX_NAME_LENGTH, name_problem
+from hpotui.engine.search.refine import stage_name
+from hpotui.engine.space_file.names import MAX_NAME_LENGTH, name_problem
 from tests.faults.conftest import Lab, counting_study
 
 BAD_NAMES = ["../../x", "/abs/path", "..", ".", "a/b", "x" * 300, "two\nlines", "tab\there", "bell\x07", "",

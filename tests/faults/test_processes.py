@@ -138,7 +138,7 @@ def test_the_orphan_reaper_leaves_other_children_their_exit_status() -> None:
     import subprocess
     import sys
 
-    from hpotui.engine.process_tree import ProcessTree
+    from hpotui.engine.trials.process_tree import ProcessTree
 
     env = {k: v for k, v in os.environ.items() if k != "HPOTUI_TRIAL_DIR"}
     child = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], env=env)

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hpotui.engine.errors import SpaceError
-from hpotui.engine.metricline import PREFIX, Rejected, Report, parse_metric_line
-from hpotui.engine.sampling import make_sampler
-from hpotui.engine.space import PARAM_TYPES, TOP_KEYS, Space, parse_space, render_argv
+from hpotui.engine.reading.metricline import PREFIX, Rejected, Report, parse_metric_line
+from hpotui.engine.search.sampling import make_sampler
+from hpotui.engine.space_file.space import PARAM_TYPES, TOP_KEYS, Space, parse_space, render_argv
 
 EXAMPLES = int(os.environ.get("HPOTUI_HYPOTHESIS_EXAMPLES", 300))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

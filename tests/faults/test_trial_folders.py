@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hpotui.engine.logtail import LogTail
+from hpotui.engine.reading.logtail import LogTail
 from tests.faults.conftest import Lab, counting_study
 
 NOBODY = 65534

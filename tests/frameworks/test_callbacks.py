@@ -182,7 +182,7 @@ def test_emit_writes_only_numbers_and_keeps_nan():
 
 def test_lightning_hooks_epoch_end_logging_mid_epoch_validation_and_test(tmp_path: Path):
     needs("lightning")
-    from hpotui.engine.metricline import Report, parse_metric_line
+    from hpotui.engine.reading.metricline import Report, parse_metric_line
 
     result = subprocess.run([sys.executable, str(TRAINERS / "cb_lightning_hooks.py"), "--csv", str(tmp_path / "csv")],
                             capture_output=True, text=True, env=cli_env(), cwd=tmp_path, timeout=180)

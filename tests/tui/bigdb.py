@@ -1,6 +1,6 @@
 """Deterministic study databases for the TUI's tests, snapshots and benchmarks, written by the engine's writer.
 
-Why through :class:`engine.store.Store` and not SQL of our own: the interface reads what the
+Why through :class:`engine.database.store.Store` and not SQL of our own: the interface reads what the
 engine writes, and a fixture that writes rows by hand lets the two drift apart unnoticed (the
 rung markers once looked for a step on ``pruned`` events while the engine put it on
 ``scheduler`` events, and only the hand-written fixture agreed with the reader). Here every row
@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Iterator
 from unittest import mock
 
-from hpotui.engine import store as store_module
-from hpotui.engine.liveness import process_create_time
-from hpotui.engine.records import EventKind, HealthFlag, SchedulerDecision, StudyEnd, TrialEnded, TrialStarted
-from hpotui.engine.store import Store
+from hpotui.engine.database import store as store_module
+from hpotui.engine.database.records import EventKind, HealthFlag, SchedulerDecision, StudyEnd, TrialEnded, TrialStarted
+from hpotui.engine.database.store import Store
+from hpotui.engine.trials.liveness import process_create_time
 
 FIXED_NOW = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC: "now" for every generated file
 STEP_SECONDS = 2.0
@@ -61,7 +61,7 @@ FLUSH_ROWS = 200_000
 
 
 class _Clock:
-    """Stands in for the ``time`` module inside engine.store: ``time()`` says ``now``, the rest is real."""
+    """Stands in for the ``time`` module inside engine.database.store: ``time()`` says ``now``, the rest is real."""
 
     def __init__(self, now: float) -> None:
         self.now = now

@@ -15,8 +15,8 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.tui.conftest import wait_until
-from hpotui.engine.store import Store
-from hpotui.engine.trial_reading import ReadingLedger
+from hpotui.engine.database.store import Store
+from hpotui.engine.reading.trial_reading import ReadingLedger
 from hpotui.tui.app import HpotuiApp
 from hpotui.tui.screens.messages import MessagesScreen
 from hpotui.tui.screens.study import StudyScreen

@@ -237,7 +237,7 @@ async def test_stop_study_then_quit_says_it_keeps_running(live_study):
 
 
 async def test_refine_enter_writes_and_launches_the_next_stage(live_study):
-    pytest.importorskip("hpotui.engine.refine")
+    pytest.importorskip("hpotui.engine.search.refine")
     app = app_for(live_study)
     async with app.run_test(size=(120, 50)) as pilot:
         screen = await on_study(pilot)

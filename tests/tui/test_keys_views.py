@@ -313,7 +313,7 @@ async def test_clone_outside_the_range_is_noted_and_the_key_hint_fits(demo_db):
 
 
 async def test_refine_writes_the_next_stage_with_what_the_fields_show(finished_db):
-    pytest.importorskip("hpotui.engine.refine")
+    pytest.importorskip("hpotui.engine.search.refine")
     app = HpotuiApp(str(finished_db), "done", clock=fixed_clock, refresh_s=0.1)
     async with app.run_test(size=(120, 50)) as pilot:
         screen = await loaded(pilot)

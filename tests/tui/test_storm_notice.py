@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hpotui.engine.records import EventKind
-from hpotui.engine.store import Store
+from hpotui.engine.database.records import EventKind
+from hpotui.engine.database.store import Store
 from hpotui.tui.data import StudyReader, StudySummary
 from hpotui.tui.notices import Notice, StudyState, Watcher
 from tests.store_rows import bare_study

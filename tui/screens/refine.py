@@ -3,7 +3,7 @@
 Per parameter it shows the range searched, the span of the top-K trials, a scatter of the
 objective against the parameter (log x for log parameters) and a warning when the best trials
 crowd a bound (the optimum may lie outside: widen, do not narrow). Enter writes the next space
-file with the same code as ``hpotui refine`` (:func:`engine.refine.refine_study`), applies the
+file with the same code as ``hpotui refine`` (:func:`engine.search.refine.refine_study`), applies the
 bounds and budget typed here, and launches the stage in the background.
 """
 
@@ -23,8 +23,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from ...engine.records import RANKED_STATUSES
-from ...engine.store import StudyRow
+from ...engine.database.records import RANKED_STATUSES
+from ...engine.database.store import StudyRow
 from ..data import StudyPlan
 from ..monitor import Monitor
 from ..widgets.curve_chart import Series, render_chart
@@ -78,8 +78,8 @@ def engine_proposals(reader: Any, study: StudyRow, top: int) -> dict[str, tuple[
     """What ``hpotui refine`` would write for each parameter, and its boundary warning (engine code)."""
     try:
         # lazy: the refine code and the space parser cost ~0.1 s of start-up, and only this dialog needs them
-        from ...engine.refine import param_spans
-        from ...engine.space import parse_space
+        from ...engine.search.refine import param_spans
+        from ...engine.space_file.space import parse_space
 
         base = Path(study.space_file).parent if study.space_file else Path.cwd()
         space = parse_space(yaml.safe_load(study.space_yaml), study.space_file or "space.yaml", base)
@@ -98,8 +98,8 @@ def proposed_max_trials(reader: Any, study: StudyRow, top: int, scale: float) ->
     """``budget.max_trials`` as ``hpotui refine`` would write it (engine code), or None if it cannot say."""
     try:
         # lazy: the refine code and the space parser cost ~0.1 s of start-up, and only this dialog needs them
-        from ...engine.refine import refine_space
-        from ...engine.space import parse_space
+        from ...engine.search.refine import refine_space
+        from ...engine.space_file.space import parse_space
 
         base = Path(study.space_file).parent if study.space_file else Path.cwd()
         space = parse_space(yaml.safe_load(study.space_yaml), study.space_file or "space.yaml", base)

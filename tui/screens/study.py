@@ -28,8 +28,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 
-from ...engine.liveness import engine_alive
-from ...engine.records import LIVE_STATUSES, CommandResult, TrialStatus
+from ...engine.database.records import LIVE_STATUSES, CommandResult, TrialStatus
+from ...engine.trials.liveness import engine_alive
 from .. import state as saved
 from ..data import STATUS_FILTERS, StudyReader, StudyView, TrialInfo
 from ..header import Shown, header_lines

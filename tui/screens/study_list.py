@@ -16,9 +16,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from ...engine.liveness import engine_alive
-from ...engine.records import StudyStatus
-from ...engine.store import StudyRow
+from ...engine.database.records import StudyStatus
+from ...engine.database.store import StudyRow
+from ...engine.trials.liveness import engine_alive
 from .. import format as fmt
 from ..data import StudySummary
 from ..header import counts_text as short_counts

@@ -1,0 +1,1 @@
+"""Trial health: metric reports in, flags out; pure detectors, no I/O."""

@@ -1,0 +1,1 @@
+"""What to try next: samplers, warm starts, objectives, boundary warnings, refine stages, the plan."""

@@ -1,0 +1,1 @@
+"""The space file: read safely, parsed into frozen dataclasses; every user-facing validation error."""

@@ -1,0 +1,1 @@
+"""A trial's life on this machine: folder, logs, parameters, processes, liveness, its end, stopping."""
