@@ -9,6 +9,7 @@ node ``gamma`` and removes it mid-trial.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -304,3 +305,16 @@ def wait_for(read, ok, *, timeout: float = 30.0, what: str = "condition"):
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}; last seen {value!r}")
 
+
+
+def test_package_copies_of_engines_that_no_longer_run_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    """An engine killed with SIGKILL never removes its staged copy; the next Ray engine does."""
+    from hpotui.engine.executors.ray import STAGE_PREFIX, sweep_stale_stages
+
+    dead = tmp_path / f"{STAGE_PREFIX}{2**22 + 1}-abc"  # above any pid_max: no such process
+    alive = tmp_path / f"{STAGE_PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{STAGE_PREFIX}notapid-ghi"
+    for folder in (dead, alive, other):
+        (folder / "hpotui").mkdir(parents=True)
+    assert sweep_stale_stages(tmp_path) == 1
+    assert not dead.exists() and alive.exists() and other.exists()

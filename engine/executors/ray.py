@@ -41,6 +41,7 @@ from typing import Any
 from ..database.records import TrialStatus
 from ..errors import UserError
 from ..space_file.space import Resources
+from ..trials.liveness import process_alive
 from ..trials.trial_files import create_trial_logs
 from . import ray_node
 from .base import EXIT_UNKNOWN, Executor, TrialProcess
@@ -94,6 +95,29 @@ def _stream(proc: TrialProcess) -> _Stream:
     return proc.stream
 
 
+STAGE_PREFIX = "hpotui-ray-"  # + the engine's pid: a copy whose engine is gone can be told and removed
+
+
+def sweep_stale_stages(folder: Path) -> int:
+    """Remove package copies (``hpotui-ray-<pid>-*``) of this user's engines that no longer run; how many.
+
+    ``shutdown`` removes an engine's own copy, but an engine killed with SIGKILL, or one whose
+    machine went down, never gets there; without this a shared box's /tmp fills with copies.
+    Another user's copies, and those of engines still running, are left alone.
+    """
+    removed = 0
+    for path in folder.glob(f"{STAGE_PREFIX}*-*"):
+        pid = path.name[len(STAGE_PREFIX):].partition("-")[0]
+        try:
+            mine = path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if mine and pid.isdigit() and not process_alive(int(pid), None):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 class RayExecutor(Executor):
     name = "ray"
     places_gpus = True  # Ray picks each trial's GPUs on its node; the engine's local placement stays out
@@ -135,7 +159,8 @@ class RayExecutor(Executor):
         """
         engine_dir = Path(__file__).resolve().parents[1]
         top = sys.modules[__name__.partition(".")[0]]
-        staged = Path(tempfile.mkdtemp(prefix="hpotui-ray-")) / "hpotui"
+        sweep_stale_stages(Path(tempfile.gettempdir()))
+        staged = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-")) / "hpotui"
         staged.mkdir()
         shutil.copy(str(top.__file__), staged / "__init__.py")
         shutil.copytree(engine_dir, staged / "engine", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -157,6 +182,8 @@ class RayExecutor(Executor):
         try:
             self.ray.init(**options)
         except (ConnectionError, ValueError, RuntimeError) as exc:
+            if self._staged_dir is not None:  # no shutdown follows a failed start: the copy goes now
+                shutil.rmtree(self._staged_dir, ignore_errors=True)
             where = f"the Ray cluster at {address!r}" if address else "a local Ray"
             fix = "start one with `ray start --head` or fix executor.address" if address else \
                 "see `ray status`, or give executor.address of a running cluster"
