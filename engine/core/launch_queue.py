@@ -6,22 +6,12 @@ requests) run in addition to it, even once the budget is fully launched.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from ..database.records import TERMINAL_STATUSES
 from ..search.sampling import Sampler
 from .effects import Launch
-from .events import TrialFacts
+from .events import CloneQueued, TrialFacts
 
 FINISHED = TERMINAL_STATUSES  # what counts towards max_trials ("interrupted" runs again)
-
-
-@dataclass(frozen=True)
-class QueuedClone:
-    clone_id: int
-    source_number: int
-    params: dict[str, Any]
 
 
 class LaunchQueue:
@@ -29,7 +19,7 @@ class LaunchQueue:
         self.sampler = sampler
         self.max_trials = max_trials
         self.reruns: list[TrialFacts] = []  # interrupted trials whose configuration runs again
-        self.clones: list[QueuedClone] = []
+        self.clones: list[CloneQueued] = []  # in the order the store queued them
         self.next_sample_index = 0
         self.finished = 0
         self.clones_finished = 0  # finished trials that ran a clone: outside max_trials

@@ -24,7 +24,7 @@ from .effects import Effect, FlagOom, RecordEnd, RecordEvent, Say, SetBracket, U
 from .events import (CloneQueued, Command, EarlierCommand, EndedUnwatched, GpuReleased, Halt, HistoryRead,
                      JudgeUnwatched, Launched, MaxParallelRead, Recovered, Reported, RerunQueued, SlotsFree,
                      StartFailed, StopSignal, Tick, TrialAdopted, TrialExited, TrialFacts, TrialStarted)
-from .launch_queue import LaunchQueue, QueuedClone
+from .launch_queue import LaunchQueue
 from .policy import Counters, StudyPolicy
 from .state import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, StudyState
 from .trials import TrialTable
@@ -125,7 +125,7 @@ class StudyCore:
         return []
 
     def _clone_queued(self, event: CloneQueued) -> list[Effect]:
-        self.queue.clones.append(QueuedClone(event.clone_id, event.source_number, event.params))
+        self.queue.clones.append(event)
         return []
 
     def _adopted(self, event: TrialAdopted) -> list[Effect]:
