@@ -1,7 +1,9 @@
 """A finished study as a colleague sees it: in a folder they cannot write, its -wal and -shm gone.
 
-As root nothing is read-only, so the reader then runs as ``nobody`` (``setpriv``); otherwise the
-folder is simply made read-only for us.
+As root nothing is read-only, so the reader then runs without the capabilities that let root
+ignore file modes (``setpriv``, as tests/faults/test_foreign_db.py does); otherwise the folder is
+simply made read-only for us. Not by switching to ``nobody``: that user may not even reach the
+checkout (a clone in a ``mktemp -d`` folder is 0700), and unreadable code is not what is tested.
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-NOBODY = 65534
-
 
 @contextmanager
 def readonly_copy(db: Path, folder_name: str) -> Iterator[Path]:
@@ -41,7 +40,7 @@ def readonly_copy(db: Path, folder_name: str) -> Iterator[Path]:
 
 
 def as_reader(argv: list[str]) -> list[str]:
-    """``argv`` run as a user who cannot write the folder (``nobody`` when we are root)."""
+    """``argv`` run so that it cannot write the folder (as root: without DAC override, so modes apply)."""
     if os.geteuid() != 0:
         return argv
     setpriv = shutil.which("setpriv")
@@ -49,4 +48,4 @@ def as_reader(argv: list[str]) -> list[str]:
         import pytest
 
         pytest.skip("running as root without setpriv: nothing is read-only for root")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *argv]
